@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Verdict accounting. Every path of the program ends in finish(), which bumps exactly one verdict
+ * field for the packet's reason and returns the XDP action that reason implies. Field names are
+ * metric names: `pass__X` and `drop__X` become xsyn_passed_total{reason="X"} and
+ * xsyn_dropped_total{reason="X"}; the others become xsyn_<name>_total.
+ */
+#ifndef XSYN_COUNTERS_H
+#define XSYN_COUNTERS_H
+
+#include "common.h"
+#include "maps.h"
+
+/* Slots of xsyn_counters: traffic that is not IP has no family. */
+enum family {
+	FAMILY_OTHER = 0,
+	FAMILY_IPV4 = 1,
+	FAMILY_IPV6 = 2,
+	FAMILY_MAX,
+};
+
+struct counters {
+	/* Protected services. */
+	__u64 syn_received;       /* SYNs to a protected service (whatever their verdict) */
+	__u64 synack_sent;        /* answered from XDP with a cookie SYN-ACK (XDP_TX) */
+	__u64 ack_cookie_valid;   /* ACK carried one of our cookies: up to SYNPROXY (XDP_PASS) */
+	__u64 ack_cookie_invalid; /* ACK without a connection or a valid cookie (XDP_DROP) */
+	__u64 established_passed; /* confirmed conntrack entry (XDP_PASS) */
+	/* Passed to the kernel untouched. */
+	__u64 pass__not_ip;        /* neither IPv4 nor IPv6 */
+	__u64 pass__not_tcp;       /* not TCP, or behind an IPv6 header we do not walk (AH, ESP) */
+	__u64 pass__not_protected; /* TCP to an address:port without a service */
+	__u64 pass__fragment;      /* IPv4 fragment or IPv6 fragment header: the kernel reassembles */
+	__u64 pass__vlan_depth;    /* more than two VLAN tags */
+	__u64 pass__ext_hdr_chain; /* more IPv6 extension headers than we walk */
+	__u64 pass__malformed;     /* bad IP header or lengths; the kernel's checks drop it */
+	__u64 pass__no_room;       /* SYN whose frame could not be resized: SYNPROXY answers */
+	__u64 pass__cookie_error;  /* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */
+	/* Dropped. */
+	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
+	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
+	__u64 drop__internal;  /* frame not the size just asked for; never expected */
+};
+
+/* The same story per service (slot = service.id), for the protected-service fields. */
+struct service_counters {
+	__u64 syn_received;
+	__u64 synack_sent;
+	__u64 ack_cookie_valid;
+	__u64 ack_cookie_invalid;
+	__u64 established_passed;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FAMILY_MAX);
+	__type(key, __u32);
+	__type(value, struct counters);
+} xsyn_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct service_counters);
+} xsyn_service_counters SEC(".maps");
+
+enum reason {
+	SYNACK_SENT,
+	ACK_COOKIE_VALID,
+	ACK_COOKIE_INVALID,
+	ESTABLISHED_PASSED,
+	PASS_NOT_IP,
+	PASS_NOT_TCP,
+	PASS_NOT_PROTECTED,
+	PASS_FRAGMENT,
+	PASS_VLAN_DEPTH,
+	PASS_EXT_HDR_CHAIN,
+	PASS_MALFORMED,
+	PASS_NO_ROOM,
+	PASS_COOKIE_ERROR,
+	DROP_NO_CONN,
+	DROP_MALFORMED,
+	DROP_INTERNAL,
+	CONTINUE, /* not a verdict: the stage wants the next stage to decide */
+};
+
+/* What finish() needs to know about the packet besides the reason. */
+struct verdict_ctx {
+	__u32 family;                /* enum family */
+	const struct service *svc;   /* set once the packet is known to be for a service */
+	bool syn;                    /* a SYN to that service */
+};
+
+static __always_inline void count_service(const struct verdict_ctx *v, enum reason r)
+{
+	struct service_counters *s;
+	__u32 id;
+
+	if (!v->svc)
+		return;
+	id = v->svc->id;
+	s = bpf_map_lookup_elem(&xsyn_service_counters, &id);
+	if (!s)
+		return;
+	if (v->syn)
+		s->syn_received++;
+	switch (r) {
+	case SYNACK_SENT:
+		s->synack_sent++;
+		break;
+	case ACK_COOKIE_VALID:
+		s->ack_cookie_valid++;
+		break;
+	case ACK_COOKIE_INVALID:
+		s->ack_cookie_invalid++;
+		break;
+	case ESTABLISHED_PASSED:
+		s->established_passed++;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The one exit: count the verdict under its reason and return the action it stands for. */
+static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
+{
+	struct counters *c = bpf_map_lookup_elem(&xsyn_counters, &v->family);
+
+	count_service(v, r);
+	if (!c)
+		return XDP_PASS; /* cannot happen: family < FAMILY_MAX */
+	if (v->syn)
+		c->syn_received++;
+
+	switch (r) {
+	case SYNACK_SENT:
+		c->synack_sent++;
+		return XDP_TX;
+	case ACK_COOKIE_VALID:
+		c->ack_cookie_valid++;
+		return XDP_PASS;
+	case ACK_COOKIE_INVALID:
+		c->ack_cookie_invalid++;
+		return XDP_DROP;
+	case ESTABLISHED_PASSED:
+		c->established_passed++;
+		return XDP_PASS;
+	case PASS_NOT_IP:
+		c->pass__not_ip++;
+		return XDP_PASS;
+	case PASS_NOT_TCP:
+		c->pass__not_tcp++;
+		return XDP_PASS;
+	case PASS_NOT_PROTECTED:
+		c->pass__not_protected++;
+		return XDP_PASS;
+	case PASS_FRAGMENT:
+		c->pass__fragment++;
+		return XDP_PASS;
+	case PASS_VLAN_DEPTH:
+		c->pass__vlan_depth++;
+		return XDP_PASS;
+	case PASS_EXT_HDR_CHAIN:
+		c->pass__ext_hdr_chain++;
+		return XDP_PASS;
+	case PASS_MALFORMED:
+		c->pass__malformed++;
+		return XDP_PASS;
+	case PASS_NO_ROOM:
+		c->pass__no_room++;
+		return XDP_PASS;
+	case PASS_COOKIE_ERROR:
+		c->pass__cookie_error++;
+		return XDP_PASS;
+	case DROP_NO_CONN:
+		c->drop__no_conn++;
+		return XDP_DROP;
+	case DROP_MALFORMED:
+		c->drop__malformed++;
+		return XDP_DROP;
+	case DROP_INTERNAL:
+	default:
+		c->drop__internal++;
+		return XDP_DROP;
+	}
+}
+
+#endif /* XSYN_COUNTERS_H */

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Header parsing: Ethernet (up to two VLAN tags), IPv4 (with options) or IPv6 (with a bounded
+ * walk over extension headers), then the TCP header. Parsing only reads; whatever does not parse
+ * is passed to the kernel, whose own checks and netfilter rules then apply, except TCP to a
+ * protected service, which xsyn owns.
+ */
+#ifndef XSYN_PARSE_H
+#define XSYN_PARSE_H
+
+#include "common.h"
+#include "counters.h"
+
+/* VLAN tags we look through (802.1Q, and 802.1ad + 802.1Q for QinQ). */
+#define MAX_VLAN_TAGS 2
+/* IPv6 extension headers we walk before giving up (hop-by-hop, routing, destination options). */
+#define MAX_IPV6_EXT_HDRS 4
+
+struct packet {
+	void *data;
+	void *data_end;
+	__u32 l3off;            /* bytes of Ethernet + VLAN headers */
+	bool ipv6;              /* which of ip4 / ip6 is set; branch on this, not on the pointers
+				 * (the verifier cannot tell a packet pointer from NULL) */
+	struct iphdr *ip4;
+	struct ipv6hdr *ip6;
+	struct tcphdr *tcp;     /* at least sizeof(struct tcphdr) bytes are in the frame */
+	__u32 tcp_len;          /* TCP header + payload, as the IP header says */
+};
+
+static __always_inline bool is_vlan(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+/* Finds the network protocol and where its header starts. VLAN tags stay where they are: the
+ * SYN-ACK goes back on the same VLAN. */
+static __always_inline enum reason parse_l2(struct packet *p, __be16 *proto)
+{
+	struct ethhdr *eth = p->data;
+	__u32 off = sizeof(*eth);
+	__be16 h;
+
+	if ((void *)(eth + 1) > p->data_end)
+		return PASS_MALFORMED;
+	h = eth->h_proto;
+
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		struct vlan_hdr *vh = p->data + off;
+
+		if (!is_vlan(h))
+			break;
+		if ((void *)(vh + 1) > p->data_end)
+			return PASS_MALFORMED;
+		h = vh->encapsulated_proto;
+		off += sizeof(*vh);
+	}
+	if (is_vlan(h))
+		return PASS_VLAN_DEPTH;
+
+	p->l3off = off;
+	*proto = h;
+	return CONTINUE;
+}
+
+static __always_inline enum reason parse_ipv4(struct packet *p)
+{
+	struct iphdr *ip = p->data + p->l3off;
+	__u32 ihl, tot;
+
+	if ((void *)(ip + 1) > p->data_end)
+		return PASS_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return PASS_MALFORMED;
+	if (ip->protocol != IPPROTO_TCP)
+		return PASS_NOT_TCP;
+	/* Fragments go to the kernel, which reassembles before conntrack and SYNPROXY see them. No
+	 * real SYN or handshake ACK is fragmented. Only the IP_DF bit is ignored: real sites send TCP
+	 * without it. */
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return PASS_FRAGMENT;
+
+	ihl = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	/* Options are parsed over (ihl), never copied: the SYN-ACK carries none, as SYNPROXY's. */
+	if (tot < ihl + sizeof(struct tcphdr) || (void *)ip + tot > p->data_end)
+		return PASS_MALFORMED;
+
+	p->ip4 = ip;
+	p->tcp = (void *)ip + ihl;
+	p->tcp_len = tot - ihl;
+	if ((void *)(p->tcp + 1) > p->data_end)
+		return PASS_MALFORMED;
+	return CONTINUE;
+}
+
+static __always_inline bool is_walked_ext_hdr(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS;
+}
+
+static __always_inline enum reason parse_ipv6(struct packet *p)
+{
+	struct ipv6hdr *ip6 = p->data + p->l3off;
+	__u32 off = sizeof(*ip6), end;
+	__u8 nh;
+
+	if ((void *)(ip6 + 1) > p->data_end)
+		return PASS_MALFORMED;
+	if (ip6->version != 6)
+		return PASS_MALFORMED;
+	nh = ip6->nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
+		struct ipv6_opt_hdr *eh = (void *)ip6 + off;
+
+		if (!is_walked_ext_hdr(nh))
+			break;
+		if ((void *)(eh + 1) > p->data_end)
+			return PASS_MALFORMED;
+		nh = eh->nexthdr;
+		off += (eh->hdrlen + 1) * 8;
+	}
+	if (nh == IPPROTO_FRAGMENT)
+		return PASS_FRAGMENT;
+	/* XXX: a chain longer than MAX_IPV6_EXT_HDRS skips the XDP fast path; netfilter's SYNPROXY
+	 * still answers it. Legitimate SYNs carry no extension headers at all. */
+	if (is_walked_ext_hdr(nh))
+		return PASS_EXT_HDR_CHAIN;
+	if (nh != IPPROTO_TCP)
+		return PASS_NOT_TCP;
+
+	/* A zero payload length (jumbogram) fails this check too: passed to the kernel. */
+	end = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	if (end < off + sizeof(struct tcphdr) || (void *)ip6 + end > p->data_end)
+		return PASS_MALFORMED;
+
+	p->ipv6 = true;
+	p->ip6 = ip6;
+	p->tcp = (void *)ip6 + off;
+	p->tcp_len = end - off;
+	if ((void *)(p->tcp + 1) > p->data_end)
+		return PASS_MALFORMED;
+	return CONTINUE;
+}
+
+/* Finds the service protecting this destination, if any. */
+static __always_inline const struct service *lookup_service(const struct packet *p)
+{
+	__u32 port = bpf_ntohs(p->tcp->dest);
+	struct port_families *pf = bpf_map_lookup_elem(&xsyn_ports, &port);
+
+	if (!pf)
+		return NULL;
+	if (!p->ipv6) {
+		struct service_key4 k = { .prefixlen = 16 + 32, .port = p->tcp->dest };
+
+		if (!pf->v4)
+			return NULL;
+		__builtin_memcpy(k.addr, &p->ip4->daddr, sizeof(k.addr));
+		return bpf_map_lookup_elem(&xsyn_services4, &k);
+	} else {
+		struct service_key6 k = { .prefixlen = 16 + 128, .port = p->tcp->dest };
+
+		if (!pf->v6)
+			return NULL;
+		__builtin_memcpy(k.addr, p->ip6->daddr, sizeof(k.addr));
+		return bpf_map_lookup_elem(&xsyn_services6, &k);
+	}
+}
+
+#endif /* XSYN_PARSE_H */

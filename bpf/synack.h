@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Answering a SYN: the client's options, the kernel cookie, and the SYN-ACK written over the SYN.
+ *
+ * The SYN-ACK is the one netfilter's SYNPROXY target would send (nf_synproxy_core.c:
+ * synproxy_send_client_synack / synproxy_build_options), so SYNPROXY, which shares the kernel's
+ * cookie secret, accepts the client's ACK as if it had answered the SYN itself:
+ *   - sequence number: the kernel's SYN cookie (bpf_tcp_raw_gen_syncookie_ipv4/6), which encodes
+ *     the client's MSS;
+ *   - when the client sent timestamps and the service allows them, our tsval carries the client's
+ *     window scale (bits 0-3, 0xf = none), SACK-permitted (bit 4) and ECN (bit 5), exactly as
+ *     synproxy_init_timestamp_cookie() encodes and synproxy_check_timestamp_cookie() decodes;
+ *     without timestamps neither window scaling nor SACK can be carried, so neither is offered;
+ *   - option layout MSS, [SACK_PERM|NOP NOP] TS, [NOP WS]; window 0; IP header without options,
+ *     DF set, id 0; IPv6 without extension headers, traffic class and flow label 0.
+ * One deliberate difference: the MSS option is always sent (SYNPROXY sends it only when the client
+ * did), as the kernel's own listener does; the cookie still encodes the client's MSS.
+ */
+#ifndef XSYN_SYNACK_H
+#define XSYN_SYNACK_H
+
+#include "common.h"
+#include "csum.h"
+#include "maps.h"
+#include "parse.h"
+
+#define MAX_TCP_OPTION_BYTES 40
+
+/* What the client offered in its SYN. */
+struct syn_options {
+	__u16 mss;       /* the last non-zero MSS, as the kernel's tcp_parse_mss_option(); 0: none */
+	__u8 wscale;     /* the client's shift, clamped to TCP_MAX_WSCALE as SYNPROXY does */
+	bool has_wscale;
+	bool sack;
+	bool ts;
+	__be32 tsval;
+};
+
+/*
+ * Walks the options the way the kernel does (stop at EOL, on a "silly" size < 2 or on a partial
+ * option) and keeps the last of each. opt_off: where the options start in the frame; len: their
+ * length, <= 40.
+ *
+ * A global function on purpose: the verifier checks it once, on its own, instead of once for every
+ * way of reaching it (each VLAN depth, IPv4 header length, IPv6 extension chain), which inlined
+ * took 700k of the 1M instructions it may examine. The loop is bounded by the offset alone, which
+ * grows every round, so states at the loop head differ only in offset and findings and prune well.
+ */
+__noinline int parse_syn_options(struct xdp_md *ctx, __u32 opt_off, __u32 len,
+				 struct syn_options *o)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u8 *opt;
+	__u32 off = 0;
+
+	if (!o || opt_off > 0x3fff) /* far beyond any header chain we walk */
+		return 0;
+	opt = data + opt_off;
+
+	while (off < len && off < MAX_TCP_OPTION_BYTES) {
+		__u8 *q = opt + off, kind, size;
+
+		/* Keep clang from folding the bound check into opt + (off + 2), a pointer the
+		 * verifier would not connect to q. */
+		barrier_var(q);
+		if ((void *)(q + 2) > data_end) {
+			/* Only a trailing one-byte EOL/NOP can end here. */
+			break;
+		}
+		kind = q[0];
+		if (kind == TCPOPT_EOL)
+			break;
+		if (kind == TCPOPT_NOP) {
+			off++;
+			continue;
+		}
+		size = q[1];
+		if (size < 2 || off + size > len)
+			break;
+
+		switch (kind) {
+		case TCPOPT_MSS:
+			if (size == TCPOLEN_MSS && (void *)(q + TCPOLEN_MSS) <= data_end) {
+				__u16 mss = (q[2] << 8) | q[3];
+
+				if (mss)
+					o->mss = mss;
+			}
+			break;
+		case TCPOPT_WINDOW:
+			if (size == TCPOLEN_WINDOW && (void *)(q + TCPOLEN_WINDOW) <= data_end) {
+				o->wscale = q[2] > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : q[2];
+				o->has_wscale = true;
+			}
+			break;
+		case TCPOPT_SACK_PERM:
+			if (size == TCPOLEN_SACK_PERM)
+				o->sack = true;
+			break;
+		case TCPOPT_TIMESTAMP:
+			if (size == TCPOLEN_TIMESTAMP && (void *)(q + TCPOLEN_TIMESTAMP) <= data_end) {
+				__builtin_memcpy(&o->tsval, q + 2, sizeof(o->tsval));
+				o->ts = true;
+			}
+			break;
+		}
+		off += size;
+	}
+	return 0;
+}
+
+/*
+ * The kernel cookie for this SYN. The helper parses the MSS out of the TCP header it is given and
+ * needs th_len == doff * 4 bytes of it, a length the verifier can only accept from a region it
+ * knows the size of. So it is given a canonical copy on the stack: the SYN's ports and sequence
+ * number plus the one option that enters the cookie, the MSS found above. Same inputs, same cookie,
+ * and no need to grow a short SYN just to make room for the helper.
+ */
+struct canonical_syn {
+	struct tcphdr th;
+	__be32 mss_option;
+};
+
+static __always_inline void canonical_syn_init(struct canonical_syn *c, const struct tcphdr *th,
+					       __u16 mss)
+{
+	c->th.source = th->source;
+	c->th.dest = th->dest;
+	c->th.seq = th->seq;
+	c->th.doff = sizeof(*c) / 4;
+	c->th.syn = 1;
+	c->mss_option = bpf_htonl((TCPOPT_MSS << 24) | (TCPOLEN_MSS << 16) | mss);
+}
+
+static __always_inline __s64 syn_cookie(const struct packet *p, __u16 mss)
+{
+	struct canonical_syn c = {};
+
+	canonical_syn_init(&c, p->tcp, mss);
+	if (!p->ipv6)
+		return bpf_tcp_raw_gen_syncookie_ipv4(p->ip4, &c.th, sizeof(c));
+	return bpf_tcp_raw_gen_syncookie_ipv6(p->ip6, &c.th, sizeof(c));
+}
+
+/* Everything the SYN-ACK needs, gathered before the frame is resized (which invalidates every
+ * packet pointer). */
+struct synack {
+	__be32 seq;      /* the cookie */
+	__be32 ack_seq;  /* client's seq + 1 */
+	__be16 sport;    /* our port: the SYN's destination */
+	__be16 dport;    /* the client's port */
+	__u8 flags;
+	__u32 optlen;    /* 4 (MSS), 16 (+ timestamps), 20 (+ window scale) */
+	__be32 opt[5];
+};
+
+static __always_inline void synack_options(const struct service *svc, const struct syn_options *o,
+					   bool ecn_requested, struct synack *sa)
+{
+	bool ws, sack, ecn;
+	__u32 tsval;
+
+	sa->opt[0] = bpf_htonl((TCPOPT_MSS << 24) | (TCPOLEN_MSS << 16) | svc->mss);
+	sa->optlen = 4;
+	if (!o->ts || !svc->timestamps)
+		return;
+
+	ws = o->has_wscale && svc->use_wscale;
+	sack = o->sack && svc->sack;
+	ecn = ecn_requested && svc->ecn;
+
+	/* SYNPROXY's timestamp cookie: tcp_clock_ms() with the low 6 bits replaced. */
+	tsval = (bpf_ktime_get_ns() / 1000000) & ~0x3fULL;
+	tsval |= ws ? o->wscale : 0xf;
+	if (sack)
+		tsval |= 1 << 4;
+	if (ecn) {
+		tsval |= 1 << 5;
+		sa->flags |= TCP_FLAG_ECE;
+	}
+
+	if (sack)
+		sa->opt[1] = bpf_htonl((TCPOPT_SACK_PERM << 24) | (TCPOLEN_SACK_PERM << 16) |
+				       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
+	else
+		sa->opt[1] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) |
+				       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
+	sa->opt[2] = bpf_htonl(tsval);
+	sa->opt[3] = o->tsval;
+	sa->optlen = 16;
+	if (ws) {
+		sa->opt[4] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_WINDOW << 16) |
+				       (TCPOLEN_WINDOW << 8) | svc->wscale);
+		sa->optlen = 20;
+	}
+}
+
+/* Writes the TCP header and options at th and returns their checksum sum (without pseudo
+ * header). Fails only if the frame is shorter than the size just set, which cannot happen. */
+static __always_inline bool write_tcp(struct tcphdr *th, void *data_end, const struct synack *sa,
+				      __u64 *sum)
+{
+	__be32 *o = (void *)(th + 1);
+	__u8 *b = (void *)th;
+
+	/* Range checks keyed on optlen itself, so the verifier sees which writes each size allows. */
+	if (sa->optlen == 20) {
+		if ((void *)(o + 5) > data_end)
+			return false;
+	} else if (sa->optlen == 16) {
+		if ((void *)(o + 4) > data_end)
+			return false;
+	} else if ((void *)(o + 1) > data_end) {
+		return false;
+	}
+
+	th->source = sa->sport;
+	th->dest = sa->dport;
+	th->seq = sa->seq;
+	th->ack_seq = sa->ack_seq;
+	b[12] = ((sizeof(*th) + sa->optlen) / 4) << 4;
+	b[13] = sa->flags;
+	th->window = 0;
+	th->check = 0;
+	th->urg_ptr = 0;
+
+	o[0] = sa->opt[0];
+	if (sa->optlen >= 16) {
+		o[1] = sa->opt[1];
+		o[2] = sa->opt[2];
+		o[3] = sa->opt[3];
+	}
+	if (sa->optlen == 20)
+		o[4] = sa->opt[4];
+
+	*sum = csum_words((const __be32 *)th, sizeof(*th) / 4) +
+	       csum_words(sa->opt, sizeof(sa->opt) / 4); /* unused words are zero */
+	return true;
+}
+
+static __always_inline void swap_macs(struct ethhdr *eth)
+{
+	__u8 tmp[ETH_ALEN];
+
+	__builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
+}
+
+/* Sets the frame to exactly the SYN-ACK's length: grows an option-less SYN by the 4 bytes of our
+ * MSS option, trims longer SYNs, Ethernet padding and any payload. */
+static __always_inline bool resize(struct xdp_md *ctx, const struct packet *p, __u32 iphlen,
+				   __u32 optlen)
+{
+	int want = p->l3off + iphlen + sizeof(struct tcphdr) + optlen;
+	int delta = want - (int)(p->data_end - p->data);
+
+	return delta == 0 || bpf_xdp_adjust_tail(ctx, delta) == 0;
+}
+
+static __always_inline enum reason transmit_ipv4(struct xdp_md *ctx, __u32 l3off,
+						 const struct service *svc, __be32 saddr,
+						 __be32 daddr, const struct synack *sa)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + l3off;
+	struct tcphdr *th = (void *)(ip + 1);
+	__u32 tcp_len = sizeof(*th) + sa->optlen;
+	__u64 sum;
+
+	if ((void *)(eth + 1) > data_end || (void *)(th + 1) > data_end)
+		return DROP_INTERNAL;
+	if (!write_tcp(th, data_end, sa, &sum))
+		return DROP_INTERNAL;
+	th->check = csum_fold(sum + pseudo_sum4(daddr, saddr, tcp_len));
+
+	ip->version = 4;
+	ip->ihl = sizeof(*ip) / 4;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons(sizeof(*ip) + tcp_len);
+	ip->id = 0;
+	ip->frag_off = bpf_htons(IP_DF);
+	ip->ttl = svc->ttl;
+	ip->protocol = IPPROTO_TCP;
+	ip->check = 0;
+	ip->saddr = daddr;
+	ip->daddr = saddr;
+	ip->check = csum_fold(csum_words((const __be32 *)ip, sizeof(*ip) / 4));
+
+	swap_macs(eth);
+	return SYNACK_SENT;
+}
+
+static __always_inline enum reason transmit_ipv6(struct xdp_md *ctx, __u32 l3off,
+						 const struct service *svc, const struct synack *sa)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + l3off;
+	struct tcphdr *th = (void *)(ip6 + 1);
+	__u32 tcp_len = sizeof(*th) + sa->optlen;
+	__be32 addr[4];
+	__u64 sum;
+
+	if ((void *)(eth + 1) > data_end || (void *)(th + 1) > data_end)
+		return DROP_INTERNAL;
+	if (!write_tcp(th, data_end, sa, &sum))
+		return DROP_INTERNAL;
+
+	/* The addresses are still where the SYN had them (resizing only moves the tail). */
+	__builtin_memcpy(addr, ip6->saddr, sizeof(addr));
+	__builtin_memcpy(ip6->saddr, ip6->daddr, sizeof(addr));
+	__builtin_memcpy(ip6->daddr, addr, sizeof(addr));
+	*(__be32 *)ip6 = bpf_htonl(6 << 28);
+	ip6->payload_len = bpf_htons(tcp_len);
+	ip6->nexthdr = IPPROTO_TCP;
+	ip6->hop_limit = svc->ttl;
+	th->check = csum_fold(sum + pseudo_sum6(ip6->saddr, ip6->daddr, tcp_len));
+
+	swap_macs(eth);
+	return SYNACK_SENT;
+}
+
+/* A SYN to a protected service: answer it from here with a cookie SYN-ACK.
+ * Conntrack is not consulted: the netfilter rules NOTRACK every protected SYN, so SYNPROXY answers
+ * a SYN with a cookie whatever the table holds, and looking it up would cost every flood packet a
+ * hash walk without changing any verdict. */
+static __always_inline enum reason answer_syn(struct xdp_md *ctx, const struct packet *p,
+					      const struct service *svc, __u32 opt_len)
+{
+	struct syn_options o = {};
+	struct synack sa = {};
+	__u8 flags = tcp_flags(p->tcp);
+	__s64 cookie;
+
+	parse_syn_options(ctx, (void *)(p->tcp + 1) - p->data, opt_len, &o);
+	cookie = syn_cookie(p, o.mss);
+	if (cookie < 0)
+		return PASS_COOKIE_ERROR;
+
+	sa.seq = bpf_htonl((__u32)cookie);
+	sa.ack_seq = bpf_htonl(bpf_ntohl(p->tcp->seq) + 1);
+	sa.sport = p->tcp->dest;
+	sa.dport = p->tcp->source;
+	sa.flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
+	synack_options(svc, &o, (flags & (TCP_FLAG_ECE | TCP_FLAG_CWR)) == (TCP_FLAG_ECE | TCP_FLAG_CWR),
+		       &sa);
+
+	if (!p->ipv6) {
+		__be32 saddr = p->ip4->saddr, daddr = p->ip4->daddr;
+
+		/* XXX: a frame that cannot grow by 4 bytes (a driver without tailroom) is left to
+		 * SYNPROXY, which answers it from the stack, slower but still with a cookie. */
+		if (!resize(ctx, p, sizeof(struct iphdr), sa.optlen))
+			return PASS_NO_ROOM;
+		return transmit_ipv4(ctx, p->l3off, svc, saddr, daddr, &sa);
+	}
+	if (!resize(ctx, p, sizeof(struct ipv6hdr), sa.optlen))
+		return PASS_NO_ROOM;
+	return transmit_ipv6(ctx, p->l3off, svc, &sa);
+}
+
+/* An ACK to a protected service without a connection: is it the answer to one of our cookies? */
+static __always_inline enum reason check_cookie(const struct packet *p)
+{
+	long err;
+
+	if (!p->ipv6)
+		err = bpf_tcp_raw_check_syncookie_ipv4(p->ip4, p->tcp);
+	else
+		err = bpf_tcp_raw_check_syncookie_ipv6(p->ip6, p->tcp);
+	/* Valid: netfilter's SYNPROXY checks it again (shared secret) and opens the connection to
+	 * the server. Invalid: a forged or stale ACK that would only cost the stack work. */
+	return err == 0 ? ACK_COOKIE_VALID : ACK_COOKIE_INVALID;
+}
+
+#endif /* XSYN_SYNACK_H */

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * xsyn: SYN-flood defence at XDP.
+ *
+ * For TCP to a protected service (xsyn_services4/6):
+ *   SYN                         -> cookie SYN-ACK written over it, XDP_TX
+ *   confirmed conntrack entry   -> XDP_PASS (established flows)
+ *   ACK with a valid cookie     -> XDP_PASS: netfilter's SYNPROXY completes the handshake
+ *   ACK with an invalid cookie  -> XDP_DROP
+ *   RST/FIN/SYN+ACK, no entry   -> XDP_DROP: nothing to reset or close; the stack would call them
+ *                                  INVALID and the netfilter rules drop INVALID anyway
+ * Everything else passes untouched. Every path ends in finish(), which counts it.
+ */
+#include "common.h"
+#include "maps.h"
+#include "counters.h"
+#include "parse.h"
+#include "conntrack.h"
+#include "synack.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline enum reason protect(struct xdp_md *ctx, const struct packet *p,
+					   struct verdict_ctx *v)
+{
+	const struct tcphdr *th = p->tcp;
+	__u32 hdr_len = th->doff * 4;
+	__u8 flags;
+
+	/* Ours to judge: a header that cannot be valid is dropped rather than handed to the stack. */
+	if (hdr_len < sizeof(*th) || hdr_len > p->tcp_len)
+		return DROP_MALFORMED;
+
+	flags = tcp_flags(th) & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN);
+	if (flags == TCP_FLAG_SYN) {
+		v->syn = true;
+		return answer_syn(ctx, p, v->svc, hdr_len - sizeof(*th));
+	}
+	if (ct_confirmed(ctx, p))
+		return ESTABLISHED_PASSED;
+	if (flags == TCP_FLAG_ACK)
+		return check_cookie(p);
+	return DROP_NO_CONN;
+}
+
+static __always_inline enum reason classify(struct xdp_md *ctx, struct packet *p,
+					    struct verdict_ctx *v)
+{
+	enum reason r;
+	__be16 proto;
+
+	r = parse_l2(p, &proto);
+	if (r != CONTINUE)
+		return r;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		v->family = FAMILY_IPV4;
+		r = parse_ipv4(p);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		v->family = FAMILY_IPV6;
+		r = parse_ipv6(p);
+	} else {
+		return PASS_NOT_IP;
+	}
+	if (r != CONTINUE)
+		return r;
+
+	v->svc = lookup_service(p);
+	if (!v->svc)
+		return PASS_NOT_PROTECTED;
+	return protect(ctx, p, v);
+}
+
+SEC("xdp")
+int xsyn(struct xdp_md *ctx)
+{
+	struct packet p = {
+		.data = (void *)(long)ctx->data,
+		.data_end = (void *)(long)ctx->data_end,
+	};
+	struct verdict_ctx v = { .family = FAMILY_OTHER };
+
+	return finish(&v, classify(ctx, &p, &v));
+}
