@@ -1,0 +1,148 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// Counters are the per-verdict counters of the XDP program, one field per verdict and reason
+// (generated from struct counters in bpf/counters.h).
+type Counters = xsynCounters
+
+// ServiceCounters are the counters kept per protected service.
+type ServiceCounters = xsynServiceCounters
+
+// Slots of xsyn_counters (enum family in bpf/counters.h).
+const (
+	slotOther uint32 = 0
+	slotIPv4  uint32 = 1
+	slotIPv6  uint32 = 2
+)
+
+// FamilyCounters are the counters of one attachment, summed over CPUs, by family.
+type FamilyCounters struct {
+	IPv4, IPv6 Counters
+	Other      Counters // traffic that is not IP
+}
+
+// Total adds the families up.
+func (f FamilyCounters) Total() Counters {
+	return addCounters(addCounters(f.IPv4, f.IPv6), f.Other)
+}
+
+// Program is the XDP program with its maps, loaded into the kernel but not attached. Tests and
+// benchmarks run it with BPF_PROG_RUN; Attach puts it on an interface.
+type Program struct {
+	objs xsynObjects
+}
+
+// LoadProgram loads the XDP program and configures it for s.
+func LoadProgram(s spec.Spec) (*Program, error) {
+	m, err := render(s)
+	if err != nil {
+		return nil, err
+	}
+	p, err := loadProgram(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.configMaps().apply(m); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("configure program: %w", err)
+	}
+	return p, nil
+}
+
+// loadProgram loads the collection, reusing the given maps (for upgrades) when not nil.
+func loadProgram(replace map[string]*ebpf.Map) (*Program, error) {
+	cs, err := loadXsyn()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded program: %w", err)
+	}
+	p := &Program{}
+	err = cs.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: replace})
+	if err != nil {
+		return nil, fmt.Errorf("load XDP program into the kernel: %w", explainLoadError(err))
+	}
+	return p, nil
+}
+
+// explainLoadError keeps the verifier's last lines, which say what it refused.
+func explainLoadError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%w (verifier: %+v)", err, ve)
+	}
+	return err
+}
+
+// Close releases the program and maps (an attachment holds its own references).
+func (p *Program) Close() error { return p.objs.Close() }
+
+// XDP returns the program, e.g. to Run it.
+func (p *Program) XDP() *ebpf.Program { return p.objs.Xsyn }
+
+// Reconfigure replaces the protected services with those of s, in place.
+func (p *Program) Reconfigure(s spec.Spec) error {
+	m, err := render(s)
+	if err != nil {
+		return err
+	}
+	return p.configMaps().apply(m)
+}
+
+// Counters reads the verdict counters, summed over CPUs.
+func (p *Program) Counters() (FamilyCounters, error) {
+	return readCounters(p.objs.XsynCounters)
+}
+
+// ServiceCounters reads the counters of the service with the given index in the spec.
+func (p *Program) ServiceCounters(id int) (ServiceCounters, error) {
+	return readServiceCounters(p.objs.XsynServiceCounters, id)
+}
+
+func (p *Program) configMaps() configMaps {
+	return configMaps{ports: p.objs.XsynPorts, services4: p.objs.XsynServices4, services6: p.objs.XsynServices6}
+}
+
+func readCounters(m *ebpf.Map) (FamilyCounters, error) {
+	var fc FamilyCounters
+	for slot, dst := range map[uint32]*Counters{slotOther: &fc.Other, slotIPv4: &fc.IPv4, slotIPv6: &fc.IPv6} {
+		var perCPU []Counters
+		if err := m.Lookup(slot, &perCPU); err != nil {
+			return FamilyCounters{}, fmt.Errorf("read counters: %w", err)
+		}
+		for _, c := range perCPU {
+			*dst = addCounters(*dst, c)
+		}
+	}
+	return fc, nil
+}
+
+func readServiceCounters(m *ebpf.Map, id int) (ServiceCounters, error) {
+	var perCPU []ServiceCounters
+	if err := m.Lookup(uint32(id), &perCPU); err != nil {
+		return ServiceCounters{}, fmt.Errorf("read counters of service %d: %w", id, err)
+	}
+	var sum ServiceCounters
+	for _, c := range perCPU {
+		sum = addCounters(sum, c)
+	}
+	return sum, nil
+}
+
+// addCounters adds two counter structs field by field; every exported field is a uint64.
+func addCounters[T any](a, b T) T {
+	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(b)
+	for i := range va.NumField() {
+		if f := va.Field(i); f.CanSet() && f.Kind() == reflect.Uint64 {
+			f.SetUint(f.Uint() + vb.Field(i).Uint())
+		}
+	}
+	return a
+}

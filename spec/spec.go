@@ -1,0 +1,181 @@
+// Package spec is the validated model of what xsyn protects and how. It is the single source both
+// renderers read: the loader turns it into XDP map contents and the rules package into netfilter
+// rules, so the SYN-ACK sent from XDP and the SYNPROXY that completes the handshake always agree
+// on MSS, window scale, SACK and timestamps.
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Family is an IP version.
+type Family int
+
+// The families xsyn protects.
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string {
+	switch f {
+	case IPv4:
+		return "ipv4"
+	case IPv6:
+		return "ipv6"
+	}
+	return fmt.Sprintf("family(%d)", int(f))
+}
+
+// AnyAddr is the prefix matching every destination of the family.
+func (f Family) AnyAddr() netip.Prefix {
+	if f == IPv6 {
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+}
+
+// Limits of the model; MaxServices matches MAX_SERVICES in bpf/maps.h.
+const (
+	MaxServices = 4096
+	MaxWScale   = 14  // RFC 7323
+	MinMSS      = 536 // RFC 9293 default MSS; smaller values only help attackers
+	MaxMSS      = 65495
+)
+
+// TCPOptions are the options offered in the SYN-ACK, by XDP and by SYNPROXY alike. They must
+// match what the protected server itself would offer: SYNPROXY opens the real connection with
+// the options the client accepted from us.
+type TCPOptions struct {
+	MSS        uint16 // maximum segment size we announce
+	WScale     uint8  // our window scale shift (offered when the client offers one)
+	SACK       bool   // SACK-permitted (needs timestamps to be carried in the cookie)
+	Timestamps bool   // timestamps; without them window scaling and SACK cannot be offered
+	ECN        bool   // accept ECN negotiation (needs timestamps)
+}
+
+// DefaultOptions are FireHOL's SYNPROXY defaults (--sack-perm --timestamp --wscale 7 --mss 1460),
+// with the MSS of a 1500-byte MTU for the family.
+func DefaultOptions(f Family) TCPOptions {
+	return TCPOptions{MSS: DefaultMSS(f), WScale: 7, SACK: true, Timestamps: true}
+}
+
+// DefaultMSS is the MSS of a 1500-byte Ethernet MTU.
+func DefaultMSS(f Family) uint16 {
+	if f == IPv6 {
+		return 1440
+	}
+	return 1460
+}
+
+// DefaultTTL is Linux's default IPv4 TTL and IPv6 hop limit, which SYNPROXY also uses.
+const DefaultTTL = 64
+
+// Service is one protected (family, destination prefix, destination port).
+type Service struct {
+	Family  Family
+	Dst     netip.Prefix // masked; the family's AnyAddr for every address
+	Port    uint16
+	Options TCPOptions
+	TTL     uint8 // IPv4 TTL / IPv6 hop limit of the SYN-ACK
+}
+
+func (s Service) String() string {
+	return fmt.Sprintf("%s %s port %d", s.Family, s.Dst, s.Port)
+}
+
+// Spec is everything xsyn protects on one interface.
+type Spec struct {
+	Services []Service
+}
+
+// Validation errors, checked with errors.Is.
+var (
+	ErrNoServices = errors.New("nothing to protect: give at least one port")
+	ErrInvalid    = errors.New("invalid service")
+)
+
+// Validate checks every service and that no two services claim the same destination.
+func (s Spec) Validate() error {
+	if len(s.Services) == 0 {
+		return ErrNoServices
+	}
+	if len(s.Services) > MaxServices {
+		return fmt.Errorf("%w: %d services, at most %d fit in the XDP maps", ErrInvalid, len(s.Services), MaxServices)
+	}
+	type key struct {
+		dst  netip.Prefix
+		port uint16
+	}
+	seen := make(map[key]bool, len(s.Services))
+	for _, svc := range s.Services {
+		if err := svc.Validate(); err != nil {
+			return err
+		}
+		k := key{svc.Dst, svc.Port}
+		if seen[k] {
+			return fmt.Errorf("%w: %s is given twice", ErrInvalid, svc)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// Validate checks one service.
+func (s Service) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w %s: %s", ErrInvalid, s, fmt.Sprintf(format, args...))
+	}
+	switch s.Family {
+	case IPv4, IPv6:
+	default:
+		return bad("family must be 4 or 6")
+	}
+	if !s.Dst.IsValid() {
+		return bad("no destination prefix")
+	}
+	if s.Dst.Addr().Is4() != (s.Family == IPv4) || s.Dst.Addr().Is4In6() {
+		return bad("destination %s is not an %s prefix", s.Dst, s.Family)
+	}
+	if s.Dst != s.Dst.Masked() {
+		return bad("destination %s has host bits set (did you mean %s?)", s.Dst, s.Dst.Masked())
+	}
+	if s.Port == 0 {
+		return bad("port must be 1-65535")
+	}
+	o := s.Options
+	if o.MSS < MinMSS || o.MSS > MaxMSS {
+		return bad("mss %d is outside %d-%d", o.MSS, MinMSS, MaxMSS)
+	}
+	if o.WScale > MaxWScale {
+		return bad("wscale %d is above %d", o.WScale, MaxWScale)
+	}
+	if s.TTL == 0 {
+		return bad("ttl must be 1-255")
+	}
+	return nil
+}
+
+// Ports returns the distinct ports of the spec, sorted.
+func (s Spec) Ports() []uint16 {
+	var ports []uint16
+	for _, svc := range s.Services {
+		ports = append(ports, svc.Port)
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}
+
+// ByFamily returns the services of one family, in spec order.
+func (s Spec) ByFamily(f Family) []Service {
+	var out []Service
+	for _, svc := range s.Services {
+		if svc.Family == f {
+			out = append(out, svc)
+		}
+	}
+	return out
+}
