@@ -63,7 +63,7 @@ struct {
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, __u32);
 	__type(value, struct service_counters);
-} xsyn_service_counters SEC(".maps");
+} xsyn_svc_counts SEC(".maps");
 
 enum reason {
 	SYNACK_SENT,
@@ -100,7 +100,7 @@ static __always_inline void count_service(const struct verdict_ctx *v, enum reas
 	if (!v->svc)
 		return;
 	id = v->svc->id;
-	s = bpf_map_lookup_elem(&xsyn_service_counters, &id);
+	s = bpf_map_lookup_elem(&xsyn_svc_counts, &id);
 	if (!s)
 		return;
 	if (v->syn)

@@ -14,7 +14,7 @@
 /* SYN-ACK parameters of one protected service. The TCP options mirror netfilter's SYNPROXY target
  * (--mss, --wscale, --sack-perm, --timestamp, --ecn) so both answer a SYN the same way. */
 struct service {
-	__u16 id;         /* slot in xsyn_service_counters, < MAX_SERVICES */
+	__u16 id;         /* slot in xsyn_svc_counts, < MAX_SERVICES */
 	__u16 mss;        /* MSS we advertise */
 	__u8 wscale;      /* our window scale shift, used when use_wscale and the client offers one */
 	__u8 use_wscale;  /* bool */

@@ -195,13 +195,15 @@ static __always_inline void synack_options(const struct service *svc, const stru
 	}
 }
 
-/* Writes the TCP header and options at th and returns their checksum sum (without pseudo
- * header). Fails only if the frame is shorter than the size just set, which cannot happen. */
+/* Writes the TCP header and options at th and returns the checksum sum of what it wrote (without
+ * the pseudo header). The sum is made from the values, never by reading the frame back: loads
+ * through a wider type may legally be ordered before the narrower stores they depend on.
+ * Fails only if the frame is shorter than the size just set, which cannot happen. */
 static __always_inline bool write_tcp(struct tcphdr *th, void *data_end, const struct synack *sa,
 				      __u64 *sum)
 {
 	__be32 *o = (void *)(th + 1);
-	__u8 *b = (void *)th;
+	__be16 doff_flags = bpf_htons((((sizeof(*th) + sa->optlen) / 4) << 12) | sa->flags);
 
 	/* Range checks keyed on optlen itself, so the verifier sees which writes each size allows. */
 	if (sa->optlen == 20) {
@@ -218,8 +220,7 @@ static __always_inline bool write_tcp(struct tcphdr *th, void *data_end, const s
 	th->dest = sa->dport;
 	th->seq = sa->seq;
 	th->ack_seq = sa->ack_seq;
-	b[12] = ((sizeof(*th) + sa->optlen) / 4) << 4;
-	b[13] = sa->flags;
+	*(__be16 *)((__u8 *)th + 12) = doff_flags;
 	th->window = 0;
 	th->check = 0;
 	th->urg_ptr = 0;
@@ -233,8 +234,8 @@ static __always_inline bool write_tcp(struct tcphdr *th, void *data_end, const s
 	if (sa->optlen == 20)
 		o[4] = sa->opt[4];
 
-	*sum = csum_words((const __be32 *)th, sizeof(*th) / 4) +
-	       csum_words(sa->opt, sizeof(sa->opt) / 4); /* unused words are zero */
+	*sum = (__u64)sa->sport + sa->dport + sa->seq + sa->ack_seq + doff_flags +
+	       csum_words(sa->opt, sizeof(sa->opt) / 4); /* unused option words are zero */
 	return true;
 }
 
@@ -275,18 +276,20 @@ static __always_inline enum reason transmit_ipv4(struct xdp_md *ctx, __u32 l3off
 		return DROP_INTERNAL;
 	th->check = csum_fold(sum + pseudo_sum4(daddr, saddr, tcp_len));
 
-	ip->version = 4;
-	ip->ihl = sizeof(*ip) / 4;
-	ip->tos = 0;
-	ip->tot_len = bpf_htons(sizeof(*ip) + tcp_len);
-	ip->id = 0;
-	ip->frag_off = bpf_htons(IP_DF);
-	ip->ttl = svc->ttl;
-	ip->protocol = IPPROTO_TCP;
-	ip->check = 0;
-	ip->saddr = daddr;
-	ip->daddr = saddr;
-	ip->check = csum_fold(csum_words((const __be32 *)ip, sizeof(*ip) / 4));
+	/* Version 4, IHL 5, TOS 0 | id 0, DF | TTL, TCP, checksum | addresses swapped. */
+	{
+		__be32 *w = (__be32 *)ip;
+		__be32 w0 = bpf_htonl((0x45 << 24) | (sizeof(*ip) + tcp_len));
+		__be32 w1 = bpf_htonl(IP_DF);
+		__be32 w2 = bpf_htonl((svc->ttl << 24) | (IPPROTO_TCP << 16));
+
+		w[0] = w0;
+		w[1] = w1;
+		w[2] = w2;
+		w[3] = daddr;
+		w[4] = saddr;
+		ip->check = csum_fold((__u64)w0 + w1 + w2 + saddr + daddr);
+	}
 
 	swap_macs(eth);
 	return SYNACK_SENT;
@@ -300,7 +303,7 @@ static __always_inline enum reason transmit_ipv6(struct xdp_md *ctx, __u32 l3off
 	struct ipv6hdr *ip6 = data + l3off;
 	struct tcphdr *th = (void *)(ip6 + 1);
 	__u32 tcp_len = sizeof(*th) + sa->optlen;
-	__be32 addr[4];
+	__be32 saddr[4], daddr[4];
 	__u64 sum;
 
 	if ((void *)(eth + 1) > data_end || (void *)(th + 1) > data_end)
@@ -309,14 +312,15 @@ static __always_inline enum reason transmit_ipv6(struct xdp_md *ctx, __u32 l3off
 		return DROP_INTERNAL;
 
 	/* The addresses are still where the SYN had them (resizing only moves the tail). */
-	__builtin_memcpy(addr, ip6->saddr, sizeof(addr));
-	__builtin_memcpy(ip6->saddr, ip6->daddr, sizeof(addr));
-	__builtin_memcpy(ip6->daddr, addr, sizeof(addr));
-	*(__be32 *)ip6 = bpf_htonl(6 << 28);
+	__builtin_memcpy(saddr, ip6->saddr, sizeof(saddr));
+	__builtin_memcpy(daddr, ip6->daddr, sizeof(daddr));
+	*(__be32 *)ip6 = bpf_htonl(6 << 28); /* traffic class and flow label 0 */
 	ip6->payload_len = bpf_htons(tcp_len);
 	ip6->nexthdr = IPPROTO_TCP;
 	ip6->hop_limit = svc->ttl;
-	th->check = csum_fold(sum + pseudo_sum6(ip6->saddr, ip6->daddr, tcp_len));
+	__builtin_memcpy(ip6->saddr, daddr, sizeof(daddr));
+	__builtin_memcpy(ip6->daddr, saddr, sizeof(saddr));
+	th->check = csum_fold(sum + pseudo_sum6(daddr, saddr, tcp_len));
 
 	swap_macs(eth);
 	return SYNACK_SENT;

@@ -103,7 +103,7 @@ func (p *Program) Counters() (FamilyCounters, error) {
 
 // ServiceCounters reads the counters of the service with the given index in the spec.
 func (p *Program) ServiceCounters(id int) (ServiceCounters, error) {
-	return readServiceCounters(p.objs.XsynServiceCounters, id)
+	return readServiceCounters(p.objs.XsynSvcCounts, id)
 }
 
 func (p *Program) configMaps() configMaps {

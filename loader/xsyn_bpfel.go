@@ -80,12 +80,12 @@ type xsynServiceKey6 struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xsynMapXsynCounters        = "xsyn_counters"
-	xsynMapXsynPorts           = "xsyn_ports"
-	xsynMapXsynServiceCounters = "xsyn_service_counters"
-	xsynMapXsynServices4       = "xsyn_services4"
-	xsynMapXsynServices6       = "xsyn_services6"
-	xsynProgXsyn               = "xsyn"
+	xsynMapXsynCounters  = "xsyn_counters"
+	xsynMapXsynPorts     = "xsyn_ports"
+	xsynMapXsynServices4 = "xsyn_services4"
+	xsynMapXsynServices6 = "xsyn_services6"
+	xsynMapXsynSvcCounts = "xsyn_svc_counts"
+	xsynProgXsyn         = "xsyn"
 )
 
 // loadXsyn returns the embedded CollectionSpec for xsyn.
@@ -137,11 +137,11 @@ type xsynProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xsynMapSpecs struct {
-	XsynCounters        *ebpf.MapSpec `ebpf:"xsyn_counters"`
-	XsynPorts           *ebpf.MapSpec `ebpf:"xsyn_ports"`
-	XsynServiceCounters *ebpf.MapSpec `ebpf:"xsyn_service_counters"`
-	XsynServices4       *ebpf.MapSpec `ebpf:"xsyn_services4"`
-	XsynServices6       *ebpf.MapSpec `ebpf:"xsyn_services6"`
+	XsynCounters  *ebpf.MapSpec `ebpf:"xsyn_counters"`
+	XsynPorts     *ebpf.MapSpec `ebpf:"xsyn_ports"`
+	XsynServices4 *ebpf.MapSpec `ebpf:"xsyn_services4"`
+	XsynServices6 *ebpf.MapSpec `ebpf:"xsyn_services6"`
+	XsynSvcCounts *ebpf.MapSpec `ebpf:"xsyn_svc_counts"`
 }
 
 // xsynVariableSpecs contains global variables before they are loaded into the kernel.
@@ -170,20 +170,20 @@ func (o *xsynObjects) Close() error {
 //
 // It can be passed to loadXsynObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xsynMaps struct {
-	XsynCounters        *ebpf.Map `ebpf:"xsyn_counters"`
-	XsynPorts           *ebpf.Map `ebpf:"xsyn_ports"`
-	XsynServiceCounters *ebpf.Map `ebpf:"xsyn_service_counters"`
-	XsynServices4       *ebpf.Map `ebpf:"xsyn_services4"`
-	XsynServices6       *ebpf.Map `ebpf:"xsyn_services6"`
+	XsynCounters  *ebpf.Map `ebpf:"xsyn_counters"`
+	XsynPorts     *ebpf.Map `ebpf:"xsyn_ports"`
+	XsynServices4 *ebpf.Map `ebpf:"xsyn_services4"`
+	XsynServices6 *ebpf.Map `ebpf:"xsyn_services6"`
+	XsynSvcCounts *ebpf.Map `ebpf:"xsyn_svc_counts"`
 }
 
 func (m *xsynMaps) Close() error {
 	return _XsynClose(
 		m.XsynCounters,
 		m.XsynPorts,
-		m.XsynServiceCounters,
 		m.XsynServices4,
 		m.XsynServices6,
+		m.XsynSvcCounts,
 	)
 }
 

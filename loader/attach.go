@@ -1,0 +1,320 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// Mode is how the program is attached: in the driver (native), or after the stack has built an
+// skb (generic: works everywhere, much slower).
+type Mode string
+
+// Attach modes.
+const (
+	ModeAuto    Mode = "auto" // native if the driver supports it, else generic
+	ModeNative  Mode = "native"
+	ModeGeneric Mode = "generic"
+	ModeOffload Mode = "offload" // reported only: xsyn never offloads
+)
+
+// ParseMode accepts auto, native and generic.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeNative, ModeGeneric:
+		return m, nil
+	}
+	return "", fmt.Errorf("%w: mode %q: want auto, native or generic", ErrModeUnsupported, s)
+}
+
+// Holder says what keeps the program attached once the command that attached it has exited.
+type Holder string
+
+// Holders.
+const (
+	// HolderLink: a BPF link pinned in bpffs (<bpffs>/xsyn/netns-<cookie>/<iface>/link). Nothing
+	// else can replace the program while the link exists, and upgrades swap it atomically.
+	HolderLink Holder = "bpf-link"
+	// HolderNetlink: the interface itself (classic netlink attachment), used when no bpffs is
+	// mounted, e.g. under `ip netns exec`.
+	HolderNetlink Holder = "netlink"
+)
+
+// progName is the name the kernel knows the program by (the function name in bpf/xsyn.c).
+const progName = "xsyn"
+
+// Options tune Attach.
+type Options struct {
+	Mode  Mode   // default ModeAuto
+	BPFFS string // default BPFFS
+	Locks string // default LockDir
+}
+
+func (o Options) withDefaults() Options {
+	if o.Mode == "" {
+		o.Mode = ModeAuto
+	}
+	if o.BPFFS == "" {
+		o.BPFFS = BPFFS
+	}
+	if o.Locks == "" {
+		o.Locks = LockDir
+	}
+	return o
+}
+
+// Attachment is xsyn's program on one interface, found from the interface itself.
+type Attachment struct {
+	Iface   string
+	Ifindex int
+	Mode    Mode   // native, generic (or offload)
+	Holder  Holder // what keeps it attached
+	Dir     string // pin directory, "" when held by netlink
+	ProgID  ebpf.ProgramID
+	Warning string // set when auto fell back to generic mode
+
+	prog *ebpf.Program
+	maps attachedMaps
+	lnk  link.Link // nil when held by netlink or not visible from here
+}
+
+type attachedMaps struct {
+	configMaps
+	counters, svcCounters *ebpf.Map
+}
+
+func (m attachedMaps) byName() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		xsynMapXsynPorts: m.ports, xsynMapXsynServices4: m.services4, xsynMapXsynServices6: m.services6,
+		xsynMapXsynCounters: m.counters, xsynMapXsynSvcCounts: m.svcCounters,
+	}
+}
+
+func (m *attachedMaps) set(name string, mp *ebpf.Map) {
+	switch name {
+	case xsynMapXsynPorts:
+		m.ports = mp
+	case xsynMapXsynServices4:
+		m.services4 = mp
+	case xsynMapXsynServices6:
+		m.services6 = mp
+	case xsynMapXsynCounters:
+		m.counters = mp
+	case xsynMapXsynSvcCounts:
+		m.svcCounters = mp
+	}
+}
+
+func (m attachedMaps) complete() bool {
+	return m.ports != nil && m.services4 != nil && m.services6 != nil && m.counters != nil && m.svcCounters != nil
+}
+
+// Close releases this process's references; the attachment stays in the kernel.
+func (a *Attachment) Close() error {
+	var errs []error
+	if a.lnk != nil {
+		errs = append(errs, a.lnk.Close())
+	}
+	if a.prog != nil {
+		errs = append(errs, a.prog.Close())
+	}
+	for _, m := range a.maps.byName() {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Attach loads the program configured for s and attaches it to iface. It fails with
+// ErrAlreadyAttached if xsyn is there already (use Open and Reconfigure), with ErrForeignProgram if
+// another XDP program is, and with a *FeatureError if the kernel cannot run the XDP path. On any
+// failure nothing is left attached or pinned.
+func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
+	opts = opts.withDefaults()
+	contents, err := render(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := Probe(); err != nil {
+		return nil, err
+	}
+	unlock, err := lockNetns(opts.Locks)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	nlink, err := lookupInterface(iface)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFree(nlink); err != nil {
+		return nil, err
+	}
+	root, pinnable, err := stateDirs(opts.BPFFS)
+	if err != nil {
+		return nil, err
+	}
+
+	p, err := loadProgram(nil)
+	if err != nil {
+		return nil, err
+	}
+	a := &Attachment{Iface: iface, Ifindex: nlink.Attrs().Index, prog: p.objs.Xsyn}
+	for name, m := range (attachedMaps{configMaps: p.configMaps(), counters: p.objs.XsynCounters, svcCounters: p.objs.XsynSvcCounts}).byName() {
+		a.maps.set(name, m)
+	}
+	fail := func(err error) (*Attachment, error) {
+		a.detachHere()
+		a.Close()
+		return nil, err
+	}
+	if err := a.maps.apply(contents); err != nil {
+		return fail(fmt.Errorf("configure program: %w", err))
+	}
+
+	if err := a.attach(nlink, opts.Mode, pinnable); err != nil {
+		return fail(err)
+	}
+	if pinnable {
+		a.Holder = HolderLink
+		dir := filepath.Join(root, pinName(iface))
+		if err := a.pin(root, dir); err != nil {
+			return fail(err)
+		}
+		a.Dir = dir
+	} else {
+		a.Holder = HolderNetlink
+	}
+	if info, err := a.prog.Info(); err == nil {
+		a.ProgID, _ = info.ID()
+	}
+	return a, nil
+}
+
+func lookupInterface(iface string) (netlink.Link, error) {
+	l, err := netlink.LinkByName(iface)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return nil, fmt.Errorf("%w: %q in this network namespace (see `ip link`)", ErrNoInterface, iface)
+		}
+		return nil, fmt.Errorf("look up interface %q: %w", iface, err)
+	}
+	return l, nil
+}
+
+// checkFree fails if any XDP program, ours or another, is on the interface.
+func checkFree(l netlink.Link) error {
+	xdp := l.Attrs().Xdp
+	if xdp == nil || xdp.ProgId == 0 {
+		return nil
+	}
+	name := "?"
+	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(xdp.ProgId)); err == nil {
+		if info, err := p.Info(); err == nil {
+			name = info.Name
+		}
+		p.Close()
+	}
+	if name == progName {
+		return fmt.Errorf("%w to %s (program id %d)", ErrAlreadyAttached, l.Attrs().Name, xdp.ProgId)
+	}
+	return fmt.Errorf("%w to %s: program id %d (%q); xsyn will not replace it: remove it first (ip link set dev %s xdp off) or protect another interface",
+		ErrForeignProgram, l.Attrs().Name, xdp.ProgId, name, l.Attrs().Name)
+}
+
+// attach tries the modes the caller allows, native first.
+func (a *Attachment) attach(l netlink.Link, mode Mode, viaLink bool) error {
+	try := []Mode{mode}
+	if mode == ModeAuto {
+		try = []Mode{ModeNative, ModeGeneric}
+	}
+	var errs []error
+	for _, m := range try {
+		var err error
+		if viaLink {
+			flags := link.XDPDriverMode
+			if m == ModeGeneric {
+				flags = link.XDPGenericMode
+			}
+			a.lnk, err = link.AttachXDP(link.XDPOptions{Program: a.prog, Interface: a.Ifindex, Flags: flags})
+		} else {
+			flags := nl.XDP_FLAGS_UPDATE_IF_NOEXIST | nl.XDP_FLAGS_DRV_MODE
+			if m == ModeGeneric {
+				flags = nl.XDP_FLAGS_UPDATE_IF_NOEXIST | nl.XDP_FLAGS_SKB_MODE
+			}
+			err = netlink.LinkSetXdpFdWithFlags(l, a.prog.FD(), flags)
+		}
+		if err == nil {
+			a.Mode = m
+			if mode == ModeAuto && m == ModeGeneric {
+				a.Warning = fmt.Sprintf("driver of %s has no native XDP (%v); attached in generic mode, which is much slower", a.Iface, errs[0])
+			}
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", m, err))
+	}
+	return fmt.Errorf("attach XDP to %s: %w", a.Iface, errors.Join(errs...))
+}
+
+// pin writes the link and maps into a temporary directory and renames it into place, so the
+// state directory either does not exist or is complete.
+func (a *Attachment) pin(root, dir string) error {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", root, err)
+	}
+	// A directory left by an interface that was deleted, or a namespace view that lost it.
+	if err := removePins(dir); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(root, "tmp:"+pinName(a.Iface)+":") // no dots: bpffs refuses them
+	if err != nil {
+		return fmt.Errorf("create temporary state directory: %w", err)
+	}
+	defer removePins(tmp) // a no-op once renamed
+	if err := a.lnk.Pin(filepath.Join(tmp, linkPin)); err != nil {
+		return fmt.Errorf("pin link: %w", err)
+	}
+	for name, m := range a.maps.byName() {
+		if err := m.Pin(filepath.Join(tmp, name)); err != nil {
+			return fmt.Errorf("pin map %s: %w", name, err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("move state into %s: %w", dir, err)
+	}
+	return nil
+}
+
+// detachHere undoes this process's own attachment (used on failure paths).
+func (a *Attachment) detachHere() {
+	if a.lnk != nil {
+		a.lnk.Unpin()
+		a.lnk.Close()
+		a.lnk = nil
+		return
+	}
+	if a.Mode != "" {
+		if l, err := netlink.LinkByIndex(a.Ifindex); err == nil {
+			netlink.LinkSetXdpFdWithFlags(l, -1, modeFlags(a.Mode))
+		}
+	}
+}
+
+func modeFlags(m Mode) int {
+	if m == ModeGeneric {
+		return nl.XDP_FLAGS_SKB_MODE
+	}
+	return nl.XDP_FLAGS_DRV_MODE
+}

@@ -1,0 +1,313 @@
+package loader
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// lab is a client and a device under test joined by one veth, both families.
+type lab struct {
+	cli, dut   *netlab.Host
+	cliL, dutL *netlab.Link
+}
+
+var (
+	cliAddr4 = netip.MustParsePrefix("192.0.2.1/24")
+	dutAddr4 = netip.MustParsePrefix("192.0.2.2/24")
+	cliAddr6 = netip.MustParsePrefix("2001:db8::1/64")
+	dutAddr6 = netip.MustParsePrefix("2001:db8::2/64")
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, XDP and bpffs")
+	}
+}
+
+func newLab(t *testing.T, prefix string) *lab {
+	t.Helper()
+	requireRoot(t)
+	l := netlab.New(prefix)
+	t.Cleanup(func() { l.Close() })
+	cli, err := l.Host("cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dut, err := l.Host("dut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, dl, err := netlab.Veth(cli, "c0", []netip.Prefix{cliAddr4, cliAddr6}, dut, "d0", []netip.Prefix{dutAddr4, dutAddr6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SYN-ACKs sent with XDP_TX on d0 reach c0 only if c0 has an XDP program.
+	if err := cl.AttachPass(); err != nil {
+		t.Fatal(err)
+	}
+	return &lab{cli: cli, dut: dut, cliL: cl, dutL: dl}
+}
+
+func webSpec(t *testing.T, port uint16, mss int) spec.Spec {
+	t.Helper()
+	s, err := spec.Simple{Ports: []uint16{port}, MSS: mss, WScale: -1}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// inNS runs fn in h's namespace and fails the test on error.
+func inNS[T any](t *testing.T, h *netlab.Host, fn func() (T, error)) T {
+	t.Helper()
+	var out T
+	if err := h.Do(func() (err error) { out, err = fn(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// synackMSS dials from the client and returns the MSS announced by the SYN-ACK it received, read
+// off the wire at the client (checksums verified). No netfilter rules are installed at this level,
+// so the server's stack resets the connection after the cookie ACK passes; that is expected here.
+func synackMSS(t *testing.T, l *lab, addr string) uint16 {
+	t.Helper()
+	capt, err := l.cliL.Capture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capt.Close()
+	ap := netip.MustParseAddrPort(addr)
+	dialed := make(chan struct{})
+	go l.cli.Do(func() error {
+		defer close(dialed)
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	defer func() { <-dialed }()
+	var got *packet.Packet
+	_, err = capt.Next(3*time.Second, func(b []byte) bool {
+		p, err := packet.Parse(b)
+		if err != nil || p.TCP == nil || p.TCP.SrcPort != ap.Port() || p.TCP.Flags&0x12 != 0x12 {
+			return false
+		}
+		got = p
+		return true
+	})
+	if err != nil {
+		t.Fatalf("SYN-ACK from %s: %v", addr, err)
+	}
+	mss, ok := packet.LastOption(got.Options, packet.OptMSS)
+	if !ok || len(mss.Data) != 2 {
+		t.Fatalf("SYN-ACK from %s has no MSS option: %+v", addr, got.Options)
+	}
+	return uint16(mss.Data[0])<<8 | uint16(mss.Data[1])
+}
+
+func TestAttachLifecycle(t *testing.T) {
+	l := newLab(t, "xsynld")
+	fsRoot := bpffsForTest(t)
+	opts := Options{BPFFS: fsRoot, Locks: t.TempDir()}
+
+	a := inNS(t, l.dut, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 1400), opts) })
+	defer a.Close()
+	if a.Mode != ModeNative || a.Holder != HolderLink {
+		t.Fatalf("attached %s; want native mode held by a bpf link", a)
+	}
+	for _, pin := range []string{linkPin, "xsyn_counters", "xsyn_ports", "xsyn_services4", "xsyn_services6", "xsyn_svc_counts"} {
+		if _, err := os.Stat(filepath.Join(a.Dir, pin)); err != nil {
+			t.Errorf("pin %s missing: %v", pin, err)
+		}
+	}
+	if _, err := inNSErr(l.dut, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 1400), opts) }); !errors.Is(err, ErrAlreadyAttached) {
+		t.Fatalf("second Attach: got %v, want ErrAlreadyAttached", err)
+	}
+
+	if got := synackMSS(t, l, "192.0.2.2:8080"); got != 1400 {
+		t.Errorf("IPv4 SYN-ACK MSS = %d, want 1400", got)
+	}
+	if got := synackMSS(t, l, "[2001:db8::2]:8080"); got != 1400 {
+		t.Errorf("IPv6 SYN-ACK MSS = %d, want 1400", got)
+	}
+	// The client's ACK crosses the veth asynchronously: wait for it to be counted.
+	c := waitCounters(t, a, func(c FamilyCounters) bool { return c.IPv4.AckCookieValid+c.IPv6.AckCookieValid >= 2 })
+	for fam, fc := range map[string]Counters{"ipv4": c.IPv4, "ipv6": c.IPv6} {
+		if fc.SynackSent != 1 || fc.SynReceived != 1 || fc.AckCookieValid != 1 {
+			t.Errorf("%s counters = %+v; want exactly one SYN answered and one valid ACK", fam, fc)
+		}
+	}
+
+	// Reconfigure in place: the next SYN-ACK carries the new MSS, the program id stays.
+	re := inNS(t, l.dut, func() (*Attachment, error) { return Open("d0", false, opts) })
+	defer re.Close()
+	if re.ProgID != a.ProgID || re.Holder != HolderLink {
+		t.Fatalf("Open found %s; want program %d held by the link", re, a.ProgID)
+	}
+	if err := re.Reconfigure(webSpec(t, 8080, 1300)); err != nil {
+		t.Fatal(err)
+	}
+	if got := synackMSS(t, l, "192.0.2.2:8080"); got != 1300 {
+		t.Errorf("after reconfigure, SYN-ACK MSS = %d, want 1300", got)
+	}
+	svcs, err := re.Services()
+	if err != nil || len(svcs) != 2 || svcs[0].Options.MSS != 1300 {
+		t.Errorf("Services() = %+v, %v; want the two reconfigured services", svcs, err)
+	}
+
+	// Upgrade swaps the program through the link; maps, and so counters, carry over.
+	old := re.ProgID
+	if err := re.Upgrade(); err != nil {
+		t.Fatal(err)
+	}
+	up := inNS(t, l.dut, func() (*Attachment, error) { return Open("d0", true, opts) })
+	defer up.Close()
+	if up.ProgID == old {
+		t.Errorf("program id still %d after upgrade", old)
+	}
+	if c2, _ := up.Counters(); c2.IPv4.SynackSent != 2 {
+		t.Errorf("counters after upgrade: %+v; want the 2 IPv4 SYN-ACKs so far", c2.IPv4)
+	}
+
+	if err := l.dut.Do(func() error { return Detach("d0", opts) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory %s still there after detach", a.Dir)
+	}
+	if id := xdpProgID(t, l.dut, "d0"); id != 0 {
+		t.Errorf("XDP program %d still on d0 after detach", id)
+	}
+	if err := l.dut.Do(func() error { return Detach("d0", opts) }); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("second Detach: %v, want ErrNotAttached", err)
+	}
+}
+
+// Without a bpffs (as under `ip netns exec`), netlink holds the program and every command still
+// finds it from the interface.
+func TestAttachWithoutBPFFS(t *testing.T) {
+	l := newLab(t, "xsynnl")
+	opts := Options{BPFFS: t.TempDir(), Locks: t.TempDir()} // a plain directory: not a bpffs
+	a := inNS(t, l.dut, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 0), opts) })
+	a.Close() // the command exits: protection must stay
+	if got := synackMSS(t, l, "192.0.2.2:8080"); got != 1460 {
+		t.Errorf("SYN-ACK MSS = %d, want 1460", got)
+	}
+	o := inNS(t, l.dut, func() (*Attachment, error) { return Open("d0", true, opts) })
+	defer o.Close()
+	if o.Holder != HolderNetlink || o.Mode != ModeNative {
+		t.Fatalf("Open found %s; want native, held by netlink", o)
+	}
+	if err := l.dut.Do(func() error { return Detach("d0", opts) }); err != nil {
+		t.Fatal(err)
+	}
+	if id := xdpProgID(t, l.dut, "d0"); id != 0 {
+		t.Errorf("XDP program %d still on d0", id)
+	}
+}
+
+// Two namespaces with the same interface name keep separate state.
+func TestAttachSameNameTwoNamespaces(t *testing.T) {
+	l1 := newLab(t, "xsyn2a")
+	l2 := newLab(t, "xsyn2b")
+	opts := Options{BPFFS: bpffsForTest(t), Locks: t.TempDir()}
+	a1 := inNS(t, l1.dut, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 1400), opts) })
+	defer a1.Close()
+	a2 := inNS(t, l2.dut, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 1300), opts) })
+	defer a2.Close()
+	if a1.Dir == a2.Dir {
+		t.Fatalf("both namespaces pinned into %s", a1.Dir)
+	}
+	if err := l1.dut.Do(func() error { return Detach("d0", opts) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := synackMSS(t, l2, "192.0.2.2:8080"); got != 1300 {
+		t.Errorf("second namespace lost its protection: SYN-ACK MSS %d", got)
+	}
+	if _, err := os.Stat(a2.Dir); err != nil {
+		t.Errorf("second namespace's state gone: %v", err)
+	}
+}
+
+func TestAttachRefusals(t *testing.T) {
+	l := newLab(t, "xsynrf")
+	opts := Options{BPFFS: bpffsForTest(t), Locks: t.TempDir()}
+	_, err := inNSErr(l.dut, func() (*Attachment, error) { return Attach("nosuch0", webSpec(t, 80, 0), opts) })
+	if !errors.Is(err, ErrNoInterface) {
+		t.Errorf("unknown interface: %v, want ErrNoInterface", err)
+	}
+	// c0 carries the pass program: xsyn must neither replace it nor leave pins behind.
+	_, err = inNSErr(l.cli, func() (*Attachment, error) { return Attach("c0", webSpec(t, 80, 0), opts) })
+	if !errors.Is(err, ErrForeignProgram) {
+		t.Errorf("foreign program: %v, want ErrForeignProgram", err)
+	}
+	if id := xdpProgID(t, l.cli, "c0"); id == 0 {
+		t.Error("the foreign program was removed")
+	}
+	if _, err := inNSErr(l.dut, func() (*Attachment, error) { return Attach("d0", spec.Spec{}, opts) }); !errors.Is(err, spec.ErrNoServices) {
+		t.Errorf("empty spec: %v, want spec.ErrNoServices", err)
+	}
+	if id := xdpProgID(t, l.dut, "d0"); id != 0 {
+		t.Error("a refused attach left a program on d0")
+	}
+}
+
+// waitCounters polls the counters until done says so (the readiness signal), for at most 5s.
+func waitCounters(t *testing.T, a *Attachment, done func(FamilyCounters) bool) FamilyCounters {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := a.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done(c) || time.Now().After(deadline) {
+			return c
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func inNSErr[T any](h *netlab.Host, fn func() (T, error)) (T, error) {
+	var out T
+	err := h.Do(func() (err error) { out, err = fn(); return err })
+	return out, err
+}
+
+func xdpProgID(t *testing.T, h *netlab.Host, iface string) uint32 {
+	t.Helper()
+	return inNS(t, h, func() (uint32, error) {
+		nl, err := netlink.LinkByName(iface)
+		if err != nil || nl.Attrs().Xdp == nil {
+			return 0, err
+		}
+		return nl.Attrs().Xdp.ProgId, nil
+	})
+}
+
+// bpffsForTest mounts a private bpffs for one test, so tests never touch the host's pins.
+func bpffsForTest(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}

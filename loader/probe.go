@@ -1,0 +1,66 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+)
+
+// Probe checks that the running kernel has everything the XDP program uses. It returns nil or
+// errors joining one *FeatureError per missing feature.
+func Probe() error {
+	var errs []error
+	for _, h := range []struct {
+		fn    asm.BuiltinFunc
+		name  string
+		since string
+	}{
+		{asm.FnTcpRawGenSyncookieIpv4, "bpf_tcp_raw_gen_syncookie_ipv4", "Linux 6.0"},
+		{asm.FnTcpRawGenSyncookieIpv6, "bpf_tcp_raw_gen_syncookie_ipv6", "Linux 6.0"},
+		{asm.FnTcpRawCheckSyncookieIpv4, "bpf_tcp_raw_check_syncookie_ipv4", "Linux 6.0"},
+		{asm.FnTcpRawCheckSyncookieIpv6, "bpf_tcp_raw_check_syncookie_ipv6", "Linux 6.0"},
+		{asm.FnXdpAdjustTail, "bpf_xdp_adjust_tail", "Linux 4.18"},
+	} {
+		if err := features.HaveProgramHelper(ebpf.XDP, h.fn); err != nil {
+			errs = append(errs, &FeatureError{Feature: "BPF helper " + h.name + " for XDP", Since: h.since, Err: err})
+		}
+	}
+
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return errors.Join(append(errs, &FeatureError{Feature: "kernel BTF (/sys/kernel/btf/vmlinux)", Since: "Linux 5.4 with CONFIG_DEBUG_INFO_BTF", Err: err})...)
+	}
+	for _, k := range []struct{ name, since string }{
+		{"bpf_xdp_ct_lookup", "Linux 5.18 with CONFIG_NF_CONNTRACK"},
+		{"bpf_ct_release", "Linux 5.18 with CONFIG_NF_CONNTRACK"},
+	} {
+		if _, err := findFunc(kernel, k.name); err != nil {
+			errs = append(errs, &FeatureError{Feature: "conntrack kfunc " + k.name, Since: k.since, Err: err})
+		}
+	}
+	// XDP through a BPF link (what keeps the program attached after the CLI exits).
+	var xdpLink *btf.Struct
+	if err := kernel.TypeByName("bpf_xdp_link", &xdpLink); err != nil {
+		errs = append(errs, &FeatureError{Feature: "XDP BPF links", Since: "Linux 5.9", Err: err})
+	}
+	return errors.Join(errs...)
+}
+
+// findFunc looks a kfunc up in vmlinux BTF, then in nf_conntrack's module BTF where conntrack is
+// a module (it must be loaded; installing the netfilter rules loads it).
+func findFunc(kernel *btf.Spec, name string) (*btf.Func, error) {
+	var fn *btf.Func
+	if err := kernel.TypeByName(name, &fn); err == nil {
+		return fn, nil
+	}
+	if mod, err := btf.LoadKernelModuleSpec("nf_conntrack"); err == nil {
+		if err := mod.TypeByName(name, &fn); err == nil {
+			return fn, nil
+		}
+	}
+	return nil, fmt.Errorf("%s is in neither vmlinux nor nf_conntrack BTF (is nf_conntrack loaded?)", name)
+}
