@@ -70,3 +70,36 @@ func (c *Capture) Next(timeout time.Duration, match func([]byte) bool) ([]byte, 
 func (c *Capture) Close() error { return unix.Close(c.fd) }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Send writes raw frames out of the link (as a packet generator would: no checksum help, no
+// neighbour resolution). It returns how many were sent.
+func (l *Link) Send(frames [][]byte) (int, error) {
+	sent := 0
+	err := l.Host.Do(func() error {
+		ifi, err := net.InterfaceByName(l.Name)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open packet socket: %w", err)
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index}
+		for _, f := range frames {
+			for {
+				err := unix.Sendto(fd, f, 0, to)
+				if err == unix.ENOBUFS || err == unix.EAGAIN {
+					continue // the veth queue is full: retry, the receiver drains it
+				}
+				if err != nil {
+					return fmt.Errorf("send frame %d on %s: %w", sent, l.Name, err)
+				}
+				break
+			}
+			sent++
+		}
+		return nil
+	})
+	return sent, err
+}

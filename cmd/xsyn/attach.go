@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+const attachHelp = `Protects TCP ports on IFACE against SYN floods. An XDP program answers every SYN to those
+ports with a SYN cookie; ACKs carrying a valid cookie go on to netfilter's SYNPROXY, which opens
+the real connection to the server; forged ACKs are dropped in XDP. The netfilter rules (raw
+NOTRACK, SYNPROXY, INVALID drop) and the sysctls SYNPROXY needs are installed too.
+
+Running attach again with other flags updates the configuration in place, without a moment
+unprotected. Where the kernel cannot run the XDP program (before Linux 6.0), the same netfilter
+rules protect on their own (netfilter-only mode) and attach says so.
+
+The TCP options must match what the protected server offers (SYNPROXY opens the real connection
+with the options the client accepted from us). Defaults are FireHOL's: MSS 1460 (1440 for IPv6),
+window scale 7, SACK and timestamps on.
+
+Examples:
+  xsyn attach eth0 --port 80,443
+  xsyn attach eth0 --port 22 --dst 203.0.113.10 --mss 1400
+  xsyn attach eth0 --port 8000-8010 --dst 2001:db8::/64 --no-timestamps
+`
+
+func runAttach(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("attach", "attach IFACE --port P[,P...] [flags]", attachHelp, stdout)
+	var (
+		ports string
+		f     = spec.Simple{WScale: -1}
+		mode  string
+	)
+	fs.StringVar(&ports, "port", "", "TCP `ports` to protect: 80,443 or 8000-8010 (required)")
+	fs.StringVar(&f.Dst, "dst", "", "protect only this destination `address[/len]` (default: every address, IPv4 and IPv6)")
+	fs.IntVar(&f.MSS, "mss", 0, "`MSS` announced in the SYN-ACK (default 1460 for IPv4, 1440 for IPv6)")
+	fs.IntVar(&f.WScale, "wscale", -1, "window scale `shift` announced, 0-14 (default 7)")
+	fs.BoolVar(&f.NoSACK, "no-sack", false, "do not offer SACK")
+	fs.BoolVar(&f.NoTimestamps, "no-timestamps", false, "do not offer timestamps (then neither window scaling nor SACK can be offered)")
+	fs.BoolVar(&f.ECN, "ecn", false, "accept ECN when the client asks for it")
+	fs.IntVar(&f.TTL, "ttl", 0, "IPv4 TTL / IPv6 hop limit of the SYN-ACK (default 64)")
+	fs.StringVar(&mode, "mode", "auto", "`auto` (native XDP, else generic), native, generic, or netfilter (no XDP)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("need exactly one interface, got %d arguments", len(pos))
+	}
+	iface := pos[0]
+	if ports == "" {
+		return usagef("--port is required (e.g. --port 80,443)")
+	}
+	if f.Ports, err = spec.ParsePorts(ports); err != nil {
+		return usageError{err}
+	}
+	s, err := f.Build()
+	if err != nil {
+		return usageError{err}
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+
+	p, err := protect.New()
+	if err != nil {
+		return err
+	}
+	res, err := p.Apply(iface, s, mode)
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w)
+	}
+	verb := "protecting"
+	if res.Reconfigured {
+		verb = "updated; protecting"
+	}
+	fmt.Fprintf(stdout, "%s: %s (%s)\n", iface, verb, describeMode(res.Mode, res.Holder, res.StateDir))
+	printServices(stdout, s.Services)
+	return nil
+}
+
+func requireRoot() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("must run as root (needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN): try sudo")
+	}
+	return nil
+}

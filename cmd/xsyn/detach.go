@@ -1,0 +1,39 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/xsyn-project/xsyn/internal/protect"
+)
+
+const detachHelp = `Removes xsyn from IFACE: the XDP program and its pinned state, the netfilter rules, and,
+when it was the last protected interface of the namespace, the sysctl values xsyn changed are
+put back as they were.
+
+Example:
+  xsyn detach eth0
+`
+
+func runDetach(args []string, stdout, _ io.Writer) error {
+	fs := newFlags("detach", "detach IFACE", detachHelp, stdout)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("need exactly one interface, got %d arguments", len(pos))
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+	p, err := protect.New()
+	if err != nil {
+		return err
+	}
+	if err := p.Remove(pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: xsyn removed\n", pos[0])
+	return nil
+}

@@ -1,0 +1,128 @@
+// Command xsyn protects TCP services against SYN floods: an XDP program answers SYNs with
+// SYN cookies at line rate and netfilter's SYNPROXY completes the handshakes it validated.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed; nothing was left half-changed
+	exitUsage = 2 // the command line was wrong
+)
+
+// Set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
+
+type command struct {
+	name, summary string
+	run           func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"attach", "protect TCP ports on an interface (XDP + netfilter SYNPROXY)", runAttach},
+		{"detach", "remove every trace of xsyn from an interface", runDetach},
+		{"status", "show what is protected, how, and the counters", runStatus},
+		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "xsyn", version)
+			return nil
+		}},
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
+		usage(stdout)
+		if len(args) < 2 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name != args[1] {
+			continue
+		}
+		err := c.run(args[2:], stdout, stderr)
+		switch {
+		case err == nil:
+			return exitOK
+		case errors.Is(err, flag.ErrHelp):
+			return exitOK
+		case errors.As(err, new(usageError)):
+			fmt.Fprintf(stderr, "xsyn %s: %v\nRun 'xsyn %s --help' for usage.\n", c.name, err, c.name)
+			return exitUsage
+		default:
+			fmt.Fprintf(stderr, "xsyn %s: %v\n", c.name, err)
+			return exitError
+		}
+	}
+	fmt.Fprintf(stderr, "xsyn: unknown command %q\n\n", args[1])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `xsyn answers SYN floods with SYN cookies from XDP, before any socket, conntrack entry or
+skb exists, and lets netfilter's SYNPROXY complete the handshakes that come back valid.
+
+Usage: xsyn COMMAND [ARGS]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Examples:
+  xsyn attach eth0 --port 80,443        protect the web server on every address of eth0
+  xsyn status eth0                      what is protected, in which mode, with counters
+  xsyn detach eth0                      remove program, pins, rules and sysctl changes
+
+Exit codes: 0 ok, 1 error (nothing left half-changed), 2 usage.
+Run 'xsyn COMMAND --help' for the flags of a command.
+`)
+}
+
+// usageError marks errors in the command line (exit code 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// newFlags returns a flag set whose --help prints the given text and the flags.
+func newFlags(name, synopsis, help string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: xsyn %s\n\n%s\nFlags:\n", synopsis, help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags that may come after positional arguments (xsyn attach eth0 --port 80).
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

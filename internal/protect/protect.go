@@ -1,0 +1,250 @@
+// Package protect is what `xsyn attach` and `xsyn detach` do to an interface: netfilter SYNPROXY
+// rules (package rules) and the XDP fast path in front of them (package loader), installed in that
+// order, rolled back together, and read back together for status.
+package protect
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/rules"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// ModeNetfilter asks for netfilter-only protection, without XDP.
+const ModeNetfilter = "netfilter"
+
+// ModeNetfilterOnly is how an interface protected without XDP is reported.
+const ModeNetfilterOnly = "netfilter-only"
+
+// Rules is what protect needs of the netfilter side (rules.Applier).
+type Rules interface {
+	Apply(rules.Plan) error
+	Remove(iface string) error
+	Installed(iface string) (bool, error)
+	Interfaces() ([]string, error)
+}
+
+// Protector applies and removes protection. Its fields are the side effects, replaceable in tests.
+type Protector struct {
+	Rules  Rules
+	Loader loader.Options
+}
+
+// New returns a Protector using the real netfilter and bpffs.
+func New() (*Protector, error) {
+	a, err := rules.NewApplier()
+	if err != nil {
+		return nil, err
+	}
+	return &Protector{Rules: a}, nil
+}
+
+// Result says what Apply did.
+type Result struct {
+	Iface        string
+	Mode         string // native, generic or netfilter-only
+	Holder       loader.Holder
+	StateDir     string
+	Reconfigured bool     // xsyn was attached already and was updated in place
+	Warnings     []string // e.g. generic-mode or netfilter fallback
+}
+
+// Apply protects iface as s says: netfilter rules first (so SYNPROXY is ready before XDP sends
+// its first cookie), then XDP, attached or reconfigured in place. mode is auto, native, generic or
+// netfilter. With auto, a kernel without the XDP features falls back to netfilter-only protection
+// and says so in Result.Warnings. On failure the interface is left as it was.
+func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, error) {
+	plan, err := rules.Build(iface, s)
+	if err != nil {
+		return nil, err
+	}
+	var xdpMode loader.Mode
+	if mode != ModeNetfilter {
+		if xdpMode, err = loader.ParseMode(mode); err != nil {
+			return nil, err
+		}
+	}
+
+	// Look before touching anything: a missing interface or someone else's XDP program stops
+	// here, with nothing changed.
+	cur, err := loader.Open(iface, false, p.Loader)
+	switch {
+	case err == nil:
+		defer cur.Close()
+	case errors.Is(err, loader.ErrNotAttached):
+		cur = nil
+	case errors.Is(err, loader.ErrForeignProgram) && mode == ModeNetfilter:
+		cur = nil
+	default:
+		return nil, err
+	}
+	hadRules, err := p.Rules.Installed(iface)
+	if err != nil {
+		return nil, err
+	}
+	var prev []spec.Service
+	if cur != nil {
+		if prev, err = cur.Services(); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := p.Rules.Apply(plan); err != nil {
+		return nil, err
+	}
+	undoRules := func(cause error) error {
+		var rerr error
+		switch {
+		case !hadRules:
+			rerr = p.Rules.Remove(iface)
+		case len(prev) > 0:
+			if old, err := rules.Build(iface, spec.Spec{Services: prev}); err == nil {
+				rerr = p.Rules.Apply(old)
+			} else {
+				rerr = err
+			}
+		default:
+			rerr = errors.New("the previous netfilter-only rule set cannot be rebuilt; the new rules stay")
+		}
+		if rerr != nil {
+			return fmt.Errorf("%w (and restoring the previous rules failed: %v)", cause, rerr)
+		}
+		return cause
+	}
+
+	res := &Result{Iface: iface}
+	switch {
+	case mode == ModeNetfilter:
+		if cur != nil {
+			if err := loader.Detach(iface, p.Loader); err != nil {
+				return nil, undoRules(err)
+			}
+		}
+		res.Mode = ModeNetfilterOnly
+	case cur != nil:
+		if err := cur.Reconfigure(s); err != nil {
+			return nil, undoRules(err)
+		}
+		res.Mode, res.Holder, res.StateDir, res.Reconfigured = string(cur.Mode), cur.Holder, cur.Dir, true
+	default:
+		a, err := loader.Attach(iface, s, loader.Options{Mode: xdpMode, BPFFS: p.Loader.BPFFS, Locks: p.Loader.Locks})
+		if errors.Is(err, loader.ErrFeatureMissing) && xdpMode == loader.ModeAuto {
+			res.Mode = ModeNetfilterOnly
+			res.Warnings = append(res.Warnings, fmt.Sprintf("XDP fast path unavailable, protecting with netfilter SYNPROXY only: %v", err))
+			break
+		}
+		if err != nil {
+			return nil, undoRules(err)
+		}
+		defer a.Close()
+		res.Mode, res.Holder, res.StateDir = string(a.Mode), a.Holder, a.Dir
+		if a.Warning != "" {
+			res.Warnings = append(res.Warnings, a.Warning)
+		}
+	}
+	return res, nil
+}
+
+// ErrNotProtected: neither XDP nor rules of xsyn are on the interface.
+var ErrNotProtected = errors.New("xsyn does not protect this interface")
+
+// Remove takes every trace of xsyn off iface: program, pins, rules, and (with the last interface)
+// the sysctl changes.
+func (p *Protector) Remove(iface string) error {
+	xdpErr := loader.Detach(iface, p.Loader)
+	if xdpErr != nil && !errors.Is(xdpErr, loader.ErrNotAttached) && !errors.Is(xdpErr, loader.ErrNoInterface) {
+		return xdpErr
+	}
+	had, err := p.Rules.Installed(iface)
+	if err != nil {
+		return err
+	}
+	if err := p.Rules.Remove(iface); err != nil {
+		return err
+	}
+	if xdpErr != nil && !had {
+		return fmt.Errorf("%w: %s (no XDP program, no rules)", ErrNotProtected, iface)
+	}
+	return nil
+}
+
+// Status is what protects one interface.
+type Status struct {
+	Iface    string
+	Mode     string // native, generic, netfilter-only
+	Holder   loader.Holder
+	StateDir string
+	ProgID   uint32
+	Rules    bool
+	Services []spec.Service         // from the XDP maps; empty when netfilter-only
+	Counters *loader.FamilyCounters // nil when netfilter-only
+}
+
+// Statuses reports the given interface, or every protected one when iface is "".
+func (p *Protector) Statuses(iface string) ([]Status, error) {
+	names := []string{iface}
+	if iface == "" {
+		xdp, err := loader.List()
+		if err != nil {
+			return nil, err
+		}
+		nf, err := p.Rules.Interfaces()
+		if err != nil {
+			return nil, err
+		}
+		names = union(xdp, nf)
+	}
+	var out []Status
+	for _, n := range names {
+		st, err := p.status(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (p *Protector) status(iface string) (Status, error) {
+	st := Status{Iface: iface}
+	var err error
+	if st.Rules, err = p.Rules.Installed(iface); err != nil {
+		return st, err
+	}
+	a, err := loader.Open(iface, true, p.Loader)
+	switch {
+	case err == nil:
+		defer a.Close()
+		st.Mode, st.Holder, st.StateDir, st.ProgID = string(a.Mode), a.Holder, a.Dir, uint32(a.ProgID)
+		if st.Services, err = a.Services(); err != nil {
+			return st, err
+		}
+		c, err := a.Counters()
+		if err != nil {
+			return st, err
+		}
+		st.Counters = &c
+	case errors.Is(err, loader.ErrNotAttached) || errors.Is(err, loader.ErrNoInterface):
+		if !st.Rules {
+			return st, fmt.Errorf("%w: %s", ErrNotProtected, iface)
+		}
+		st.Mode = ModeNetfilterOnly
+	default:
+		return st, err
+	}
+	return st, nil
+}
+
+func union(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string{}, a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

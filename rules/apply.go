@@ -1,0 +1,422 @@
+package rules
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// IPTables is the part of go-iptables' *iptables.IPTables that an Applier uses, for one family.
+type IPTables interface {
+	ListChains(table string) ([]string, error)
+	List(table, chain string) ([]string, error)
+	NewChain(table, chain string) error
+	ClearChain(table, chain string) error
+	DeleteChain(table, chain string) error
+	RenameChain(table, oldChain, newChain string) error
+	Append(table, chain string, rulespec ...string) error
+	Insert(table, chain string, pos int, rulespec ...string) error
+	Delete(table, chain string, rulespec ...string) error
+}
+
+// Applier installs and removes plans in the network namespace its IPTables and Sysctl act on.
+type Applier struct {
+	ipt map[spec.Family]IPTables
+	sys Sysctl
+}
+
+// NewApplier returns an Applier using the system's iptables and ip6tables (whichever backend
+// they are) and /proc/sys, in the caller's network namespace.
+func NewApplier() (*Applier, error) {
+	v4, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
+	if err != nil {
+		return nil, fmt.Errorf("find iptables: %w", err)
+	}
+	v6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
+	if err != nil {
+		return nil, fmt.Errorf("find ip6tables: %w", err)
+	}
+	return NewApplierWith(v4, v6, ProcSys{Root: "/proc/sys"}), nil
+}
+
+// NewApplierWith returns an Applier acting through the given IPv4 and IPv6 tables and sysctls.
+func NewApplierWith(v4, v6 IPTables, sys Sysctl) *Applier {
+	return &Applier{ipt: map[spec.Family]IPTables{spec.IPv4: v4, spec.IPv6: v6}, sys: sys}
+}
+
+var families = []spec.Family{spec.IPv4, spec.IPv6}
+
+// Apply installs p. It is idempotent, and replaces whatever the interface had before without
+// a moment in which a protected port is left without rules: new chains are built complete
+// (under a staging name when the interface already has the chain), jumped to before the old
+// chains, and only then are the old chains removed and the new ones renamed. On failure
+// everything done is undone, leaving the previous rules, jumps and sysctls as they were.
+//
+// Leftover staging chains of the interface (from a process killed in the middle of Apply) are
+// removed first; that cleanup is not undone.
+func (a *Applier) Apply(p Plan) error {
+	if err := p.check(); err != nil {
+		return fmt.Errorf("apply rules for %s: %w", p.Iface, err)
+	}
+	if err := a.dropStaging(p.Iface); err != nil {
+		return fmt.Errorf("apply rules for %s: %w", p.Iface, err)
+	}
+	t := &txn{}
+	if err := a.apply(t, p); err != nil {
+		if rerr := t.rollback(); rerr != nil {
+			return fmt.Errorf("apply rules for %s: %w (rollback incomplete: %w)", p.Iface, err, rerr)
+		}
+		return fmt.Errorf("apply rules for %s: %w", p.Iface, err)
+	}
+	return nil
+}
+
+// Remove deletes the interface's jumps and chains in both families; missing ones are fine. When
+// no xsyn interface is left in the namespace it restores the saved sysctls and deletes
+// SavedChain. A failed Remove can be retried.
+func (a *Applier) Remove(iface string) error {
+	if err := checkIface(iface); err != nil {
+		return fmt.Errorf("remove rules: %w", err)
+	}
+	mine, err := a.owned(iface)
+	if err != nil {
+		return fmt.Errorf("remove rules for %s: %w", iface, err)
+	}
+	for _, c := range mine {
+		if err := a.dropChain(nil, c); err != nil {
+			return fmt.Errorf("remove rules for %s: %w", iface, err)
+		}
+	}
+	left, err := a.owned("")
+	if err != nil {
+		return fmt.Errorf("remove rules for %s: %w", iface, err)
+	}
+	if len(left) == 0 {
+		if err := a.restoreSysctls(); err != nil {
+			return fmt.Errorf("remove rules for %s: %w", iface, err)
+		}
+	}
+	return nil
+}
+
+// Installed reports whether the interface has xsyn chains in either family.
+func (a *Applier) Installed(iface string) (bool, error) {
+	if err := checkIface(iface); err != nil {
+		return false, fmt.Errorf("look up rules: %w", err)
+	}
+	mine, err := a.owned(iface)
+	if err != nil {
+		return false, fmt.Errorf("look up rules for %s: %w", iface, err)
+	}
+	return len(mine) > 0, nil
+}
+
+// Interfaces lists, sorted, the interfaces that have xsyn chains in either family.
+func (a *Applier) Interfaces() ([]string, error) {
+	all, err := a.owned("")
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces with rules: %w", err)
+	}
+	var ifaces []string
+	for _, c := range all {
+		ifaces = append(ifaces, c.iface)
+	}
+	slices.Sort(ifaces)
+	return slices.Compact(ifaces), nil
+}
+
+func (a *Applier) apply(t *txn, p Plan) error {
+	old, err := a.owned(p.Iface) // no staging chains: dropStaging ran
+	if err != nil {
+		return err
+	}
+	isOld := map[string]bool{}
+	for _, c := range old {
+		isOld[key(c.fam, c.table, c.name)] = true
+	}
+	var renames []liveChain
+	for _, fp := range p.Families {
+		if _, err := a.tables(fp.Family); err != nil {
+			return err
+		}
+		built := map[string]string{} // planned name -> name it is built under
+		for _, c := range fp.Chains {
+			name := c.Name
+			if isOld[key(fp.Family, c.Table, c.Name)] {
+				oc, _ := parseChain(c.Name)
+				name = oc.kind.stagingName(p.Iface)
+				renames = append(renames, liveChain{fam: fp.Family, table: c.Table, name: name, ownedChain: oc})
+			}
+			built[c.Name] = name
+			if err := a.buildChain(t, fp.Family, c.Table, name, c.Rules); err != nil {
+				return err
+			}
+		}
+		for _, j := range fp.Jumps {
+			if err := a.insertJump(t, fp.Family, j, built[j.To]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := a.setSysctls(t, p.Sysctls); err != nil {
+		return err
+	}
+	for _, c := range old {
+		if err := a.dropChain(t, c); err != nil {
+			return err
+		}
+	}
+	for _, r := range renames {
+		ipt := a.ipt[r.fam]
+		canonical := r.kind.name(r.iface)
+		err := t.do(fmt.Sprintf("rename chain %s to %s", where(r.fam, r.table, r.name), canonical),
+			func() error { return ipt.RenameChain(r.table, r.name, canonical) },
+			func() error { return ipt.RenameChain(r.table, canonical, r.name) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Applier) buildChain(t *txn, fam spec.Family, table, name string, rules []Rule) error {
+	ipt := a.ipt[fam]
+	err := t.do("create chain "+where(fam, table, name),
+		func() error { return ipt.NewChain(table, name) },
+		func() error { return deleteChain(ipt, table, name) })
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		// The chain's undo flushes these rules.
+		err := t.do(fmt.Sprintf("append to %s rule %q", where(fam, table, name), joinArgs(r.Args)),
+			func() error { return ipt.Append(table, name, r.Args...) }, nil)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertJump jumps from j.From to chain to (j.To or its staging name). If the interface already
+// has a jump to j.To, the new one goes right before it, so that packets meet the new rules
+// first and the old ones keep serving until they are removed; otherwise at j.Position.
+func (a *Applier) insertJump(t *txn, fam spec.Family, j Jump, to string) error {
+	ipt := a.ipt[fam]
+	pos := j.Position
+	if to != j.To {
+		old, err := jumpPositions(ipt, j.Table, j.From, j.To)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", where(fam, j.Table, j.From), err)
+		}
+		if len(old) > 0 {
+			pos = old[0]
+		}
+	}
+	args := []string{"-j", to}
+	return t.do(fmt.Sprintf("insert jump to %s at %s position %d", to, where(fam, j.Table, j.From), pos),
+		func() error { return ipt.Insert(j.Table, j.From, pos, args...) },
+		func() error { return ipt.Delete(j.Table, j.From, args...) })
+}
+
+// liveChain is an xsyn chain present in the kernel.
+type liveChain struct {
+	ownedChain
+	fam   spec.Family
+	table string
+	name  string
+}
+
+func key(fam spec.Family, table, name string) string {
+	return fmt.Sprintf("%d/%s/%s", fam, table, name)
+}
+
+func where(fam spec.Family, table, chain string) string {
+	return fmt.Sprintf("%s %s/%s", fam, table, chain)
+}
+
+func (a *Applier) tables(fam spec.Family) (IPTables, error) {
+	if ipt := a.ipt[fam]; ipt != nil {
+		return ipt, nil
+	}
+	return nil, fmt.Errorf("no %s tables", fam)
+}
+
+// owned lists the per-interface chains xsyn has for iface (every interface if iface is empty),
+// staging ones included.
+func (a *Applier) owned(iface string) ([]liveChain, error) {
+	var out []liveChain
+	for _, fam := range families {
+		ipt, err := a.tables(fam)
+		if err != nil {
+			return nil, err
+		}
+		var seen []string
+		for _, k := range chainKinds {
+			if slices.Contains(seen, k.table) {
+				continue
+			}
+			seen = append(seen, k.table)
+			names, err := ipt.ListChains(k.table)
+			if err != nil {
+				return nil, fmt.Errorf("list %s %s chains: %w", fam, k.table, err)
+			}
+			for _, n := range names {
+				oc, ok := parseChain(n)
+				if ok && oc.kind.table == k.table && (iface == "" || oc.iface == iface) {
+					out = append(out, liveChain{ownedChain: oc, fam: fam, table: k.table, name: n})
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// dropStaging removes staging chains a killed Apply left behind.
+func (a *Applier) dropStaging(iface string) error {
+	mine, err := a.owned(iface)
+	if err != nil {
+		return err
+	}
+	for _, c := range mine {
+		if c.staging {
+			if err := a.dropChain(nil, c); err != nil {
+				return fmt.Errorf("clean up leftover: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// dropChain removes the jumps to c from its builtin chain, then c itself. With a txn, every step
+// can be undone: jumps go back to their positions, the chain gets its rules back.
+func (a *Applier) dropChain(t *txn, c liveChain) error {
+	ipt := a.ipt[c.fam]
+	lines, err := ipt.List(c.table, c.name)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", where(c.fam, c.table, c.name), err)
+	}
+	var rules [][]string
+	for _, l := range lines {
+		args, err := splitArgs(l)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", where(c.fam, c.table, c.name), err)
+		}
+		if len(args) >= 2 && args[0] == "-A" && args[1] == c.name {
+			rules = append(rules, args[2:])
+		}
+	}
+	positions, err := jumpPositions(ipt, c.table, c.kind.hook, c.name)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", where(c.fam, c.table, c.kind.hook), err)
+	}
+	for i, pos := range positions {
+		pos -= i // the jumps before it are gone already
+		err := t.do(fmt.Sprintf("delete jump to %s from %s", c.name, where(c.fam, c.table, c.kind.hook)),
+			func() error { return ipt.Delete(c.table, c.kind.hook, "-j", c.name) },
+			func() error { return ipt.Insert(c.table, c.kind.hook, pos, "-j", c.name) })
+		if err != nil {
+			return err
+		}
+	}
+	err = t.do("flush chain "+where(c.fam, c.table, c.name),
+		func() error { return ipt.ClearChain(c.table, c.name) },
+		func() error {
+			for _, r := range rules {
+				if err := ipt.Append(c.table, c.name, r...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	return t.do("delete chain "+where(c.fam, c.table, c.name),
+		func() error { return ipt.DeleteChain(c.table, c.name) },
+		func() error { return ipt.NewChain(c.table, c.name) })
+}
+
+// jumpPositions returns the 1-based positions in builtin chain from of the plain jumps to chain
+// to, as xsyn inserts them.
+func jumpPositions(ipt IPTables, table, from, to string) ([]int, error) {
+	lines, err := ipt.List(table, from)
+	if err != nil {
+		return nil, err
+	}
+	jump := "-A " + from + " -j " + to
+	var out []int
+	n := 0
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "-A ") {
+			continue
+		}
+		n++
+		if strings.TrimSpace(l) == jump {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// deleteChain flushes and deletes a chain xsyn made.
+func deleteChain(ipt IPTables, table, name string) error {
+	if err := ipt.ClearChain(table, name); err != nil {
+		return err
+	}
+	return ipt.DeleteChain(table, name)
+}
+
+// txn records how to undo each step done, to roll back a failed Apply.
+type txn struct {
+	undo []undoStep
+}
+
+type undoStep struct {
+	what string
+	fn   func() error
+}
+
+// do runs step and, if it succeeded, remembers undo (if any). A nil txn only runs the step.
+func (t *txn) do(what string, step, undo func() error) error {
+	if err := step(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if t != nil && undo != nil {
+		t.undo = append(t.undo, undoStep{what: what, fn: undo})
+	}
+	return nil
+}
+
+// rollback undoes every step in reverse order. It goes on past failures, so that as much as
+// possible is restored, and reports them all.
+func (t *txn) rollback() error {
+	var errs undoErrors
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		if err := t.undo[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("undo %s: %w", t.undo[i].what, err))
+		}
+	}
+	t.undo = nil
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// undoErrors are the failed steps of a rollback, printed on one line.
+type undoErrors []error
+
+func (e undoErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e undoErrors) Unwrap() []error { return e }

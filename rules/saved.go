@@ -1,0 +1,115 @@
+package rules
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// savedSysctl is one record of SavedChain: the value a sysctl had before xsyn changed it.
+type savedSysctl struct {
+	key, value string
+}
+
+// readSaved returns the records of SavedChain in order, and whether the chain exists.
+func (a *Applier) readSaved() ([]savedSysctl, bool, error) {
+	ipt, err := a.tables(spec.IPv4)
+	if err != nil {
+		return nil, false, err
+	}
+	chains, err := ipt.ListChains(TableFilter)
+	if err != nil {
+		return nil, false, fmt.Errorf("list ipv4 filter chains: %w", err)
+	}
+	if !slices.Contains(chains, SavedChain) {
+		return nil, false, nil
+	}
+	lines, err := ipt.List(TableFilter, SavedChain)
+	if err != nil {
+		return nil, false, fmt.Errorf("list %s: %w", where(spec.IPv4, TableFilter, SavedChain), err)
+	}
+	var out []savedSysctl
+	for _, l := range lines {
+		k, v, ok, err := parseSaved(l)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			out = append(out, savedSysctl{k, v})
+		}
+	}
+	return out, true, nil
+}
+
+// setSysctls gives the namespace the settings the rules need. Before a sysctl is changed for
+// the first time its value is recorded in SavedChain (created if needed); a value already
+// recorded is the original one and is kept, however many interfaces come and go.
+func (a *Applier) setSysctls(t *txn, settings []SysctlSetting) error {
+	saved, exists, err := a.readSaved()
+	if err != nil {
+		return err
+	}
+	ipt := a.ipt[spec.IPv4]
+	if !exists {
+		err := t.do("create chain "+where(spec.IPv4, TableFilter, SavedChain),
+			func() error { return ipt.NewChain(TableFilter, SavedChain) },
+			func() error { return deleteChain(ipt, TableFilter, SavedChain) })
+		if err != nil {
+			return err
+		}
+	}
+	for _, s := range settings {
+		if slices.ContainsFunc(saved, func(r savedSysctl) bool { return r.key == s.Key }) {
+			continue
+		}
+		cur, err := a.sys.Get(s.Key)
+		if err != nil {
+			return fmt.Errorf("read sysctl %s: %w", s.Key, err)
+		}
+		if err := checkSysctl(s.Key, cur); err != nil {
+			return fmt.Errorf("save sysctl: %w", err)
+		}
+		args := savedArgs(s.Key, cur)
+		err = t.do(fmt.Sprintf("save sysctl %s=%s in %s", s.Key, cur, SavedChain),
+			func() error { return ipt.Append(TableFilter, SavedChain, args...) },
+			func() error { return ipt.Delete(TableFilter, SavedChain, args...) })
+		if err != nil {
+			return err
+		}
+	}
+	for _, s := range settings {
+		cur, err := a.sys.Get(s.Key)
+		if err != nil {
+			return fmt.Errorf("read sysctl %s: %w", s.Key, err)
+		}
+		if cur == s.Value {
+			continue
+		}
+		err = t.do(fmt.Sprintf("set sysctl %s=%s", s.Key, s.Value),
+			func() error { return a.sys.Set(s.Key, s.Value) },
+			func() error { return a.sys.Set(s.Key, cur) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoreSysctls puts back every recorded value, then deletes SavedChain. The chain goes last,
+// so a failure leaves the records for a retry.
+func (a *Applier) restoreSysctls() error {
+	saved, exists, err := a.readSaved()
+	if err != nil || !exists {
+		return err
+	}
+	for _, r := range saved {
+		if err := a.sys.Set(r.key, r.value); err != nil {
+			return fmt.Errorf("restore sysctl %s=%s: %w", r.key, r.value, err)
+		}
+	}
+	if err := deleteChain(a.ipt[spec.IPv4], TableFilter, SavedChain); err != nil {
+		return fmt.Errorf("delete chain %s: %w", where(spec.IPv4, TableFilter, SavedChain), err)
+	}
+	return nil
+}
