@@ -17,7 +17,7 @@ packages=(
 	iptables nftables conntrack                     # netfilter SYNPROXY rules, conntrack counts
 	ethtool                                         # checksum offload off on veth senders
 	kmod                                            # modprobe for nf_conntrack/nf_synproxy where modular
-	make git ca-certificates
+	make git ca-certificates sudo                   # sudo: the README's commands are `sudo make ...`
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
@@ -151,7 +150,7 @@ func writeJSON(w io.Writer, sts []protect.Status) error {
 			ProgramID: st.ProgID, NetfilterRules: st.Rules, Services: []serviceJSON{}}
 		for _, s := range st.Services {
 			o := s.Options
-			j.Services = append(j.Services, serviceJSON{Family: strings.TrimPrefix(s.Family.String(), "ip"), Destination: s.Dst.String(),
+			j.Services = append(j.Services, serviceJSON{Family: s.Family.String(), Destination: s.Dst.String(),
 				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL})
 		}
 		if c := st.Counters; c != nil {

@@ -71,10 +71,16 @@ func (c *Capture) Close() error { return unix.Close(c.fd) }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// Send writes raw frames out of the link (as a packet generator would: no checksum help, no
-// neighbour resolution). It returns how many were sent.
-func (l *Link) Send(frames [][]byte) (int, error) {
-	sent := 0
+// Sender writes raw frames out of a link, as a packet generator would: no checksum help, no
+// neighbour resolution. The socket is opened once, inside the link's namespace.
+type Sender struct {
+	fd int
+	to *unix.SockaddrLinklayer
+}
+
+// Sender opens a sender on the link.
+func (l *Link) Sender() (*Sender, error) {
+	var s *Sender
 	err := l.Host.Do(func() error {
 		ifi, err := net.InterfaceByName(l.Name)
 		if err != nil {
@@ -84,22 +90,40 @@ func (l *Link) Send(frames [][]byte) (int, error) {
 		if err != nil {
 			return fmt.Errorf("open packet socket: %w", err)
 		}
-		defer unix.Close(fd)
-		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index}
-		for _, f := range frames {
-			for {
-				err := unix.Sendto(fd, f, 0, to)
-				if err == unix.ENOBUFS || err == unix.EAGAIN {
-					continue // the veth queue is full: retry, the receiver drains it
-				}
-				if err != nil {
-					return fmt.Errorf("send frame %d on %s: %w", sent, l.Name, err)
-				}
-				break
-			}
-			sent++
-		}
+		s = &Sender{fd: fd, to: &unix.SockaddrLinklayer{Ifindex: ifi.Index}}
 		return nil
 	})
-	return sent, err
+	return s, err
+}
+
+// Send writes the frames and returns how many were sent.
+func (s *Sender) Send(frames [][]byte) (int, error) {
+	for i, f := range frames {
+		for {
+			err := unix.Sendto(s.fd, f, 0, s.to)
+			if err == unix.ENOBUFS || err == unix.EAGAIN {
+				// The veth queue is full: give the receiver time to drain it.
+				time.Sleep(50 * time.Microsecond)
+				continue
+			}
+			if err != nil {
+				return i, fmt.Errorf("send frame %d: %w", i, err)
+			}
+			break
+		}
+	}
+	return len(frames), nil
+}
+
+// Close closes the sender.
+func (s *Sender) Close() error { return unix.Close(s.fd) }
+
+// Send writes frames out of the link once (see Sender).
+func (l *Link) Send(frames [][]byte) (int, error) {
+	s, err := l.Sender()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	return s.Send(frames)
 }

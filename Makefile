@@ -1,0 +1,42 @@
+# xsyn: SYN-flood defence with XDP + netfilter SYNPROXY.
+# Targets that touch the kernel (test, demo, bench) need root.
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.DEFAULT_GOAL := help
+.PHONY: help deps generate check-generated build test lint clean demo bench
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install build and test dependencies (Debian/Ubuntu, root)
+	./deploy/install-deps.sh
+
+GENERATED = loader/*_bpfel.go loader/*_bpfel.o $(wildcard bench/*_bpfel.go bench/*_bpfel.o)
+
+generate: deps ## recompile the BPF programs (bpf2go) into the committed *_bpfel.{go,o}
+	$(GO) generate ./loader/... ./bench/...
+
+check-generated: generate ## fail if the committed BPF objects differ from a fresh build
+	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated BPF objects out of date: run 'make generate' and commit"; exit 1; }
+
+build: ## build bin/xsyn (static, no cgo, no clang needed)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/xsyn ./cmd/xsyn
+
+test: deps ## run every test: real namespaces, XDP, netfilter (root)
+	$(GO) test -count=1 -timeout 30m ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo: deps build ## lab demo: flood a protected server while real clients connect (root)
+	$(GO) run ./cmd/xsyn-demo -xsyn bin/xsyn
+
+bench: deps ## quick benchmark on a veth rig, report in bench/out (root)
+	$(GO) run ./bench -duration 5s
+
+clean: ## remove build outputs
+	rm -rf bin bench/out
