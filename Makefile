@@ -14,10 +14,11 @@ help: ## show this help
 deps: ## install build and test dependencies (Debian/Ubuntu, root)
 	./deploy/install-deps.sh
 
+GENPKGS   = ./loader/... $(if $(wildcard bench/gen.go),./bench/...)
 GENERATED = loader/*_bpfel.go loader/*_bpfel.o $(wildcard bench/*_bpfel.go bench/*_bpfel.o)
 
 generate: deps ## recompile the BPF programs (bpf2go) into the committed *_bpfel.{go,o}
-	$(GO) generate ./loader/... ./bench/...
+	$(GO) generate $(GENPKGS)
 
 check-generated: generate ## fail if the committed BPF objects differ from a fresh build
 	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated BPF objects out of date: run 'make generate' and commit"; exit 1; }
