@@ -1,0 +1,97 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/xsyn-project/xsyn/loader"
+)
+
+// sample is every counter of the rig at one moment.
+type sample struct {
+	sent       uint64 // generator: frames sent
+	synacks    uint64 // sink: SYN-ACKs that reached the attacker
+	dutRx      uint64 // DUT veth rx_packets: frames its NAPI handled
+	dutDropped uint64 // DUT veth rx_dropped: frames the attacker could not queue to it
+	dutTxErr   uint64 // DUT veth tx_dropped: answers it could not queue to the attacker
+	progRuns   uint64 // DUT XDP program, bpf_stats
+	progTime   time.Duration
+	dutCPU     time.Duration // CPU time of the DUT's NAPI thread(s)
+	atkCPU     time.Duration // CPU time of the attacker's NAPI thread(s)
+	xsyn       loader.Counters
+}
+
+func (r *rig) sample(d *deployment) (sample, error) {
+	var s sample
+	var errs []error
+	var gen []benchprogsGenCounters
+	errs = append(errs, r.progs.BenchGenCounters.Lookup(uint32(0), &gen))
+	for _, c := range gen {
+		s.sent += c.Sent
+	}
+	var sink []benchprogsSinkCounters
+	errs = append(errs, r.progs.BenchSinkCounters.Lookup(uint32(0), &sink))
+	for _, c := range sink {
+		s.synacks += c.Synack
+	}
+	st, err := r.linkStats()
+	errs = append(errs, err)
+	s.dutRx, s.dutDropped, s.dutTxErr = st.RxPackets, st.RxDropped, st.TxDropped
+	if d.prog != nil {
+		ps, err := d.prog.Stats()
+		if err == nil {
+			s.progRuns, s.progTime = ps.RunCount, ps.Runtime
+		}
+		errs = append(errs, err)
+	}
+	if d.xsyn != nil {
+		fc, err := d.xsyn.Counters()
+		s.xsyn = fc.Total()
+		errs = append(errs, err)
+	}
+	s.dutCPU, err = napiRuntime(dutIface)
+	errs = append(errs, err)
+	s.atkCPU, err = napiRuntime(atkIface)
+	errs = append(errs, err)
+	return s, errors.Join(errs...)
+}
+
+func napiRuntime(iface string) (time.Duration, error) {
+	pids, err := napiThreads(iface)
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	for _, pid := range pids {
+		ns, err := taskRuntime(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += ns
+	}
+	return time.Duration(total), nil
+}
+
+// settle waits until the frames still in flight after the generator stopped have been handled:
+// until the sink's and the DUT's counters stop moving (at most a few hundred frames sit in the
+// veth rings), or maxWait.
+func (r *rig) settle(d *deployment, maxWait time.Duration) (sample, error) {
+	deadline := time.Now().Add(maxWait)
+	prev, err := r.sample(d)
+	if err != nil {
+		return prev, err
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		<-tick.C
+		cur, err := r.sample(d)
+		if err != nil {
+			return cur, err
+		}
+		if (cur.synacks == prev.synacks && cur.dutRx == prev.dutRx) || time.Now().After(deadline) {
+			return cur, nil
+		}
+		prev = cur
+	}
+}
