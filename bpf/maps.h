@@ -14,7 +14,7 @@
 /* SYN-ACK parameters of one protected service. The TCP options mirror netfilter's SYNPROXY target
  * (--mss, --wscale, --sack-perm, --timestamp, --ecn) so both answer a SYN the same way. */
 struct service {
-	__u16 id;         /* slot in xsyn_svc_counts, < MAX_SERVICES */
+	__u16 id;         /* its key in xsyn_svcs and xsyn_svc_counts, < MAX_SERVICES */
 	__u16 mss;        /* MSS we advertise */
 	__u8 wscale;      /* our window scale shift, used when use_wscale and the client offers one */
 	__u8 use_wscale;  /* bool */
@@ -39,26 +39,44 @@ struct service_key6 {
 	__u8 addr[16];
 } __attribute__((packed));
 
-/* Which families have at least one service on a port: an O(1) test that keeps the cost for
- * traffic to unprotected ports to one array lookup, before any LPM walk. */
-struct port_families {
-	__u8 v4;
-	__u8 v6;
+/* Per port: the service covering every address of a family, when there is one, and whether
+ * services for narrower prefixes exist. The common configuration (a port on every address) then
+ * costs two array lookups; only ports with narrower prefixes walk the LPM trie. Traffic to
+ * unprotected ports costs one array lookup. */
+struct port_services {
+	__u16 v4_id;       /* the IPv4 service for every address, when v4_any */
+	__u16 v6_id;
+	__u8 v4_any;       /* bool */
+	__u8 v6_any;       /* bool */
+	__u8 v4_prefixes;  /* bool: IPv4 services for narrower prefixes: ask xsyn_services4 */
+	__u8 v6_prefixes;  /* bool */
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
-	__type(value, struct port_families);
+	__type(value, struct port_services);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
 } xsyn_ports SEC(".maps");
 
+/* Service parameters by id. Ids are stable across reconfigurations (the loader reuses a
+ * service's id while its family, prefix and port stay), so an update never lends one service's
+ * options or counters to another. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct service);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+} xsyn_svcs SEC(".maps");
+
+/* Every service, most specific prefix first: values are service ids. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, struct service_key4);
-	__type(value, struct service);
+	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
 } xsyn_services4 SEC(".maps");
 
@@ -66,7 +84,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, struct service_key6);
-	__type(value, struct service);
+	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
 } xsyn_services6 SEC(".maps");
 

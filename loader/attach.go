@@ -89,33 +89,46 @@ type Attachment struct {
 
 type attachedMaps struct {
 	configMaps
-	counters, svcCounters *ebpf.Map
+	counters *ebpf.Map
 }
 
-func (m attachedMaps) byName() map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{
-		xsynMapXsynPorts: m.ports, xsynMapXsynServices4: m.services4, xsynMapXsynServices6: m.services6,
-		xsynMapXsynCounters: m.counters, xsynMapXsynSvcCounts: m.svcCounters,
-	}
-}
+// mapNames are the program's maps, as pinned and as the kernel names them (all fit in the
+// kernel's 15 characters).
+var mapNames = []string{xsynMapXsynPorts, xsynMapXsynSvcs, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts}
 
-func (m *attachedMaps) set(name string, mp *ebpf.Map) {
+func (m *attachedMaps) slot(name string) **ebpf.Map {
 	switch name {
 	case xsynMapXsynPorts:
-		m.ports = mp
+		return &m.ports
+	case xsynMapXsynSvcs:
+		return &m.svcs
 	case xsynMapXsynServices4:
-		m.services4 = mp
+		return &m.services4
 	case xsynMapXsynServices6:
-		m.services6 = mp
+		return &m.services6
 	case xsynMapXsynCounters:
-		m.counters = mp
+		return &m.counters
 	case xsynMapXsynSvcCounts:
-		m.svcCounters = mp
+		return &m.svcCounts
 	}
+	return nil
 }
 
-func (m attachedMaps) complete() bool {
-	return m.ports != nil && m.services4 != nil && m.services6 != nil && m.counters != nil && m.svcCounters != nil
+func (m *attachedMaps) byName() map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	for _, n := range mapNames {
+		out[n] = *m.slot(n)
+	}
+	return out
+}
+
+func (m *attachedMaps) complete() bool {
+	for _, n := range mapNames {
+		if *m.slot(n) == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Close releases this process's references; the attachment stays in the kernel.
@@ -141,8 +154,7 @@ func (a *Attachment) Close() error {
 // failure nothing is left attached or pinned.
 func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
 	opts = opts.withDefaults()
-	contents, err := render(s)
-	if err != nil {
+	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	if err := Probe(); err != nil {
@@ -171,15 +183,13 @@ func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
 		return nil, err
 	}
 	a := &Attachment{Iface: iface, Ifindex: nlink.Attrs().Index, prog: p.objs.Xsyn}
-	for name, m := range (attachedMaps{configMaps: p.configMaps(), counters: p.objs.XsynCounters, svcCounters: p.objs.XsynSvcCounts}).byName() {
-		a.maps.set(name, m)
-	}
+	a.maps = attachedMaps{configMaps: p.configMaps(), counters: p.objs.XsynCounters}
 	fail := func(err error) (*Attachment, error) {
 		a.detachHere()
 		a.Close()
 		return nil, err
 	}
-	if err := a.maps.apply(contents); err != nil {
+	if err := a.maps.apply(s); err != nil {
 		return fail(fmt.Errorf("configure program: %w", err))
 	}
 

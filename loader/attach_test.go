@@ -131,7 +131,7 @@ func TestAttachLifecycle(t *testing.T) {
 	if a.Mode != ModeNative || a.Holder != HolderLink {
 		t.Fatalf("attached %s; want native mode held by a bpf link", a)
 	}
-	for _, pin := range []string{linkPin, "xsyn_counters", "xsyn_ports", "xsyn_services4", "xsyn_services6", "xsyn_svc_counts"} {
+	for _, pin := range append([]string{linkPin}, mapNames...) {
 		if _, err := os.Stat(filepath.Join(a.Dir, pin)); err != nil {
 			t.Errorf("pin %s missing: %v", pin, err)
 		}

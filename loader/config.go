@@ -2,63 +2,229 @@ package loader
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/xsyn-project/xsyn/spec"
 )
 
-// mapContents is a spec rendered into the XDP program's configuration maps.
-type mapContents struct {
-	ports     map[uint32]xsynPortFamilies
-	services4 map[xsynServiceKey4]xsynService
-	services6 map[xsynServiceKey6]xsynService
+// configMaps are the maps that hold a spec (bpf/maps.h), plus the per-service counters, whose
+// slot of a new service is reset.
+type configMaps struct {
+	ports, svcs, services4, services6, svcCounts *ebpf.Map
 }
 
-// render turns a validated spec into map contents. Service ids (slots in xsyn_service_counters)
-// follow spec order.
-func render(s spec.Spec) (mapContents, error) {
-	if err := s.Validate(); err != nil {
-		return mapContents{}, err
-	}
-	m := mapContents{
-		ports:     map[uint32]xsynPortFamilies{},
-		services4: map[xsynServiceKey4]xsynService{},
-		services6: map[xsynServiceKey6]xsynService{},
-	}
-	for id, svc := range s.Services {
-		v := xsynService{
-			Id:        uint16(id),
-			Mss:       svc.Options.MSS,
-			Wscale:    svc.Options.WScale,
-			UseWscale: 1, // spec always offers window scaling when the client does
-			Ttl:       svc.TTL,
-		}
-		v.Sack = b2u(svc.Options.SACK)
-		v.Timestamps = b2u(svc.Options.Timestamps)
-		v.Ecn = b2u(svc.Options.ECN)
+// serviceKey identifies a service across reconfigurations.
+type serviceKey struct {
+	family spec.Family
+	dst    netip.Prefix
+	port   uint16
+}
 
-		pf := m.ports[uint32(svc.Port)]
-		addr := svc.Dst.Addr().AsSlice()
-		prefixLen := uint32(16 + svc.Dst.Bits())
-		switch svc.Family {
-		case spec.IPv4:
-			pf.V4 = 1
-			k := xsynServiceKey4{Prefixlen: prefixLen, Port: htons(svc.Port)}
-			copy(k.Addr[:], addr)
-			m.services4[k] = v
-		case spec.IPv6:
-			pf.V6 = 1
-			k := xsynServiceKey6{Prefixlen: prefixLen, Port: htons(svc.Port)}
-			copy(k.Addr[:], addr)
-			m.services6[k] = v
-		default:
-			return mapContents{}, fmt.Errorf("render %s: unknown family", svc)
-		}
-		m.ports[uint32(svc.Port)] = pf
+func keyOf(s spec.Service) serviceKey { return serviceKey{s.Family, s.Dst, s.Port} }
+
+// apply makes the maps protect exactly s. Services that stay keep their id (so their counters and
+// parameters are never lent to another service); every step leaves a consistent configuration:
+// parameters of new ids are written before anything points at them, the LPM entries and port
+// entries after, and stale entries are removed last. A service that stays protected is never
+// missing, not even between two map updates.
+func (c configMaps) apply(s spec.Spec) error {
+	if err := s.Validate(); err != nil {
+		return err
 	}
-	return m, nil
+	cur, err := c.currentIDs()
+	if err != nil {
+		return err
+	}
+	ids, fresh := assignIDs(s.Services, cur)
+
+	for i, svc := range s.Services {
+		id := ids[i]
+		if fresh[i] {
+			if err := c.resetCounters(id); err != nil {
+				return err
+			}
+		}
+		if err := c.svcs.Put(id, serviceValue(svc, id)); err != nil {
+			return fmt.Errorf("update parameters of %s: %w", svc, err)
+		}
+	}
+	want := map[serviceKey]bool{}
+	ports := map[uint32]xsynPortServices{}
+	for i, svc := range s.Services {
+		want[keyOf(svc)] = true
+		if err := c.putKey(svc, ids[i]); err != nil {
+			return err
+		}
+		ps := ports[uint32(svc.Port)]
+		any := svc.Dst.Bits() == 0
+		switch {
+		case svc.Family == spec.IPv4 && any:
+			ps.V4Any, ps.V4Id = 1, uint16(ids[i])
+		case svc.Family == spec.IPv4:
+			ps.V4Prefixes = 1
+		case any:
+			ps.V6Any, ps.V6Id = 1, uint16(ids[i])
+		default:
+			ps.V6Prefixes = 1
+		}
+		ports[uint32(svc.Port)] = ps
+	}
+	for port, ps := range ports {
+		if err := c.ports.Put(port, ps); err != nil {
+			return fmt.Errorf("update port %d: %w", port, err)
+		}
+	}
+	for k := range cur {
+		if !want[k] {
+			if err := c.deleteKey(k); err != nil {
+				return err
+			}
+		}
+	}
+	for k := range cur {
+		if _, ok := ports[uint32(k.port)]; !ok {
+			if err := c.ports.Put(uint32(k.port), xsynPortServices{}); err != nil {
+				return fmt.Errorf("clear port %d: %w", k.port, err)
+			}
+		}
+	}
+	return nil
+}
+
+// assignIDs keeps the id of every service already configured and gives new ones the lowest ids in
+// use by nobody, old or new. fresh[i] tells the new ones.
+func assignIDs(svcs []spec.Service, cur map[serviceKey]uint32) (ids []uint32, fresh []bool) {
+	used := map[uint32]bool{}
+	for _, id := range cur {
+		used[id] = true
+	}
+	next := uint32(0)
+	for _, svc := range svcs {
+		if id, ok := cur[keyOf(svc)]; ok {
+			ids, fresh = append(ids, id), append(fresh, false)
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		used[next] = true
+		ids, fresh = append(ids, next), append(fresh, true)
+	}
+	return ids, fresh
+}
+
+func serviceValue(svc spec.Service, id uint32) xsynService {
+	return xsynService{
+		Id:         uint16(id),
+		Mss:        svc.Options.MSS,
+		Wscale:     svc.Options.WScale,
+		UseWscale:  1, // window scaling is offered whenever the client offers it
+		Sack:       b2u(svc.Options.SACK),
+		Timestamps: b2u(svc.Options.Timestamps),
+		Ecn:        b2u(svc.Options.ECN),
+		Ttl:        svc.TTL,
+	}
+}
+
+func (c configMaps) putKey(svc spec.Service, id uint32) error {
+	var err error
+	if svc.Family == spec.IPv4 {
+		err = c.services4.Put(key4(svc.Dst, svc.Port), id)
+	} else {
+		err = c.services6.Put(key6(svc.Dst, svc.Port), id)
+	}
+	if err != nil {
+		return fmt.Errorf("update %s: %w", svc, err)
+	}
+	return nil
+}
+
+func (c configMaps) deleteKey(k serviceKey) error {
+	var err error
+	if k.family == spec.IPv4 {
+		err = c.services4.Delete(key4(k.dst, k.port))
+	} else {
+		err = c.services6.Delete(key6(k.dst, k.port))
+	}
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete stale service %s %s port %d: %w", k.family, k.dst, k.port, err)
+	}
+	return nil
+}
+
+func (c configMaps) resetCounters(id uint32) error {
+	zero := make([]xsynServiceCounters, ebpf.MustPossibleCPU())
+	if err := c.svcCounts.Put(id, zero); err != nil {
+		return fmt.Errorf("reset counters of service %d: %w", id, err)
+	}
+	return nil
+}
+
+func key4(dst netip.Prefix, port uint16) xsynServiceKey4 {
+	k := xsynServiceKey4{Prefixlen: uint32(16 + dst.Bits()), Port: htons(port)}
+	k.Addr = dst.Addr().As4()
+	return k
+}
+
+func key6(dst netip.Prefix, port uint16) xsynServiceKey6 {
+	k := xsynServiceKey6{Prefixlen: uint32(16 + dst.Bits()), Port: htons(port)}
+	k.Addr = dst.Addr().As16()
+	return k
+}
+
+// currentIDs reads the configured services' keys and ids from the LPM tries.
+func (c configMaps) currentIDs() (map[serviceKey]uint32, error) {
+	out := map[serviceKey]uint32{}
+	var (
+		k4 xsynServiceKey4
+		k6 xsynServiceKey6
+		id uint32
+	)
+	it := c.services4.Iterate()
+	for it.Next(&k4, &id) {
+		out[serviceKey{spec.IPv4, netip.PrefixFrom(netip.AddrFrom4(k4.Addr), int(k4.Prefixlen)-16), ntohs(k4.Port)}] = id
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read ipv4 services: %w", err)
+	}
+	it = c.services6.Iterate()
+	for it.Next(&k6, &id) {
+		out[serviceKey{spec.IPv6, netip.PrefixFrom(netip.AddrFrom16(k6.Addr), int(k6.Prefixlen)-16), ntohs(k6.Port)}] = id
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read ipv6 services: %w", err)
+	}
+	return out, nil
+}
+
+// services reads back what the maps protect, ordered by id.
+func (c configMaps) services() ([]spec.Service, error) {
+	cur, err := c.currentIDs()
+	if err != nil {
+		return nil, err
+	}
+	byID := map[uint32]spec.Service{}
+	for k, id := range cur {
+		var v xsynService
+		if err := c.svcs.Lookup(id, &v); err != nil {
+			return nil, fmt.Errorf("read parameters of service %d: %w", id, err)
+		}
+		byID[id] = spec.Service{
+			Family: k.family, Dst: k.dst, Port: k.port, TTL: v.Ttl,
+			Options: spec.TCPOptions{MSS: v.Mss, WScale: v.Wscale, SACK: v.Sack != 0, Timestamps: v.Timestamps != 0, ECN: v.Ecn != 0},
+		}
+	}
+	var out []spec.Service
+	for id := range uint32(spec.MaxServices) {
+		if s, ok := byID[id]; ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 func b2u(b bool) uint8 {
@@ -77,81 +243,3 @@ func htons(p uint16) uint16 {
 }
 
 func ntohs(p uint16) uint16 { return htons(p) }
-
-// configMaps are the maps render() fills.
-type configMaps struct {
-	ports, services4, services6 *ebpf.Map
-}
-
-// apply makes the maps hold exactly m. New and changed entries are written before stale ones are
-// deleted, so a service that stays protected is never missing, not even between two updates.
-func (c configMaps) apply(m mapContents) error {
-	for port, pf := range m.ports {
-		if err := c.ports.Put(port, pf); err != nil {
-			return fmt.Errorf("update port %d: %w", port, err)
-		}
-	}
-	for k, v := range m.services4 {
-		if err := c.services4.Put(k, v); err != nil {
-			return fmt.Errorf("update ipv4 service port %d: %w", ntohs(k.Port), err)
-		}
-	}
-	for k, v := range m.services6 {
-		if err := c.services6.Put(k, v); err != nil {
-			return fmt.Errorf("update ipv6 service port %d: %w", ntohs(k.Port), err)
-		}
-	}
-	if err := deleteStale(c.services4, m.services4); err != nil {
-		return err
-	}
-	if err := deleteStale(c.services6, m.services6); err != nil {
-		return err
-	}
-	// The port filter is an array: clear the slots no service uses any more.
-	var (
-		port uint32
-		pf   xsynPortFamilies
-		zero xsynPortFamilies
-	)
-	it := c.ports.Iterate()
-	var clear []uint32
-	for it.Next(&port, &pf) {
-		if pf != zero {
-			if _, ok := m.ports[port]; !ok {
-				clear = append(clear, port)
-			}
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read port filter: %w", err)
-	}
-	for _, p := range clear {
-		if err := c.ports.Put(p, zero); err != nil {
-			return fmt.Errorf("clear port %d: %w", p, err)
-		}
-	}
-	return nil
-}
-
-func deleteStale[K comparable](m *ebpf.Map, want map[K]xsynService) error {
-	var (
-		k     K
-		v     xsynService
-		stale []K
-	)
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		if _, ok := want[k]; !ok {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read %s: %w", m, err)
-	}
-	for _, k := range stale {
-		if err := m.Delete(k); err != nil {
-			return fmt.Errorf("delete stale service from %s: %w", m, err)
-		}
-	}
-	return nil
-}

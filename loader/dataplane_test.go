@@ -45,6 +45,8 @@ const (
 	portTuned   uint16 = 84   // MSS 1220, wscale 3, TTL 255
 	portHost    uint16 = 443  // only hostDst4/32 and hostDst6/128
 	portNet     uint16 = 8443 // only 198.51.100.0/24 and 2001:db8:7::/64
+	portNested  uint16 = 9443 // any address with TTL 100, and those prefixes with MSS 1300
+	portV6Only  uint16 = 8080 // only 2001:db8:5::/48
 	portOpen    uint16 = 22   // not protected
 )
 
@@ -81,6 +83,10 @@ func dpSpec(tb testing.TB) spec.Spec {
 		{Ports: []uint16{portHost}, Dst: hostDst6.String(), WScale: -1},
 		{Ports: []uint16{portNet}, Dst: "198.51.100.0/24", WScale: -1},
 		{Ports: []uint16{portNet}, Dst: "2001:db8:7::/64", WScale: -1},
+		{Ports: []uint16{portNested}, WScale: -1, TTL: 100},
+		{Ports: []uint16{portNested}, Dst: "198.51.100.0/24", WScale: -1, MSS: 1300},
+		{Ports: []uint16{portNested}, Dst: "2001:db8:7::/64", WScale: -1, MSS: 1300},
+		{Ports: []uint16{portV6Only}, Dst: "2001:db8:5::/48", WScale: -1},
 	} {
 		part, err := f.Build()
 		if err != nil {
@@ -94,15 +100,18 @@ func dpSpec(tb testing.TB) spec.Spec {
 	return s
 }
 
-// serviceID is the counter slot of the first service of the family on the port (spec order).
-func serviceID(tb testing.TB, s spec.Spec, f spec.Family, port uint16) int {
+// serviceID is the counter slot of the service protecting dst:port: the longest prefix.
+func serviceID(tb testing.TB, s spec.Spec, dst netip.Addr, port uint16) int {
+	id := -1
 	for i, svc := range s.Services {
-		if svc.Family == f && svc.Port == port {
-			return i
+		if svc.Port == port && svc.Dst.Contains(dst) && (id < 0 || svc.Dst.Bits() > s.Services[id].Dst.Bits()) {
+			id = i
 		}
 	}
-	tb.Fatalf("no %s service on port %d", f, port)
-	return -1
+	if id < 0 {
+		tb.Fatalf("no service for %s port %d", dst, port)
+	}
+	return id
 }
 
 // frameShape is a family and a VLAN stack: every fixture runs in each of them.
@@ -319,7 +328,7 @@ func checkSynack(t *testing.T, in, out []byte, w synackWant) {
 		ttl = spec.DefaultTTL
 	}
 	var tsval, tsecr uint32
-	if len(resp.TCP.Options) >= 12 {
+	if w.ts != noTS && len(resp.TCP.Options) >= 12 {
 		tsval = binary.BigEndian.Uint32(resp.TCP.Options[8:])&^0x3f | uint32(w.ts)
 	}
 	if ts, ok := packet.LastOption(req.Options, packet.OptTimestamp); ok && len(ts.Data) == 8 {
@@ -380,7 +389,7 @@ func synackOptions(w synackWant, mss uint16, tsval, tsecr uint32) []byte {
 // dpCase is a fixture row, run in every frame shape of its family.
 type dpCase struct {
 	name    string
-	only    spec.Family                    // run in the shapes of this family only; 0: all
+	only    spec.Family                     // run in the shapes of this family only; 0: all
 	frame   func(s frameShape) packet.Frame // the input
 	patch   func(b []byte, p *packet.Packet)
 	verdict uint32
@@ -428,72 +437,74 @@ func runCases(t *testing.T, r *xdpRig, cases []dpCase) {
 	}
 }
 
-func want(w synackWant) *synackWant { return &w }
+// answer is a SYN-ACK expectation for a fixture row.
+func answer(w synackWant) *synackWant { return &w }
 
 func TestSYNAnswered(t *testing.T) {
 	r := newRig(t, dpSpec(t))
 	opt := packet.Options
 	mss, nop, eol, sack, ws := packet.MSS, packet.NOP, packet.EOL, packet.SACKPerm, packet.WScale
 	ts := func(v uint32) []byte { return packet.Timestamp(v, 0) }
-	syn := func(port uint16, flags uint8, opts []byte, w synackWant, edits ...func(*packet.Frame)) dpCase {
-		return dpCase{frame: seg(port, packet.SYN|flags, opts, edits...), verdict: xdpTX, delta: answered, synack: &w}
+	syn := func(name string, port uint16, flags uint8, opts []byte, w synackWant, edits ...func(*packet.Frame)) dpCase {
+		return dpCase{name: name, frame: seg(port, packet.SYN|flags, opts, edits...), verdict: xdpTX, delta: answered, synack: &w}
 	}
-	named := func(name string, c dpCase) dpCase { c.name = name; return c }
 	payload := func(f *packet.Frame) { f.Payload = bytes.Repeat([]byte("x"), 100) }
 
 	runCases(t, r, []dpCase{
 		// Client options against the default service.
-		named("no options", syn(portDefault, 0, nil, mssOnly)),
-		named("no options padded to 60 bytes", syn(portDefault, 0, nil, mssOnly, func(f *packet.Frame) { f.MinLen = 60 })),
-		named("mss", syn(portDefault, 0, mss(1400), mssOnly)),
-		named("mss wscale", syn(portDefault, 0, opt(mss(1400), nop(), ws(7)), mssOnly)),
-		named("mss sack", syn(portDefault, 0, opt(mss(1400), nop(), nop(), sack()), mssOnly)),
-		named("linux mss sack ts wscale", syn(portDefault, 0, linuxOpts, linuxAnswer)),
-		named("ts only", syn(portDefault, 0, opt(nop(), nop(), ts(clientTSval)), synackWant{ts: 0xf, ws: noWS})),
-		named("ts wscale without sack", syn(portDefault, 0, opt(mss(1460), nop(), nop(), ts(clientTSval), nop(), ws(2)),
-			synackWant{ts: 2, ws: 7})),
-		named("ts sack without wscale", syn(portDefault, 0, opt(mss(1460), sack(), ts(clientTSval)),
-			synackWant{ts: 0x10 | 0xf, sack: true, ws: noWS})),
-		named("windows mss nop ws nop nop sack", syn(portDefault, 0, opt(mss(1460), nop(), ws(8), nop(), nop(), sack()), mssOnly)),
-		named("eol ends the list", syn(portDefault, 0, opt(mss(1460), nop(), nop(), ts(clientTSval), eol(), ws(5)),
-			synackWant{ts: 0xf, ws: noWS})),
-		named("eol padding", syn(portDefault, 0, opt(linuxOpts, eol(), eol(), eol(), eol()), linuxAnswer)),
-		named("client wscale 0", syn(portDefault, 0, opt(mss(1460), sack(), ts(clientTSval), nop(), ws(0)),
-			synackWant{ts: 0x10, sack: true, ws: 7})),
-		named("client wscale 15 clamped to 14", syn(portDefault, 0, opt(mss(1460), sack(), ts(clientTSval), nop(), ws(15)),
-			synackWant{ts: 0x10 | 14, sack: true, ws: 7})),
-		named("last of repeated options", syn(portDefault, 0,
+		syn("no options", portDefault, 0, nil, mssOnly),
+		syn("no options padded to 60 bytes", portDefault, 0, nil, mssOnly, func(f *packet.Frame) { f.MinLen = 60 }),
+		syn("mss", portDefault, 0, mss(1400), mssOnly),
+		syn("mss wscale", portDefault, 0, opt(mss(1400), nop(), ws(7)), mssOnly),
+		syn("mss sack", portDefault, 0, opt(mss(1400), nop(), nop(), sack()), mssOnly),
+		syn("linux mss sack ts wscale", portDefault, 0, linuxOpts, linuxAnswer),
+		syn("ts only", portDefault, 0, opt(nop(), nop(), ts(clientTSval)), synackWant{ts: 0xf, ws: noWS}),
+		syn("ts wscale without sack", portDefault, 0, opt(mss(1460), nop(), nop(), ts(clientTSval), nop(), ws(2)),
+			synackWant{ts: 2, ws: 7}),
+		syn("ts wscale without mss grows by 4", portDefault, 0, opt(nop(), ws(2), nop(), nop(), ts(clientTSval)),
+			synackWant{ts: 2, ws: 7}),
+		syn("ts sack without wscale", portDefault, 0, opt(mss(1460), sack(), ts(clientTSval)),
+			synackWant{ts: 0x10 | 0xf, sack: true, ws: noWS}),
+		syn("windows mss nop ws nop nop sack", portDefault, 0, opt(mss(1460), nop(), ws(8), nop(), nop(), sack()), mssOnly),
+		syn("eol ends the list", portDefault, 0, opt(mss(1460), nop(), nop(), ts(clientTSval), eol(), ws(5)),
+			synackWant{ts: 0xf, ws: noWS}),
+		syn("eol padding", portDefault, 0, opt(linuxOpts, eol(), eol(), eol(), eol()), linuxAnswer),
+		syn("client wscale 0", portDefault, 0, opt(mss(1460), sack(), ts(clientTSval), nop(), ws(0)),
+			synackWant{ts: 0x10, sack: true, ws: 7}),
+		syn("client wscale 15 clamped to 14", portDefault, 0, opt(mss(1460), sack(), ts(clientTSval), nop(), ws(15)),
+			synackWant{ts: 0x10 | 14, sack: true, ws: 7}),
+		syn("last of repeated options", portDefault, 0,
 			opt(nop(), nop(), ts(1), nop(), ws(2), nop(), ws(5), nop(), nop(), ts(clientTSval)),
-			synackWant{ts: 5, ws: 7})),
-		named("unknown option", syn(portDefault, 0, opt(mss(1460), packet.Raw(253, 0xf9, 0x89), sack(), ts(clientTSval), nop(), ws(7)),
-			linuxAnswer)),
-		named("option length 1 ends parsing", syn(portDefault, 0, opt(mss(1460), []byte{packet.OptSACKPerm, 1}, nop(), nop(), ts(clientTSval)),
-			mssOnly)),
-		named("option overruns the header", syn(portDefault, 0, opt(mss(1460), nop(), nop(), []byte{packet.OptTimestamp, 12, 1, 2, 3, 4, 5, 6, 7, 8}),
-			mssOnly)),
-		named("timestamps of the wrong length ignored", syn(portDefault, 0,
-			opt(mss(1460), nop(), nop(), packet.Raw(packet.OptTimestamp, 1, 2, 3, 4, 5, 6), nop(), ws(7)), mssOnly)),
-		named("mss 0 ignored", syn(portDefault, 0, opt(mss(0), sack(), ts(clientTSval), nop(), ws(7)), linuxAnswer)),
-		named("40 bytes of options", syn(portDefault, 0, opt(mss(1460), sack(), ts(clientTSval), nop(), ws(7),
-			packet.Raw(253, make([]byte, 18)...)), linuxAnswer)),
-		named("payload trimmed", syn(portDefault, 0, linuxOpts, linuxAnswer, payload)),
-		named("psh flag", syn(portDefault, packet.PSH, linuxOpts, linuxAnswer)),
-		named("seq wraps", syn(portDefault, 0, linuxOpts, linuxAnswer, func(f *packet.Frame) { f.TCP.Seq = 0xffffffff })),
+			synackWant{ts: 5, ws: 7}),
+		syn("unknown option", portDefault, 0, opt(mss(1460), packet.Raw(253, 0xf9, 0x89), sack(), ts(clientTSval), nop(), ws(7)),
+			linuxAnswer),
+		syn("option length 1 ends parsing", portDefault, 0, opt(mss(1460), []byte{packet.OptSACKPerm, 1}, nop(), nop(), ts(clientTSval)),
+			mssOnly),
+		syn("option overruns the header", portDefault, 0, opt(mss(1460), nop(), nop(), []byte{packet.OptTimestamp, 12, 1, 2, 3, 4, 5, 6, 7, 8}),
+			mssOnly),
+		syn("timestamps of the wrong length ignored", portDefault, 0,
+			opt(mss(1460), nop(), nop(), packet.Raw(packet.OptTimestamp, 1, 2, 3, 4, 5, 6), nop(), ws(7)), mssOnly),
+		syn("mss 0 ignored", portDefault, 0, opt(mss(0), sack(), ts(clientTSval), nop(), ws(7)), linuxAnswer),
+		syn("40 bytes of options", portDefault, 0, opt(mss(1460), sack(), ts(clientTSval), nop(), ws(7),
+			packet.Raw(253, make([]byte, 18)...)), linuxAnswer),
+		syn("payload trimmed", portDefault, 0, linuxOpts, linuxAnswer, payload),
+		syn("psh flag", portDefault, packet.PSH, linuxOpts, linuxAnswer),
+		syn("seq wraps", portDefault, 0, linuxOpts, linuxAnswer, func(f *packet.Frame) { f.TCP.Seq = 0xffffffff }),
 		// ECN: negotiated only when the service accepts it, the client asks with ECE+CWR and
 		// timestamps carry it.
-		named("ece cwr, service without ecn", syn(portDefault, packet.ECE|packet.CWR, linuxOpts, linuxAnswer)),
-		named("ece cwr, service with ecn", syn(portECN, packet.ECE|packet.CWR, linuxOpts,
-			synackWant{ttl: 200, ts: 0x20 | 0x10 | 7, sack: true, ws: 7, ece: true})),
-		named("ece alone, service with ecn", syn(portECN, packet.ECE, linuxOpts,
-			synackWant{ttl: 200, ts: 0x10 | 7, sack: true, ws: 7})),
-		named("ece cwr without timestamps, service with ecn", syn(portECN, packet.ECE|packet.CWR, mss(1460),
-			synackWant{ttl: 200, ts: noTS, ws: noWS})),
+		syn("ece cwr, service without ecn", portDefault, packet.ECE|packet.CWR, linuxOpts, linuxAnswer),
+		syn("ece cwr, service with ecn", portECN, packet.ECE|packet.CWR, linuxOpts,
+			synackWant{ttl: 200, ts: 0x20 | 0x10 | 7, sack: true, ws: 7, ece: true}),
+		syn("ece alone, service with ecn", portECN, packet.ECE, linuxOpts,
+			synackWant{ttl: 200, ts: 0x10 | 7, sack: true, ws: 7}),
+		syn("ece cwr without timestamps, service with ecn", portECN, packet.ECE|packet.CWR, mss(1460),
+			synackWant{ttl: 200, ts: noTS, ws: noWS}),
 		// Service switches.
-		named("service without sack", syn(portNoSACK, 0, linuxOpts, synackWant{ts: 7, ws: 7})),
-		named("service without timestamps", syn(portNoTS, 0, linuxOpts, mssOnly)),
-		named("service mss 1220 wscale 3 ttl 255", syn(portTuned, 0, linuxOpts,
-			synackWant{mss: 1220, ttl: 255, ts: 0x10 | 7, sack: true, ws: 3})),
-		named("service mss 1220 to a syn without options", syn(portTuned, 0, nil, synackWant{mss: 1220, ttl: 255, ts: noTS, ws: noWS})),
+		syn("service without sack", portNoSACK, 0, linuxOpts, synackWant{ts: 7, ws: 7}),
+		syn("service without timestamps", portNoTS, 0, linuxOpts, mssOnly),
+		syn("service mss 1220 wscale 3 ttl 255", portTuned, 0, linuxOpts,
+			synackWant{mss: 1220, ttl: 255, ts: 0x10 | 7, sack: true, ws: 3}),
+		syn("service mss 1220 to a syn without options", portTuned, 0, nil, synackWant{mss: 1220, ttl: 255, ts: noTS, ws: noWS}),
 	})
 }
 
@@ -530,7 +541,7 @@ func TestMinimumFrames(t *testing.T) {
 
 // cookieSYN runs a SYN with Linux options and the given MSS through the program and returns the
 // frame and the SYN-ACK it was answered with.
-func cookieSYN(t *testing.T, r *xdpRig, s frameShape, port, mss uint16) (packet.Frame, *packet.Packet) {
+func cookieSYN(t testing.TB, r *xdpRig, s frameShape, port, mss uint16) (packet.Frame, *packet.Packet) {
 	t.Helper()
 	syn := s.segment(port, packet.SYN, packet.MSS(mss), linuxOpts[4:])
 	ret, out, _ := r.run(t, syn.Bytes())
@@ -624,7 +635,8 @@ func TestSegmentsWithoutConnection(t *testing.T) {
 	runCases(t, r, cases)
 }
 
-func TestNotProtected(t *testing.T) {
+// TestServiceLookup: which destinations are protected, by which service, and what is not ours.
+func TestServiceLookup(t *testing.T) {
 	r := newRig(t, dpSpec(t))
 	net4, net6 := netip.MustParseAddr("198.51.100.200"), netip.MustParseAddr("2001:db8:7::abcd")
 	out4, out6 := netip.MustParseAddr("198.51.101.1"), netip.MustParseAddr("2001:db8:8::1")
@@ -656,13 +668,21 @@ func TestNotProtected(t *testing.T) {
 		{name: "unprotected port", frame: seg(portOpen, packet.SYN, linuxOpts), verdict: xdpPass, delta: Counters{PassNotProtected: 1}},
 		{name: "unprotected port, malformed tcp header", frame: seg(portOpen, packet.SYN, nil),
 			patch: func(b []byte, p *packet.Packet) { b[p.L4Off+12] = 0x40 }, verdict: xdpPass, delta: Counters{PassNotProtected: 1}},
-		{name: "host service, its address", frame: synTo(portHost, dst(hostDst4, hostDst6)), verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+		{name: "host service, its address", frame: synTo(portHost, dst(hostDst4, hostDst6)), verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "host service, next address", frame: synTo(portHost, dst(hostDst4.Next(), hostDst6.Next())),
 			verdict: xdpPass, delta: Counters{PassNotProtected: 1}},
 		{name: "host service, default server address", frame: synTo(portHost, dst(server4, server6)),
 			verdict: xdpPass, delta: Counters{PassNotProtected: 1}},
-		{name: "prefix service, inside", frame: synTo(portNet, dst(net4, net6)), verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+		{name: "prefix service, inside", frame: synTo(portNet, dst(net4, net6)), verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "prefix service, outside", frame: synTo(portNet, dst(out4, out6)), verdict: xdpPass, delta: Counters{PassNotProtected: 1}},
+		{name: "nested prefixes, inside the longer", frame: synTo(portNested, dst(net4, net6)), verdict: xdpTX, delta: answered,
+			synack: answer(synackWant{mss: 1300, ts: 0x10 | 7, sack: true, ws: 7})},
+		{name: "nested prefixes, outside the longer", frame: synTo(portNested, dst(out4, out6)), verdict: xdpTX, delta: answered,
+			synack: answer(synackWant{ttl: 100, ts: 0x10 | 7, sack: true, ws: 7})},
+		{name: "port of an ipv6 service only", only: spec.IPv4, frame: seg(portV6Only, packet.SYN, linuxOpts),
+			verdict: xdpPass, delta: Counters{PassNotProtected: 1}},
+		{name: "port of an ipv6 service only", only: spec.IPv6, frame: seg(portV6Only, packet.SYN, linuxOpts),
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "udp to a protected port", frame: l4(packet.ProtoUDP, packet.ProtoUDP, udp), verdict: xdpPass, delta: Counters{PassNotTcp: 1}},
 		{name: "icmp echo", frame: l4(packet.ProtoICMP, packet.ProtoICMPv6, []byte{8, 0, 0xf7, 0xff, 0, 0, 0, 0}),
 			verdict: xdpPass, delta: Counters{PassNotTcp: 1}},
@@ -699,19 +719,19 @@ func TestPolicies(t *testing.T) {
 		{name: "ipv4 fragment to an unprotected port", only: v4, frame: seg(portOpen, packet.SYN, nil, ip4(func(ip *packet.IPv4) { ip.MF = true })),
 			verdict: xdpPass, delta: Counters{PassFragment: 1}},
 		{name: "ipv4 without df answered", only: v4, frame: seg(portDefault, packet.SYN, linuxOpts, ip4(func(ip *packet.IPv4) { ip.DF = false })),
-			verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "ipv4 options stripped", only: v4, frame: seg(portDefault, packet.SYN, linuxOpts, ip4(func(ip *packet.IPv4) {
 			ip.Options = []byte{148, 4, 0, 0, 1, 1, 1, 0} // router alert, NOPs, EOL
-		})), verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+		})), verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "ipv4 40 bytes of options stripped", only: v4, frame: seg(portDefault, packet.SYN, nil, ip4(func(ip *packet.IPv4) {
 			ip.Options = recordRoute
-		})), verdict: xdpTX, delta: answered, synack: want(mssOnly)},
+		})), verdict: xdpTX, delta: answered, synack: answer(mssOnly)},
 		{name: "ipv6 hop-by-hop and destination options", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, dst)),
-			verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "ipv6 routing header", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(rt)),
-			verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "ipv6 four extension headers", only: v6, frame: seg(portDefault, packet.SYN, nil, ext(hbh, dst, rt, dst)),
-			verdict: xdpTX, delta: answered, synack: want(mssOnly)},
+			verdict: xdpTX, delta: answered, synack: answer(mssOnly)},
 		{name: "ipv6 five extension headers", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, dst, rt, dst, dst)),
 			verdict: xdpPass, delta: Counters{PassExtHdrChain: 1}},
 		{name: "ipv6 fragment header", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(frag)),
@@ -731,9 +751,9 @@ func TestPolicies(t *testing.T) {
 			return f
 		}, verdict: xdpPass, delta: Counters{PassNotTcp: 1}},
 		{name: "two 802.1q tags answered", frame: seg(portDefault, packet.SYN, linuxOpts, vlans(q, q)),
-			verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "802.1ad tag alone answered", frame: seg(portDefault, packet.SYN, linuxOpts, vlans(ad)),
-			verdict: xdpTX, delta: answered, synack: want(linuxAnswer)},
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "three vlan tags", frame: seg(portDefault, packet.SYN, linuxOpts, vlans(ad, q, q)),
 			verdict: xdpPass, delta: Counters{PassVlanDepth: 1}, notIP: true},
 	})
@@ -790,12 +810,11 @@ func TestMalformed(t *testing.T) {
 	})
 }
 
-// TestTruncated runs every prefix of valid SYNs and ACKs, from a bare Ethernet header to one byte
-// short: each is malformed at the IP level, counted once, for the family if the EtherType was
-// reached.
+// TestTruncated runs every prefix of valid SYNs and of a valid cookie ACK, from a bare Ethernet
+// header to one byte short: each is malformed at the IP level and counted once, for the family if
+// the EtherType was reached.
 func TestTruncated(t *testing.T) {
 	r := newRig(t, dpSpec(t))
-	ack := func(f *packet.Frame) { f.TCP.Flags, f.TCP.Ack = packet.ACK, 0x12345678 }
 	withIPOpts := func(f *packet.Frame) {
 		if f.IPv4 != nil {
 			f.IPv4.Options = []byte{148, 4, 0, 0}
@@ -806,25 +825,28 @@ func TestTruncated(t *testing.T) {
 	for _, s := range frameShapes {
 		for _, tc := range []struct {
 			name  string
-			frame packet.Frame
+			frame func(t *testing.T) packet.Frame
 		}{
-			{"syn", seg(portDefault, packet.SYN, linuxOpts)(s)},
-			{"syn with ip options or extension headers", seg(portDefault, packet.SYN, linuxOpts, withIPOpts)(s)},
-			{"ack", seg(portDefault, 0, packet.Options(packet.NOP(), packet.NOP(), packet.Timestamp(1, 2)), ack)(s)},
+			{"syn", func(*testing.T) packet.Frame { return seg(portDefault, packet.SYN, linuxOpts)(s) }},
+			{"syn without options", func(*testing.T) packet.Frame { return seg(portDefault, packet.SYN, nil)(s) }},
+			{"syn with ip options or extension headers", func(*testing.T) packet.Frame {
+				return seg(portDefault, packet.SYN, linuxOpts, withIPOpts)(s)
+			}},
+			{"cookie ack", func(t *testing.T) packet.Frame { return clientACK(cookieSYN(t, r, s, portDefault, 1460)) }},
 		} {
 			t.Run(s.name+"/"+tc.name, func(t *testing.T) {
-				full := tc.frame.Bytes()
+				full := tc.frame(t).Bytes()
 				l3off := 14 + 4*len(s.vlans)
 				for n := 14; n < len(full); n++ {
 					fam := s.fam
 					if n < l3off {
 						fam = 0 // cut inside the VLAN tags: the EtherType was never reached
 					}
+					want := on(fam, Counters{PassMalformed: 1})
 					ret, out, delta := r.run(t, full[:n])
-					if ret != xdpPass || delta != on(fam, Counters{PassMalformed: 1}) || !bytes.Equal(out, full[:n]) {
-						t.Errorf("%d of %d bytes: %s, counters %s, frame changed: %v; want XDP_PASS, %s",
-							n, len(full), actionName(ret), fmtDelta(delta), !bytes.Equal(out, full[:n]),
-							fmtDelta(on(fam, Counters{PassMalformed: 1})))
+					if ret != xdpPass || delta != want || !bytes.Equal(out, full[:n]) {
+						t.Errorf("%d of %d bytes: %s, counters %s, frame changed: %v; want XDP_PASS, %s, unchanged",
+							n, len(full), actionName(ret), fmtDelta(delta), !bytes.Equal(out, full[:n]), fmtDelta(want))
 					}
 				}
 			})
@@ -843,15 +865,22 @@ func TestServiceCounters(t *testing.T) {
 		want  ServiceCounters
 	}{
 		{"ipv4 syn to 80", func(*testing.T) []byte { return v4.segment(portDefault, packet.SYN).Bytes() },
-			serviceID(t, s, spec.IPv4, portDefault), ServiceCounters{SynReceived: 1, SynackSent: 1}},
+			serviceID(t, s, server4, portDefault), ServiceCounters{SynReceived: 1, SynackSent: 1}},
 		{"ipv6 syn to 81", func(*testing.T) []byte { return v6.segment(portECN, packet.SYN).Bytes() },
-			serviceID(t, s, spec.IPv6, portECN), ServiceCounters{SynReceived: 1, SynackSent: 1}},
+			serviceID(t, s, server6, portECN), ServiceCounters{SynReceived: 1, SynackSent: 1}},
+		{"ipv4 syn inside the longer of nested prefixes", func(*testing.T) []byte {
+			f := v4.segment(portNested, packet.SYN)
+			setDst(&f, netip.MustParseAddr("198.51.100.1"))
+			return f.Bytes()
+		}, serviceID(t, s, netip.MustParseAddr("198.51.100.1"), portNested), ServiceCounters{SynReceived: 1, SynackSent: 1}},
+		{"ipv6 syn outside the longer of nested prefixes", func(*testing.T) []byte { return v6.segment(portNested, packet.SYN).Bytes() },
+			serviceID(t, s, server6, portNested), ServiceCounters{SynReceived: 1, SynackSent: 1}},
 		{"ipv4 valid ack to 81", func(t *testing.T) []byte {
 			syn, synack := cookieSYN(t, r, v4, portECN, 1460)
 			return clientACK(syn, synack).Bytes()
-		}, serviceID(t, s, spec.IPv4, portECN), ServiceCounters{AckCookieValid: 1}},
+		}, serviceID(t, s, server4, portECN), ServiceCounters{AckCookieValid: 1}},
 		{"ipv6 invalid ack to 80", func(*testing.T) []byte { return v6.segment(portDefault, packet.ACK).Bytes() },
-			serviceID(t, s, spec.IPv6, portDefault), ServiceCounters{AckCookieInvalid: 1}},
+			serviceID(t, s, server6, portDefault), ServiceCounters{AckCookieInvalid: 1}},
 		{"ipv4 rst to 80: no per-service field", func(*testing.T) []byte { return v4.segment(portDefault, packet.RST).Bytes() },
 			-1, ServiceCounters{}},
 		{"ipv4 syn to an unprotected port", func(*testing.T) []byte { return v4.segment(portOpen, packet.SYN).Bytes() },
@@ -904,11 +933,11 @@ func TestReconfigure(t *testing.T) {
 		port uint16
 		want *synackWant // nil: passed as not protected
 	}{
-		{"initial", spec.Spec{}, 80, want(mssOnly)},
-		{"mss 1300", build(spec.Simple{Ports: []uint16{80, 81}, MSS: 1300, WScale: -1}), 80, want(synackWant{mss: 1300, ts: noTS, ws: noWS})},
+		{"initial", spec.Spec{}, 80, answer(mssOnly)},
+		{"mss 1300", build(spec.Simple{Ports: []uint16{80, 81}, MSS: 1300, WScale: -1}), 80, answer(synackWant{mss: 1300, ts: noTS, ws: noWS})},
 		{"port 81 removed", build(spec.Simple{Ports: []uint16{80}, MSS: 1300, WScale: -1}), 81, nil},
-		{"port 80 kept", spec.Spec{}, 80, want(synackWant{mss: 1300, ts: noTS, ws: noWS})},
-		{"port 81 back with ttl 99", build(spec.Simple{Ports: []uint16{81}, TTL: 99, WScale: -1}), 81, want(synackWant{ttl: 99, ts: noTS, ws: noWS})},
+		{"port 80 kept", spec.Spec{}, 80, answer(synackWant{mss: 1300, ts: noTS, ws: noWS})},
+		{"port 81 back with ttl 99", build(spec.Simple{Ports: []uint16{81}, TTL: 99, WScale: -1}), 81, answer(synackWant{ttl: 99, ts: noTS, ws: noWS})},
 		{"port 80 removed", spec.Spec{}, 80, nil},
 	}
 	for _, st := range steps {

@@ -3,7 +3,6 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,9 +83,9 @@ func attachedMode(m uint32) Mode {
 }
 
 func (a *Attachment) openPinnedMaps(dir string, readOnly bool) {
-	for _, name := range []string{xsynMapXsynPorts, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts} {
+	for _, name := range mapNames {
 		if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: readOnly}); err == nil {
-			a.maps.set(name, m)
+			*a.maps.slot(name) = m
 		}
 	}
 }
@@ -105,12 +104,8 @@ func (a *Attachment) openMapsByID(info *ebpf.ProgramInfo) error {
 			m.Close()
 			return fmt.Errorf("read map %d of program %d: %w", id, a.ProgID, err)
 		}
-		if _, want := a.maps.byName()[mi.Name]; want {
-			if old := a.maps.byName()[mi.Name]; old != nil {
-				m.Close()
-				continue
-			}
-			a.maps.set(mi.Name, m)
+		if slot := a.maps.slot(mi.Name); slot != nil && *slot == nil {
+			*slot = m
 		} else {
 			m.Close()
 		}
@@ -138,11 +133,7 @@ func findLink(id ebpf.ProgramID) link.Link {
 // Reconfigure makes the program protect exactly s, by map updates: the program stays attached
 // and services that remain are never missing.
 func (a *Attachment) Reconfigure(s spec.Spec) error {
-	m, err := render(s)
-	if err != nil {
-		return err
-	}
-	if err := a.maps.apply(m); err != nil {
+	if err := a.maps.apply(s); err != nil {
 		return fmt.Errorf("reconfigure %s: %w", a.Iface, err)
 	}
 	return nil
@@ -251,50 +242,13 @@ func List() ([]string, error) {
 // Counters reads the attachment's verdict counters, summed over CPUs.
 func (a *Attachment) Counters() (FamilyCounters, error) { return readCounters(a.maps.counters) }
 
-// ServiceCounters reads the counters of service id (its index in Services()).
+// ServiceCounters reads the counters of service id (see Services, ordered by id).
 func (a *Attachment) ServiceCounters(id int) (ServiceCounters, error) {
-	return readServiceCounters(a.maps.svcCounters, id)
+	return readServiceCounters(a.maps.svcCounts, id)
 }
 
 // Services reads back what the program protects, ordered by service id.
-func (a *Attachment) Services() ([]spec.Service, error) {
-	byID := map[uint16]spec.Service{}
-	var (
-		k4 xsynServiceKey4
-		k6 xsynServiceKey6
-		v  xsynService
-	)
-	it := a.maps.services4.Iterate()
-	for it.Next(&k4, &v) {
-		addr := netip.AddrFrom4(k4.Addr)
-		byID[v.Id] = serviceOf(spec.IPv4, netip.PrefixFrom(addr, int(k4.Prefixlen)-16), ntohs(k4.Port), v)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read ipv4 services: %w", err)
-	}
-	it = a.maps.services6.Iterate()
-	for it.Next(&k6, &v) {
-		addr := netip.AddrFrom16(k6.Addr)
-		byID[v.Id] = serviceOf(spec.IPv6, netip.PrefixFrom(addr, int(k6.Prefixlen)-16), ntohs(k6.Port), v)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read ipv6 services: %w", err)
-	}
-	out := make([]spec.Service, 0, len(byID))
-	for id := range uint16(spec.MaxServices) {
-		if s, ok := byID[id]; ok {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-func serviceOf(f spec.Family, dst netip.Prefix, port uint16, v xsynService) spec.Service {
-	return spec.Service{
-		Family: f, Dst: dst, Port: port, TTL: v.Ttl,
-		Options: spec.TCPOptions{MSS: v.Mss, WScale: v.Wscale, SACK: v.Sack != 0, Timestamps: v.Timestamps != 0, ECN: v.Ecn != 0},
-	}
-}
+func (a *Attachment) Services() ([]spec.Service, error) { return a.maps.services() }
 
 // String is a one-line description for logs and errors.
 func (a *Attachment) String() string {

@@ -43,15 +43,14 @@ type Program struct {
 
 // LoadProgram loads the XDP program and configures it for s.
 func LoadProgram(s spec.Spec) (*Program, error) {
-	m, err := render(s)
-	if err != nil {
+	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	p, err := loadProgram(nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.configMaps().apply(m); err != nil {
+	if err := p.configMaps().apply(s); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("configure program: %w", err)
 	}
@@ -88,26 +87,22 @@ func (p *Program) Close() error { return p.objs.Close() }
 func (p *Program) XDP() *ebpf.Program { return p.objs.Xsyn }
 
 // Reconfigure replaces the protected services with those of s, in place.
-func (p *Program) Reconfigure(s spec.Spec) error {
-	m, err := render(s)
-	if err != nil {
-		return err
-	}
-	return p.configMaps().apply(m)
-}
+func (p *Program) Reconfigure(s spec.Spec) error { return p.configMaps().apply(s) }
 
 // Counters reads the verdict counters, summed over CPUs.
 func (p *Program) Counters() (FamilyCounters, error) {
 	return readCounters(p.objs.XsynCounters)
 }
 
-// ServiceCounters reads the counters of the service with the given index in the spec.
+// ServiceCounters reads the counters of service id. A fresh program numbers services in spec
+// order; reconfigurations keep the ids of services that stay.
 func (p *Program) ServiceCounters(id int) (ServiceCounters, error) {
 	return readServiceCounters(p.objs.XsynSvcCounts, id)
 }
 
 func (p *Program) configMaps() configMaps {
-	return configMaps{ports: p.objs.XsynPorts, services4: p.objs.XsynServices4, services6: p.objs.XsynServices6}
+	return configMaps{ports: p.objs.XsynPorts, svcs: p.objs.XsynSvcs, services4: p.objs.XsynServices4,
+		services6: p.objs.XsynServices6, svcCounts: p.objs.XsynSvcCounts}
 }
 
 func readCounters(m *ebpf.Map) (FamilyCounters, error) {

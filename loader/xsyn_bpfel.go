@@ -34,10 +34,14 @@ type xsynCounters struct {
 	DropInternal      uint64
 }
 
-type xsynPortFamilies struct {
-	_  structs.HostLayout
-	V4 uint8
-	V6 uint8
+type xsynPortServices struct {
+	_          structs.HostLayout
+	V4Id       uint16
+	V6Id       uint16
+	V4Any      uint8
+	V6Any      uint8
+	V4Prefixes uint8
+	V6Prefixes uint8
 }
 
 type xsynService struct {
@@ -85,6 +89,7 @@ const (
 	xsynMapXsynServices4 = "xsyn_services4"
 	xsynMapXsynServices6 = "xsyn_services6"
 	xsynMapXsynSvcCounts = "xsyn_svc_counts"
+	xsynMapXsynSvcs      = "xsyn_svcs"
 	xsynProgXsyn         = "xsyn"
 )
 
@@ -142,6 +147,7 @@ type xsynMapSpecs struct {
 	XsynServices4 *ebpf.MapSpec `ebpf:"xsyn_services4"`
 	XsynServices6 *ebpf.MapSpec `ebpf:"xsyn_services6"`
 	XsynSvcCounts *ebpf.MapSpec `ebpf:"xsyn_svc_counts"`
+	XsynSvcs      *ebpf.MapSpec `ebpf:"xsyn_svcs"`
 }
 
 // xsynVariableSpecs contains global variables before they are loaded into the kernel.
@@ -175,6 +181,7 @@ type xsynMaps struct {
 	XsynServices4 *ebpf.Map `ebpf:"xsyn_services4"`
 	XsynServices6 *ebpf.Map `ebpf:"xsyn_services6"`
 	XsynSvcCounts *ebpf.Map `ebpf:"xsyn_svc_counts"`
+	XsynSvcs      *ebpf.Map `ebpf:"xsyn_svcs"`
 }
 
 func (m *xsynMaps) Close() error {
@@ -184,6 +191,7 @@ func (m *xsynMaps) Close() error {
 		m.XsynServices4,
 		m.XsynServices6,
 		m.XsynSvcCounts,
+		m.XsynSvcs,
 	)
 }
 

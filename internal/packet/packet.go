@@ -1,7 +1,7 @@
 // Package packet builds and decodes the Ethernet frames xsyn's data plane sees, for unit tests,
 // integration tests and benchmarks.
 //
-// A Frame describes a frame: Ethernet with up to any number of VLAN tags, IPv4 (with options and
+// A Frame describes a frame: Ethernet with any number of VLAN tags, IPv4 (with options and
 // fragment fields) or IPv6 (with extension headers), and TCP with raw options, or any other
 // upper-layer payload. Frame.Bytes builds it with encoding/binary and correct checksums. Decode
 // reads a frame back into the same types; Parse does that and also verifies the IPv4 header and

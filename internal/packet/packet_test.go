@@ -53,9 +53,9 @@ func TestRoundTrip(t *testing.T) {
 			IPv4: &IPv4{Src: v4a, Dst: v4b, TTL: 64},
 			TCP:  &TCP{SrcPort: 1, DstPort: 80, Seq: 7, Flags: SYN}}, 60},
 		{"qinq ipv4 options fragment payload", Frame{Dst: macB, Src: macA,
-			VLANs: []VLAN{{TPID8021AD, 10}, {TPID8021Q, 20}},
-			IPv4:  &IPv4{Src: v4a, Dst: v4b, TTL: 1, MF: true, FragOffset: 3, ID: 9, TOS: 4, Options: []byte{148, 4, 0, 0}},
-			TCP:   &TCP{SrcPort: 1, DstPort: 80, Seq: 7, Ack: 8, Flags: ACK | PSH, Window: 9, Options: linux},
+			VLANs:   []VLAN{{TPID8021AD, 10}, {TPID8021Q, 20}},
+			IPv4:    &IPv4{Src: v4a, Dst: v4b, TTL: 1, MF: true, FragOffset: 3, ID: 9, TOS: 4, Options: []byte{148, 4, 0, 0}},
+			TCP:     &TCP{SrcPort: 1, DstPort: 80, Seq: 7, Ack: 8, Flags: ACK | PSH, Window: 9, Options: linux},
 			Payload: []byte("hello")}, 18 + 4 + 24 + 40 + 5},
 		{"ipv6 ext headers", Frame{Dst: macB, Src: macA, VLANs: []VLAN{{TPID8021Q, 5}},
 			IPv6: &IPv6{Src: v6a, Dst: v6b, HopLimit: 9, TrafficClass: 3, FlowLabel: 0xabcde, ExtHeaders: []ExtHeader{
