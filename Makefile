@@ -1,7 +1,10 @@
 # xsyn: SYN-flood defence with XDP + netfilter SYNPROXY.
 # Targets that touch the kernel (test, demo, bench) need root.
 
-GO      ?= go
+# sudo resets PATH (secure_path), which usually lacks Go: find it where the Go installer puts it,
+# and hand its directory down to what the tests run (they build the CLI).
+GO      ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
+export PATH := $(dir $(GO)):$(PATH)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 

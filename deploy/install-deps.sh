@@ -45,6 +45,7 @@ if ! mount -t bpf 2>/dev/null | grep -q ' /sys/fs/bpf '; then
 	mount -t bpf bpf /sys/fs/bpf
 fi
 
+export PATH="$PATH:/usr/local/go/bin" # where the Go installer puts it; sudo's PATH lacks it
 if ! command -v go >/dev/null 2>&1; then
 	echo "install-deps: Go is not installed (need the version in go.mod); see https://go.dev/doc/install" >&2
 	exit 1
