@@ -240,8 +240,12 @@ func checkFree(l netlink.Link) error {
 	if name == progName {
 		return fmt.Errorf("%w to %s (program id %d)", ErrAlreadyAttached, l.Attrs().Name, xdp.ProgId)
 	}
+	return foreignProgram(l.Attrs().Name, xdp.ProgId, name)
+}
+
+func foreignProgram(iface string, id uint32, name string) error {
 	return fmt.Errorf("%w to %s: program id %d (%q); xsyn will not replace it: remove it first (ip link set dev %s xdp off) or protect another interface",
-		ErrForeignProgram, l.Attrs().Name, xdp.ProgId, name, l.Attrs().Name)
+		ErrForeignProgram, iface, id, name, iface)
 }
 
 // attach tries the modes the caller allows, native first.

@@ -41,25 +41,12 @@ func requireRoot(t *testing.T) {
 func newLab(t *testing.T, prefix string) *lab {
 	t.Helper()
 	requireRoot(t)
-	l := netlab.New(prefix)
-	t.Cleanup(func() { l.Close() })
-	cli, err := l.Host("cli")
+	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cliAddr4, cliAddr6}, "d0", []netip.Prefix{dutAddr4, dutAddr6})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dut, err := l.Host("dut")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, dl, err := netlab.Veth(cli, "c0", []netip.Prefix{cliAddr4, cliAddr6}, dut, "d0", []netip.Prefix{dutAddr4, dutAddr6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// SYN-ACKs sent with XDP_TX on d0 reach c0 only if c0 has an XDP program.
-	if err := cl.AttachPass(); err != nil {
-		t.Fatal(err)
-	}
-	return &lab{cli: cli, dut: dut, cliL: cl, dutL: dl}
+	t.Cleanup(func() { p.Close() })
+	return &lab{cli: p.Client, dut: p.Server, cliL: p.ClientLink, dutL: p.ServerLink}
 }
 
 func webSpec(t *testing.T, port uint16, mss int) spec.Spec {

@@ -40,7 +40,7 @@ func Open(iface string, readOnly bool, opts Options) (*Attachment, error) {
 	}
 	if info.Name != progName {
 		a.Close()
-		return nil, fmt.Errorf("%w to %s: program id %d (%q), not xsyn", ErrForeignProgram, iface, a.ProgID, info.Name)
+		return nil, foreignProgram(iface, uint32(a.ProgID), info.Name)
 	}
 
 	a.Holder = HolderNetlink

@@ -88,6 +88,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	} else {
 		var a netip.Addr
 		a, err = netip.ParseAddr(s)
+		if err == nil && a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%w: destination %q has a zone; give the address without %%zone", ErrInvalid, s)
+		}
 		if err == nil {
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
@@ -97,9 +100,6 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	if p.Addr().Is4In6() {
 		return netip.Prefix{}, fmt.Errorf("%w: destination %q is IPv4-mapped; give the IPv4 address", ErrInvalid, s)
-	}
-	if p.Addr().Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%w: destination %q has a zone; give the address without %%zone", ErrInvalid, s)
 	}
 	if p != p.Masked() {
 		return netip.Prefix{}, fmt.Errorf("%w: destination %q has host bits set (did you mean %s?)", ErrInvalid, s, p.Masked())

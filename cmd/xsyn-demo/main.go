@@ -66,30 +66,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func demo(ctx context.Context, bin string, dur time.Duration, clients, rate int, out io.Writer) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, "\n== "+format+"\n", a...) }
-	lab := netlab.New("xsyndemo")
+
+	say("building the lab: namespace 'client' (real clients and the attacker) -- veth -- namespace 'server'")
+	lab, err := netlab.NewPair("xsyndemo", "i0", []netip.Prefix{inetAddr4, inetAddr6}, "d0", []netip.Prefix{dutAddr4, dutAddr6})
+	if err != nil {
+		return err
+	}
 	defer func() {
 		lab.Close()
 		say("lab removed")
 	}()
-
-	say("building the lab: namespace 'internet' (clients and attacker) -- veth -- namespace 'server'")
-	inet, err := lab.Host("internet")
-	if err != nil {
-		return err
-	}
-	dut, err := lab.Host("server")
-	if err != nil {
-		return err
-	}
-	il, dl, err := netlab.Veth(inet, "i0", []netip.Prefix{inetAddr4, inetAddr6}, dut, "d0", []netip.Prefix{dutAddr4, dutAddr6})
-	if err != nil {
-		return err
-	}
-	// SYN-ACKs sent with XDP_TX on d0 reach i0 only if i0 runs an XDP program (veth rule).
-	if err := il.AttachPass(); err != nil {
-		return err
-	}
-	stopServer, err := echoServer(dut)
+	inet, dut, il, dl := lab.Client, lab.Server, lab.ClientLink, lab.ServerLink
+	stopServer, err := dut.ServeClientAddr(port, dutAddr4.Addr(), dutAddr6.Addr())
 	if err != nil {
 		return err
 	}
@@ -149,33 +137,6 @@ func demo(ctx context.Context, bin string, dur time.Duration, clients, rate int,
 	}
 	say("xsyn's view")
 	return xsyn("status", "d0")
-}
-
-// echoServer answers every connection with the client address the server sees.
-func echoServer(h *netlab.Host) (stop func(), err error) {
-	var lns []net.Listener
-	for _, a := range []string{dutAddr4.Addr().String(), "[" + dutAddr6.Addr().String() + "]"} {
-		var ln net.Listener
-		if err := h.Do(func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", a, port)); return err }); err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
-				c.Close()
-			}
-		}()
-	}
-	return func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}, nil
 }
 
 type connectResult struct {

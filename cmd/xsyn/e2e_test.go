@@ -66,24 +66,12 @@ func newE2ELab(t *testing.T, prefix string, enter func(*netlab.Host) []string) *
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces, XDP, netfilter")
 	}
-	l := netlab.New(prefix)
-	t.Cleanup(func() { l.Close() })
-	cli, err := l.Host("cli")
+	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dut, err := l.Host("dut")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, dl, err := netlab.Veth(cli, "c0", []netip.Prefix{cli4, cli6}, dut, "d0", []netip.Prefix{dut4, dut6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.AttachPass(); err != nil { // XDP_TX on d0 reaches c0 only with a program there
-		t.Fatal(err)
-	}
-	return &e2eLab{cli: cli, dut: dut, cliL: cl, dutL: dl, enter: enter}
+	t.Cleanup(func() { p.Close() })
+	return &e2eLab{cli: p.Client, dut: p.Server, cliL: p.ClientLink, dutL: p.ServerLink, enter: enter}
 }
 
 // xsyn runs the binary inside the DUT namespace and returns stdout, stderr and the exit code.
@@ -137,30 +125,14 @@ func (l *e2eLab) waitStatus(t *testing.T, cond func(ifaceJSON) bool) ifaceJSON {
 	}
 }
 
-// echoServer listens on both families in the DUT and answers every connection with the client
-// address it sees, then closes.
+// echoServer answers on both families in the DUT with the client address it sees.
 func (l *e2eLab) echoServer(t *testing.T, port int) {
 	t.Helper()
-	for _, addr := range []string{dut4.Addr().String(), "[" + dut6.Addr().String() + "]"} {
-		var ln net.Listener
-		if err := l.dut.Do(func() (err error) {
-			ln, err = net.Listen("tcp", addr+":"+strconv.Itoa(port))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
-				c.Close()
-			}
-		}()
+	stop, err := l.dut.ServeClientAddr(port, dut4.Addr(), dut6.Addr())
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(stop)
 }
 
 // connect dials from the client and returns the address the server saw.
@@ -401,4 +373,11 @@ func mustMAC(t *testing.T, s string) packet.MAC {
 	var m packet.MAC
 	copy(m[:], hw)
 	return m
+}
+
+func requireRootForTest(t *testing.T) {
+	t.Helper()
+	if xsynBin == "" {
+		t.Skip("needs root: touches netfilter and XDP")
+	}
 }

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errOut strings.Builder
+	code = run(append([]string{"xsyn"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// Every command teaches: --help exits 0 with a synopsis and an example.
+func TestHelp(t *testing.T) {
+	if code, out, _ := runCLI("--help"); code != exitOK || !strings.Contains(out, "Commands:") || !strings.Contains(out, "Exit codes") {
+		t.Errorf("xsyn --help: exit %d\n%s", code, out)
+	}
+	for _, c := range commands() {
+		code, out, _ := runCLI(c.name, "--help")
+		if c.name == "version" {
+			continue
+		}
+		if code != exitOK || !strings.Contains(out, "Usage: xsyn "+c.name) || !strings.Contains(out, "Example") {
+			t.Errorf("xsyn %s --help: exit %d, want 0 with usage and an example:\n%s", c.name, code, out)
+		}
+	}
+}
+
+// Usage errors exit 2 and say what was wrong, before anything touches the kernel.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage: xsyn COMMAND"},
+		{[]string{"attack"}, `unknown command "attack"`},
+		{[]string{"attach"}, "need exactly one interface, got 0"},
+		{[]string{"attach", "eth0"}, "--port is required"},
+		{[]string{"attach", "eth0", "eth1", "--port", "80"}, "need exactly one interface, got 2"},
+		{[]string{"attach", "eth0", "--port", "0"}, "0 is outside 1-65535"},
+		{[]string{"attach", "eth0", "--port", "80,http"}, `port "http": not a number`},
+		{[]string{"attach", "eth0", "--port", "80", "--dst", "203.0.113.10/24"}, "did you mean 203.0.113.0/24?"},
+		{[]string{"attach", "eth0", "--port", "80", "--wscale", "15"}, "wscale 15 is above 14"},
+		{[]string{"attach", "eth0", "--port", "80", "--mss", "100"}, "mss 100 is outside"},
+		{[]string{"attach", "eth0", "--port", "80", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"detach"}, "need exactly one interface, got 0"},
+		{[]string{"status", "a", "b"}, "at most one interface, got 2"},
+	} {
+		code, out, errOut := runCLI(tc.args...)
+		if code != exitUsage || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("xsyn %s: exit %d, want %d saying %q\nstdout: %s\nstderr: %s", strings.Join(tc.args, " "), code, exitUsage, tc.want, out, errOut)
+		}
+	}
+}
+
+// Errors after parsing exit 1, name what was wrong, and change nothing. Run inside a namespace of
+// the test's own.
+func TestAttachErrorsExitOne(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsyncli", enterers["ip-netns-exec"])
+	runCLI := func(args ...string) (code int, stdout, stderr string) {
+		l.dut.Do(func() error { code, stdout, stderr = runCLI(args...); return nil })
+		return
+	}
+	before, err := l.dut.Run(netfilterState[0], netfilterState[1:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI("attach", "nosuch0", "--port", "80")
+	if code != exitError || !strings.Contains(errOut, `no such interface: "nosuch0"`) {
+		t.Errorf("attach to a missing interface: exit %d, stderr %q; want 1 naming the interface", code, errOut)
+	}
+	code, _, errOut = runCLI("attach", "d0", "--port", "80", "--mode", "turbo")
+	if code != exitError || !strings.Contains(errOut, `mode "turbo": want auto, native or generic`) {
+		t.Errorf("bad mode: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI("detach", "nosuch0")
+	if code != exitError || !strings.Contains(errOut, "does not protect") {
+		t.Errorf("detach of an unprotected interface: exit %d, stderr %q", code, errOut)
+	}
+	// c0 of the client namespace carries another XDP program; in the DUT, give d0 one too.
+	if err := l.dutL.AttachPass(); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI("attach", "d0", "--port", "80")
+	if code != exitError || !strings.Contains(errOut, "another XDP program is attached") || !strings.Contains(errOut, "ip link set dev d0 xdp off") {
+		t.Errorf("attach over a foreign XDP program: exit %d, stderr %q; want 1 saying how to remove it", code, errOut)
+	}
+	after, err := l.dut.Run(netfilterState[0], netfilterState[1:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("failed commands changed netfilter/sysctl state:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}

@@ -1,0 +1,80 @@
+package netlab
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Pair is the smallest lab: a client host and a server host (the device under test) joined by
+// one veth, with a pass-through XDP program on the client end so that frames the server sends
+// with XDP_TX arrive.
+type Pair struct {
+	Lab                    *Lab
+	Client, Server         *Host
+	ClientLink, ServerLink *Link
+}
+
+// NewPair builds a Pair: namespaces prefix-client and prefix-server, interfaces clientIf and
+// serverIf. On error everything created so far is removed.
+func NewPair(prefix, clientIf string, clientAddrs []netip.Prefix, serverIf string, serverAddrs []netip.Prefix) (*Pair, error) {
+	p := &Pair{Lab: New(prefix)}
+	err := p.build(clientIf, clientAddrs, serverIf, serverAddrs)
+	if err != nil {
+		p.Lab.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pair) build(clientIf string, clientAddrs []netip.Prefix, serverIf string, serverAddrs []netip.Prefix) error {
+	var err error
+	if p.Client, err = p.Lab.Host("client"); err != nil {
+		return err
+	}
+	if p.Server, err = p.Lab.Host("server"); err != nil {
+		return err
+	}
+	if p.ClientLink, p.ServerLink, err = Veth(p.Client, clientIf, clientAddrs, p.Server, serverIf, serverAddrs); err != nil {
+		return err
+	}
+	return p.ClientLink.AttachPass()
+}
+
+// Close removes the lab.
+func (p *Pair) Close() error { return p.Lab.Close() }
+
+// ServeClientAddr listens on addr:port for each addr inside the host and answers every
+// connection with the client address the server sees, one line, then closes it: the proof that
+// a connection went through with the real client address. stop closes the listeners.
+func (h *Host) ServeClientAddr(port int, addrs ...netip.Addr) (stop func(), err error) {
+	var lns []net.Listener
+	stop = func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	for _, a := range addrs {
+		var ln net.Listener
+		err := h.Do(func() (err error) {
+			ln, err = net.Listen("tcp", netip.AddrPortFrom(a, uint16(port)).String())
+			return err
+		})
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("listen on %s port %d in %s: %w", a, port, h.Name, err)
+		}
+		lns = append(lns, ln)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
+				c.Close()
+			}
+		}()
+	}
+	return stop, nil
+}

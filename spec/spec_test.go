@@ -1,0 +1,137 @@
+package spec
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParsePorts(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []uint16
+		err  string // substring of the error; "" for success
+	}{
+		{"80", []uint16{80}, ""},
+		{"22, 80,443", []uint16{22, 80, 443}, ""},
+		{"8000-8003,443", []uint16{8000, 8001, 8002, 8003, 443}, ""},
+		{"1,65535", []uint16{1, 65535}, ""},
+		{"", nil, "empty port list"},
+		{"0", nil, `port "0": 0 is outside 1-65535`},
+		{"65536", nil, "65536 is outside 1-65535"},
+		{"http", nil, `port "http": not a number`},
+		{"90-80", nil, `port range "90-80" runs backwards`},
+		{"80-x", nil, `port range "80-x": not a number`},
+		{"80,80", nil, "port 80 is listed twice"},
+		{"79-81,80", nil, "port 80 is listed twice"},
+	} {
+		got, err := ParsePorts(tc.in)
+		if tc.err == "" {
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("ParsePorts(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParsePorts(%q) error = %v; want ErrInvalid saying %q", tc.in, err, tc.err)
+		}
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"203.0.113.10", "203.0.113.10/32", ""},
+		{"203.0.113.0/24", "203.0.113.0/24", ""},
+		{"2001:db8::1", "2001:db8::1/128", ""},
+		{"2001:db8::/64", "2001:db8::/64", ""},
+		{"203.0.113.10/24", "", "host bits set (did you mean 203.0.113.0/24?)"},
+		{"::ffff:203.0.113.10", "", "IPv4-mapped"},
+		{"fe80::1%eth0", "", "has a zone"},
+		{"example.com", "", "not an address or prefix"},
+		{"10.0.0.0/33", "", "not an address or prefix"},
+	} {
+		got, err := ParsePrefix(tc.in)
+		if tc.err == "" {
+			if err != nil || got.String() != tc.want {
+				t.Errorf("ParsePrefix(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("ParsePrefix(%q) error = %v; want one saying %q", tc.in, err, tc.err)
+		}
+	}
+}
+
+func TestSimpleBuild(t *testing.T) {
+	s, err := Simple{Ports: []uint16{80, 443}, WScale: -1}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Services) != 4 {
+		t.Fatalf("no --dst: %d services, want 2 ports x 2 families", len(s.Services))
+	}
+	for _, svc := range s.Services {
+		want := DefaultOptions(svc.Family)
+		if svc.Options != want || svc.TTL != DefaultTTL || svc.Dst != svc.Family.AnyAddr() {
+			t.Errorf("%s: %+v ttl %d; want FireHOL defaults %+v, ttl %d, every address", svc, svc.Options, svc.TTL, want, DefaultTTL)
+		}
+	}
+	if s.Services[0].Options.MSS != 1460 || s.Services[2].Options.MSS != 1440 {
+		t.Errorf("default MSS: ipv4 %d, ipv6 %d; want 1460 and 1440", s.Services[0].Options.MSS, s.Services[2].Options.MSS)
+	}
+
+	s, err = Simple{Ports: []uint16{22}, Dst: "2001:db8::/64", MSS: 1400, WScale: 0, NoSACK: true, NoTimestamps: true, ECN: true, TTL: 9}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Service{Family: IPv6, Dst: netip.MustParsePrefix("2001:db8::/64"), Port: 22, TTL: 9,
+		Options: TCPOptions{MSS: 1400, WScale: 0, ECN: true}}
+	if len(s.Services) != 1 || s.Services[0] != want {
+		t.Errorf("with every flag: %+v; want only %+v", s.Services, want)
+	}
+
+	for _, tc := range []struct {
+		f   Simple
+		err string
+	}{
+		{Simple{WScale: -1}, "nothing to protect"},
+		{Simple{Ports: []uint16{80}, WScale: 15}, "wscale 15 is above 14"},
+		{Simple{Ports: []uint16{80}, WScale: -1, MSS: 100}, "mss 100 is outside 536-65495"},
+		{Simple{Ports: []uint16{80}, WScale: -1, TTL: 300}, "ttl 300 is outside 1-255"},
+		{Simple{Ports: []uint16{80}, WScale: -1, Dst: "nonsense"}, "not an address or prefix"},
+	} {
+		if _, err := tc.f.Build(); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("Build(%+v) error = %v; want one saying %q", tc.f, err, tc.err)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Service{Family: IPv4, Dst: netip.MustParsePrefix("192.0.2.0/24"), Port: 80, TTL: 64, Options: DefaultOptions(IPv4)}
+	if err := (Spec{Services: []Service{ok}}).Validate(); err != nil {
+		t.Fatalf("valid spec refused: %v", err)
+	}
+	bad := func(mod func(*Service)) Service { s := ok; mod(&s); return s }
+	for _, tc := range []struct {
+		svcs []Service
+		err  string
+	}{
+		{nil, "nothing to protect"},
+		{[]Service{ok, ok}, "given twice"},
+		{[]Service{bad(func(s *Service) { s.Family = 5 })}, "family must be 4 or 6"},
+		{[]Service{bad(func(s *Service) { s.Dst = netip.MustParsePrefix("2001:db8::/64") })}, "is not an ipv4 prefix"},
+		{[]Service{bad(func(s *Service) { s.Dst = netip.MustParsePrefix("192.0.2.1/24") })}, "host bits set"},
+		{[]Service{bad(func(s *Service) { s.Port = 0 })}, "port must be 1-65535"},
+		{[]Service{bad(func(s *Service) { s.Options.MSS = 0 })}, "mss 0 is outside"},
+		{[]Service{bad(func(s *Service) { s.TTL = 0 })}, "ttl must be 1-255"},
+		{make([]Service, MaxServices+1), "at most 4096"},
+	} {
+		err := (Spec{Services: tc.svcs}).Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("Validate: %v; want an error saying %q", err, tc.err)
+		}
+	}
+}
