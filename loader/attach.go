@@ -148,24 +148,51 @@ func (a *Attachment) Close() error {
 	return errors.Join(errs...)
 }
 
-// Attach loads the program configured for s and attaches it to iface. It fails with
-// ErrAlreadyAttached if xsyn is there already (use Open and Reconfigure), with ErrForeignProgram if
-// another XDP program is, and with a *FeatureError if the kernel cannot run the XDP path. On any
-// failure nothing is left attached or pinned.
-func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
+// Writer holds this network namespace's writers' lock: changes made through it never interleave
+// with another xsyn process's. Callers that change more than the XDP side (rules, then XDP)
+// hold one Writer across all of it.
+type Writer struct {
+	opts   Options
+	unlock func()
+}
+
+// Lock waits for and takes the writers' lock of this network namespace.
+func Lock(opts Options) (*Writer, error) {
 	opts = opts.withDefaults()
+	unlock, err := lockNetns(opts.Locks)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{opts: opts, unlock: unlock}, nil
+}
+
+// Unlock releases the lock.
+func (w *Writer) Unlock() { w.unlock() }
+
+// Attach takes the lock, attaches (see Writer.Attach) and releases it.
+func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
+	w, err := Lock(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Unlock()
+	return w.Attach(iface, s, opts.Mode)
+}
+
+// Attach loads the program configured for s and attaches it to iface in the given mode. It fails
+// with ErrAlreadyAttached if xsyn is there already (use Open and Reconfigure), with
+// ErrForeignProgram if another XDP program is, and with a *FeatureError if the kernel cannot run
+// the XDP path. On any failure nothing is left attached or pinned.
+func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, error) {
+	if mode == "" {
+		mode = ModeAuto
+	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	if err := Probe(); err != nil {
 		return nil, err
 	}
-	unlock, err := lockNetns(opts.Locks)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
 	nlink, err := lookupInterface(iface)
 	if err != nil {
 		return nil, err
@@ -173,7 +200,7 @@ func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
 	if err := checkFree(nlink); err != nil {
 		return nil, err
 	}
-	root, pinnable, err := stateDirs(opts.BPFFS)
+	root, pinnable, err := stateDirs(w.opts.BPFFS)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +220,7 @@ func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
 		return fail(fmt.Errorf("configure program: %w", err))
 	}
 
-	if err := a.attach(nlink, opts.Mode, pinnable); err != nil {
+	if err := a.attach(nlink, mode, pinnable); err != nil {
 		return fail(err)
 	}
 	if pinnable {

@@ -167,21 +167,24 @@ func (a *Attachment) Upgrade() error {
 	return nil
 }
 
-// Detach removes xsyn from iface: the program, its link and pins. Detaching an interface xsyn is
-// not on returns ErrNotAttached (after removing any stale pins).
+// Detach takes the lock, detaches (see Writer.Detach) and releases it.
 func Detach(iface string, opts Options) error {
-	opts = opts.withDefaults()
-	unlock, err := lockNetns(opts.Locks)
+	w, err := Lock(opts)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer w.Unlock()
+	return w.Detach(iface)
+}
 
+// Detach removes xsyn from iface: the program, its link and pins. Detaching an interface xsyn is
+// not on returns ErrNotAttached (after removing any stale pins).
+func (w *Writer) Detach(iface string) error {
 	var staleDir string
-	if root, ok, err := stateDirs(opts.BPFFS); err == nil && ok {
+	if root, ok, err := stateDirs(w.opts.BPFFS); err == nil && ok {
 		staleDir = filepath.Join(root, pinName(iface))
 	}
-	a, err := Open(iface, false, opts)
+	a, err := Open(iface, false, w.opts)
 	if err != nil {
 		if errors.Is(err, ErrNotAttached) || errors.Is(err, ErrNoInterface) {
 			if staleDir != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -75,6 +76,12 @@ func TestAttachErrorsExitOne(t *testing.T) {
 	if code != exitError || !strings.Contains(errOut, `mode "turbo": want auto, native or generic`) {
 		t.Errorf("bad mode: exit %d, stderr %q", code, errOut)
 	}
+	// lo has no driver XDP: native mode fails after the netfilter rules went in, which must
+	// then be taken out again (checked with the state comparison at the end).
+	code, _, errOut = runCLI("attach", "lo", "--port", "80", "--mode", "native")
+	if code != exitError || !strings.Contains(errOut, "attach XDP to lo: native:") {
+		t.Errorf("native mode on lo: exit %d, stderr %q; want 1 naming the mode", code, errOut)
+	}
 	code, _, errOut = runCLI("detach", "nosuch0")
 	if code != exitError || !strings.Contains(errOut, "does not protect") {
 		t.Errorf("detach of an unprotected interface: exit %d, stderr %q", code, errOut)
@@ -93,5 +100,44 @@ func TestAttachErrorsExitOne(t *testing.T) {
 	}
 	if after != before {
 		t.Errorf("failed commands changed netfilter/sysctl state:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// Concurrent attaches to one interface serialise on the namespace's writers' lock: all succeed,
+// one program is attached, and XDP and SYNPROXY end up with the same MSS (the last writer's).
+func TestConcurrentAttach(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsyncc", enterers["nsenter"])
+	mss := []string{"1300", "1310", "1320", "1330"}
+	errs := make(chan string, len(mss))
+	for _, m := range mss {
+		go func() {
+			out, errOut, code := l.xsyn(t, "attach", "d0", "--port", "8080", "--dst", "192.0.2.2", "--mss", m)
+			if code != 0 {
+				errs <- fmt.Sprintf("attach --mss %s: exit %d: %s%s", m, code, out, errOut)
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range mss {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+	st := l.status(t)
+	if len(st.Services) != 1 {
+		t.Fatalf("services after concurrent attaches: %+v", st.Services)
+	}
+	rules, err := l.dut.Run("iptables-save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("--mss %d", st.Services[0].MSS)
+	if strings.Count(rules, "-j SYNPROXY") != 1 || !strings.Contains(rules, want) {
+		t.Errorf("XDP announces MSS %d but the SYNPROXY rules are:\n%s", st.Services[0].MSS, rules)
+	}
+	if strings.Count(rules, ":XSYN-IN-d0") != 1 || strings.Contains(rules, "XSYN-NEW") {
+		t.Errorf("chains after concurrent attaches:\n%s", rules)
 	}
 }

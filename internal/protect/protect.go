@@ -67,6 +67,13 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		}
 	}
 
+	// One writer at a time per namespace, across rules and XDP alike.
+	w, err := loader.Lock(p.Loader)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Unlock()
+
 	// Look before touching anything: a missing interface or someone else's XDP program stops
 	// here, with nothing changed.
 	cur, err := loader.Open(iface, false, p.Loader)
@@ -118,7 +125,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 	switch {
 	case mode == ModeNetfilter:
 		if cur != nil {
-			if err := loader.Detach(iface, p.Loader); err != nil {
+			if err := w.Detach(iface); err != nil {
 				return nil, undoRules(err)
 			}
 		}
@@ -129,7 +136,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		}
 		res.Mode, res.Holder, res.StateDir, res.Reconfigured = string(cur.Mode), cur.Holder, cur.Dir, true
 	default:
-		a, err := loader.Attach(iface, s, loader.Options{Mode: xdpMode, BPFFS: p.Loader.BPFFS, Locks: p.Loader.Locks})
+		a, err := w.Attach(iface, s, xdpMode)
 		if errors.Is(err, loader.ErrFeatureMissing) && xdpMode == loader.ModeAuto {
 			res.Mode = ModeNetfilterOnly
 			res.Warnings = append(res.Warnings, fmt.Sprintf("XDP fast path unavailable, protecting with netfilter SYNPROXY only: %v", err))
@@ -153,7 +160,12 @@ var ErrNotProtected = errors.New("xsyn does not protect this interface")
 // Remove takes every trace of xsyn off iface: program, pins, rules, and (with the last interface)
 // the sysctl changes.
 func (p *Protector) Remove(iface string) error {
-	xdpErr := loader.Detach(iface, p.Loader)
+	w, err := loader.Lock(p.Loader)
+	if err != nil {
+		return err
+	}
+	defer w.Unlock()
+	xdpErr := w.Detach(iface)
 	if xdpErr != nil && !errors.Is(xdpErr, loader.ErrNotAttached) && !errors.Is(xdpErr, loader.ErrNoInterface) {
 		return xdpErr
 	}
