@@ -107,6 +107,16 @@ type report struct {
 	LoadAvg   string    `json:"loadavg_at_start"`
 	Cores     string    `json:"cores"`
 	Results   []result  `json:"results"`
+
+	// The established scenario. DUTWScale is the window scale the DUT's stack offers,
+	// StreamWScale the one xsyn and SYNPROXY offered.
+	StreamDuration     string          `json:"stream_duration,omitempty"`
+	Rounds             int             `json:"rounds,omitempty"`
+	StreamQdisc        string          `json:"stream_client_qdisc,omitempty"`
+	DUTWScale          int             `json:"dut_wscale,omitempty"`
+	StreamWScale       int             `json:"stream_wscale,omitempty"`
+	Established        []streamResult  `json:"established,omitempty"`
+	EstablishedSummary []streamSummary `json:"established_summary,omitempty"`
 }
 
 func writeJSON(path string, rep report) error {

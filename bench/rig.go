@@ -44,6 +44,7 @@ type rig struct {
 	dutMAC     packet.MAC
 	progs      benchprogsObjects
 	listener   net.Listener
+	accepted   chan net.Conn // connections for the established scenario's receiver
 	genCPU     int
 	dutCPU     int
 	port       uint16
@@ -51,7 +52,7 @@ type rig struct {
 
 // newRig builds the lab. On failure everything built so far is removed.
 func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
-	r := &rig{lab: netlab.New(labPrefix), genCPU: genCPU, dutCPU: dutCPU, port: port}
+	r := &rig{lab: netlab.New(labPrefix), genCPU: genCPU, dutCPU: dutCPU, port: port, accepted: make(chan net.Conn, 1)}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -118,7 +119,7 @@ func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("listen on the DUT: %w", err)
 	}
-	go acceptAll(r.listener)
+	go r.acceptAll()
 	return r, nil
 }
 
@@ -144,13 +145,19 @@ func (r *rig) routes() error {
 	return err
 }
 
-func acceptAll(l net.Listener) {
+// acceptAll hands accepted connections to the established scenario's receiver, and closes them
+// when it holds one already (a flood completes no handshake, so none arrive then).
+func (r *rig) acceptAll() {
 	for {
-		c, err := l.Accept()
+		c, err := r.listener.Accept()
 		if err != nil {
 			return
 		}
-		c.Close()
+		select {
+		case r.accepted <- c:
+		default:
+			c.Close()
+		}
 	}
 }
 
