@@ -7,17 +7,47 @@ import (
 	"strings"
 )
 
+// Stack is what the local TCP stack offers in its own SYN-ACKs: the right defaults for services
+// it serves itself, since SYNPROXY hands the client's connection to it with the options the
+// client accepted from us.
+type Stack struct {
+	MTU    int   // of the protected interface
+	WScale uint8 // the window scale shift the stack offers (see WScaleForBuffer)
+}
+
+// WScaleForBuffer is the window scale Linux offers for a receive buffer limit of maxRcvBuf bytes
+// (max of net.ipv4.tcp_rmem[2] and net.core.rmem_max): the shift that lets the largest buffer
+// be announced, as tcp_select_initial_window computes it. A stock kernel (6 MiB) gives 7.
+func WScaleForBuffer(maxRcvBuf int) uint8 {
+	shift := -15
+	for b := maxRcvBuf; b > 1; b >>= 1 {
+		shift++
+	}
+	return uint8(min(max(shift, 0), MaxWScale))
+}
+
+// mss is the MSS the stack announces on a link of this MTU.
+func (st Stack) mss(f Family) int {
+	hdr := 40 // IPv4 + TCP
+	if f == IPv6 {
+		hdr = 60
+	}
+	return max(st.MTU-hdr, MinMSS)
+}
+
 // Simple is the short way to say "protect these ports on this host": what `xsyn attach` takes
-// as flags. Zero values of the option fields mean the family defaults.
+// as flags. Zero values of the option fields mean the defaults: the local Stack's when given,
+// else FireHOL's (DefaultOptions).
 type Simple struct {
 	Ports        []uint16
 	Dst          string // address or prefix; empty: every address of both families
 	MSS          int    // 0: DefaultMSS per family
-	WScale       int    // -1: default (7)
+	WScale       int    // -1: default
 	NoSACK       bool
 	NoTimestamps bool
 	ECN          bool
 	TTL          int // 0: DefaultTTL
+	Stack        *Stack
 }
 
 // Build turns the flag form into a validated Spec.
@@ -38,6 +68,12 @@ func (f Simple) Build() (Spec, error) {
 	var s Spec
 	for _, fam := range families {
 		opts := DefaultOptions(fam)
+		if f.Stack != nil {
+			opts.WScale = f.Stack.WScale
+			if f.Stack.MTU > 0 {
+				opts.MSS = uint16(min(f.Stack.mss(fam), MaxMSS))
+			}
+		}
 		if f.MSS != 0 {
 			if f.MSS < MinMSS || f.MSS > MaxMSS {
 				return Spec{}, fmt.Errorf("%w: mss %d is outside %d-%d", ErrInvalid, f.MSS, MinMSS, MaxMSS)

@@ -135,3 +135,37 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestWScaleForBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		buf  int
+		want uint8
+	}{
+		{6291456, 7},   // stock tcp_rmem[2], 6 MiB
+		{33554432, 10}, // 32 MiB
+		{65535, 0},
+		{1 << 40, 14},
+	} {
+		if got := WScaleForBuffer(tc.buf); got != tc.want {
+			t.Errorf("WScaleForBuffer(%d) = %d, want %d", tc.buf, got, tc.want)
+		}
+	}
+}
+
+func TestSimpleBuildFromStack(t *testing.T) {
+	s, err := Simple{Ports: []uint16{80}, WScale: -1, Stack: &Stack{MTU: 9000, WScale: 10}}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := s.Services[0].Options; o.MSS != 8960 || o.WScale != 10 {
+		t.Errorf("ipv4 from a 9000-byte MTU, wscale 10 stack: %+v", o)
+	}
+	if o := s.Services[1].Options; o.MSS != 8940 || o.WScale != 10 {
+		t.Errorf("ipv6 from a 9000-byte MTU, wscale 10 stack: %+v", o)
+	}
+	// Flags win over the stack.
+	s, err = Simple{Ports: []uint16{80}, WScale: 5, MSS: 1400, Stack: &Stack{MTU: 9000, WScale: 10}}.Build()
+	if err != nil || s.Services[0].Options.MSS != 1400 || s.Services[0].Options.WScale != 5 {
+		t.Errorf("flags over stack: %+v, %v", s.Services, err)
+	}
+}

@@ -19,8 +19,9 @@ unprotected. Where the kernel cannot run the XDP program (before Linux 6.0), the
 rules protect on their own (netfilter-only mode) and attach says so.
 
 The TCP options must match what the protected server offers (SYNPROXY opens the real connection
-with the options the client accepted from us). Defaults are FireHOL's: MSS 1460 (1440 for IPv6),
-window scale 7, SACK and timestamps on.
+with the options the client accepted from us). By default they are what this host's own stack
+offers: MSS from the interface MTU (1460, or 1440 for IPv6, on a 1500-byte link), window scale
+from the receive buffer limits (7 on a stock kernel), SACK and timestamps on.
 
 Examples:
   xsyn attach eth0 --port 80,443
@@ -37,8 +38,8 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	)
 	fs.StringVar(&ports, "port", "", "TCP `ports` to protect: 80,443 or 8000-8010 (required)")
 	fs.StringVar(&f.Dst, "dst", "", "protect only this destination `address[/len]` (default: every address, IPv4 and IPv6)")
-	fs.IntVar(&f.MSS, "mss", 0, "`MSS` announced in the SYN-ACK (default 1460 for IPv4, 1440 for IPv6)")
-	fs.IntVar(&f.WScale, "wscale", -1, "window scale `shift` announced, 0-14 (default 7)")
+	fs.IntVar(&f.MSS, "mss", 0, "`MSS` announced in the SYN-ACK (default: the interface MTU less headers)")
+	fs.IntVar(&f.WScale, "wscale", -1, "window scale `shift` announced, 0-14 (default: what the local stack offers)")
 	fs.BoolVar(&f.NoSACK, "no-sack", false, "do not offer SACK")
 	fs.BoolVar(&f.NoTimestamps, "no-timestamps", false, "do not offer timestamps (then neither window scaling nor SACK can be offered)")
 	fs.BoolVar(&f.ECN, "ecn", false, "accept ECN when the client asks for it")
@@ -58,6 +59,9 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	if f.Ports, err = spec.ParsePorts(ports); err != nil {
 		return usageError{err}
 	}
+	if st, err := protect.LocalStack(iface); err == nil {
+		f.Stack = &st
+	} // else: the interface is missing, which Apply reports
 	s, err := f.Build()
 	if err != nil {
 		return usageError{err}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/spec"
 )
 
 // End-to-end: the built xsyn binary, run the way an operator runs it inside a namespace, in front
@@ -181,6 +182,9 @@ func testE2E(t *testing.T, enter func(*netlab.Host) []string) {
 		t.Fatalf("status after attach: %+v", st)
 	}
 	stateDir := st.StateDir // pinned state, when a bpffs is visible
+	if want := l.stackWScale(t); st.Services[0].WScale != want {
+		t.Errorf("default window scale %d, want %d: what the server's own stack offers", st.Services[0].WScale, want)
+	}
 
 	// Real clients complete the handshake through XDP + SYNPROXY; the server sees their address.
 	for _, tc := range []struct{ fam, addr, client string }{
@@ -303,6 +307,21 @@ func (l *e2eLab) floods(t *testing.T) {
 	if ct := l.conntrackCount(t); ct > ct0 {
 		t.Errorf("conntrack entries on the DUT grew from %d to %d during the flood", ct0, ct)
 	}
+}
+
+// stackWScale is the window scale the DUT's stack offers, from its buffer limits.
+func (l *e2eLab) stackWScale(t *testing.T) uint8 {
+	t.Helper()
+	out, err := l.dut.Run("sh", "-c", "cut -f3 /proc/sys/net/ipv4/tcp_rmem; cat /proc/sys/net/core/rmem_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	biggest := 0
+	for _, f := range strings.Fields(out) {
+		n, _ := strconv.Atoi(f)
+		biggest = max(biggest, n)
+	}
+	return spec.WScaleForBuffer(biggest)
 }
 
 func (l *e2eLab) nstat(t *testing.T) map[string]uint64 {
