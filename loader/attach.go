@@ -57,6 +57,9 @@ type Options struct {
 	Mode  Mode   // default ModeAuto
 	BPFFS string // default BPFFS
 	Locks string // default LockDir
+	// Probe checks the kernel before attaching; default Probe. Tests stand in a kernel that
+	// lacks a feature.
+	Probe func() error
 }
 
 func (o Options) withDefaults() Options {
@@ -68,6 +71,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Locks == "" {
 		o.Locks = LockDir
+	}
+	if o.Probe == nil {
+		o.Probe = Probe
 	}
 	return o
 }
@@ -190,7 +196,7 @@ func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, erro
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if err := Probe(); err != nil {
+	if err := w.opts.Probe(); err != nil {
 		return nil, err
 	}
 	nlink, err := lookupInterface(iface)

@@ -97,6 +97,18 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 			return nil, err
 		}
 	}
+	// Can this kernel run the XDP program at all? Decided before any change: a forced XDP mode
+	// fails here, auto falls back to netfilter-only protection.
+	var missing error
+	if mode != ModeNetfilter && cur == nil {
+		probe := p.Loader.Probe
+		if probe == nil {
+			probe = loader.Probe
+		}
+		if missing = probe(); missing != nil && xdpMode != loader.ModeAuto {
+			return nil, missing
+		}
+	}
 
 	if err := p.Rules.Apply(plan); err != nil {
 		return nil, err
@@ -135,13 +147,11 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 			return nil, undoRules(err)
 		}
 		res.Mode, res.Holder, res.StateDir, res.Reconfigured = string(cur.Mode), cur.Holder, cur.Dir, true
+	case missing != nil:
+		res.Mode = ModeNetfilterOnly
+		res.Warnings = append(res.Warnings, fmt.Sprintf("XDP fast path unavailable, protecting with netfilter SYNPROXY only: %v", missing))
 	default:
 		a, err := w.Attach(iface, s, xdpMode)
-		if errors.Is(err, loader.ErrFeatureMissing) && xdpMode == loader.ModeAuto {
-			res.Mode = ModeNetfilterOnly
-			res.Warnings = append(res.Warnings, fmt.Sprintf("XDP fast path unavailable, protecting with netfilter SYNPROXY only: %v", err))
-			break
-		}
 		if err != nil {
 			return nil, undoRules(err)
 		}

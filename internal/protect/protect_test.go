@@ -1,0 +1,90 @@
+package protect
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/rules"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+func server(t *testing.T, prefix string) *netlab.Host {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, netfilter, XDP")
+	}
+	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}, "d0", []netip.Prefix{netip.MustParsePrefix("192.0.2.2/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p.Server
+}
+
+// A kernel without the XDP features is protected by the netfilter rules alone, and says so.
+func TestFallbackToNetfilter(t *testing.T) {
+	h := server(t, "xsynfb")
+	s, err := spec.Simple{Ports: []uint16{8080}, WScale: -1}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &loader.FeatureError{Feature: "BPF helper bpf_tcp_raw_gen_syncookie_ipv4 for XDP", Since: "Linux 6.0", Err: errors.New("not supported")}
+	err = h.Do(func() error {
+		a, err := rules.NewApplier()
+		if err != nil {
+			return err
+		}
+		p := &Protector{Rules: a, Loader: loader.Options{Locks: t.TempDir(), Probe: func() error { return old }}}
+
+		res, err := p.Apply("d0", s, "auto")
+		if err != nil {
+			t.Fatalf("Apply on an old kernel: %v; want a netfilter-only fallback", err)
+		}
+		if res.Mode != ModeNetfilterOnly || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "bpf_tcp_raw_gen_syncookie_ipv4") || !strings.Contains(res.Warnings[0], "Linux 6.0") {
+			t.Errorf("Apply result %+v; want netfilter-only with a warning naming the feature and kernel", res)
+		}
+		if on, err := a.Installed("d0"); err != nil || !on {
+			t.Errorf("rules installed: %v, %v; want the SYNPROXY rules protecting on their own", on, err)
+		}
+		l, err := netlink.LinkByName("d0")
+		if err != nil {
+			return err
+		}
+		if x := l.Attrs().Xdp; x != nil && x.ProgId != 0 {
+			t.Errorf("an XDP program (%d) is attached on a kernel said to lack the features", x.ProgId)
+		}
+		sts, err := p.Statuses("")
+		if err != nil || len(sts) != 1 || sts[0].Mode != ModeNetfilterOnly || !sts[0].Rules || sts[0].Counters != nil {
+			t.Errorf("status: %+v, %v; want d0 netfilter-only with rules and no XDP counters", sts, err)
+		}
+
+		// Forced XDP modes do not fall back: the caller asked for XDP. Nothing changes.
+		other, err := spec.Simple{Ports: []uint16{9090}, WScale: -1}.Build()
+		if err != nil {
+			return err
+		}
+		if _, err := p.Apply("d0", other, "native"); !errors.Is(err, loader.ErrFeatureMissing) {
+			t.Errorf("Apply --mode native on an old kernel: %v; want ErrFeatureMissing", err)
+		}
+		if rs, err := h.Run("iptables-save"); err != nil || strings.Contains(rs, "9090") || !strings.Contains(rs, "8080") {
+			t.Errorf("a refused forced-mode apply changed the rules (%v):\n%s", err, rs)
+		}
+		if err := p.Remove("d0"); err != nil {
+			return err
+		}
+		if on, err := a.Installed("d0"); err != nil || on {
+			t.Errorf("rules after Remove: %v, %v", on, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
