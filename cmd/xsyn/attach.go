@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/spec"
@@ -39,7 +40,14 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&ports, "port", "", "TCP `ports` to protect: 80,443 or 8000-8010 (required)")
 	fs.StringVar(&f.Dst, "dst", "", "protect only this destination `address[/len]` (default: every address, IPv4 and IPv6)")
 	fs.IntVar(&f.MSS, "mss", 0, "`MSS` announced in the SYN-ACK (default: the interface MTU less headers)")
-	fs.IntVar(&f.WScale, "wscale", -1, "window scale `shift` announced, 0-14 (default: what the local stack offers)")
+	fs.Func("wscale", "window scale `shift` announced, 0-14 (default: what the local stack offers)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("not a number")
+		}
+		f.WScale = n
+		return nil
+	})
 	fs.BoolVar(&f.NoSACK, "no-sack", false, "do not offer SACK")
 	fs.BoolVar(&f.NoTimestamps, "no-timestamps", false, "do not offer timestamps (then neither window scaling nor SACK can be offered)")
 	fs.BoolVar(&f.ECN, "ecn", false, "accept ECN when the client asks for it")

@@ -97,23 +97,32 @@ type usageError struct{ error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// newFlags returns a flag set whose --help prints the given text and the flags.
-func newFlags(name, synopsis, help string, stdout io.Writer) *flag.FlagSet {
+// cmdFlags is a command's flag set and its help page.
+type cmdFlags struct {
+	*flag.FlagSet
+	help func()
+}
+
+// newFlags returns a flag set whose --help prints the given text and the flags. A wrong flag
+// is reported by run() in one line, not with the whole help page.
+func newFlags(name, synopsis, help string, stdout io.Writer) *cmdFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &cmdFlags{FlagSet: fs, help: func() {
 		fmt.Fprintf(stdout, "Usage: xsyn %s\n\n%s\nFlags:\n", synopsis, help)
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
-	}
-	return fs
+	}}
 }
 
 // parse parses flags that may come after positional arguments (xsyn attach eth0 --port 80).
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func parse(fs *cmdFlags, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.help()
 				return nil, err
 			}
 			return nil, usageError{err}

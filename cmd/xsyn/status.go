@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
@@ -67,20 +68,26 @@ func describeMode(mode string, holder loader.Holder, dir string) string {
 	case mode == protect.ModeNetfilterOnly:
 		return "netfilter-only: SYNPROXY rules without the XDP fast path"
 	case holder == loader.HolderLink && dir != "":
-		return fmt.Sprintf("%s XDP, held by a bpf link pinned in %s", mode, dir)
+		return fmt.Sprintf("%s XDP; held by a bpf link pinned in %s", mode, dir)
 	case holder == loader.HolderLink:
-		return fmt.Sprintf("%s XDP, held by a bpf link pinned outside this mount namespace", mode)
+		return fmt.Sprintf("%s XDP; held by a bpf link pinned outside this mount namespace", mode)
 	default:
-		return fmt.Sprintf("%s XDP, held by the interface (netlink; no bpffs mounted here)", mode)
+		return fmt.Sprintf("%s XDP; held by the interface through netlink, no bpffs mounted here", mode)
 	}
 }
 
+// printServices shows what the SYN-ACK offers: without timestamps there is nowhere to keep the
+// client's window scale, SACK or ECN in the cookie, so none of them is offered (shown as -).
 func printServices(w io.Writer, svcs []spec.Service) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  FAMILY\tDESTINATION\tPORT\tMSS\tWSCALE\tSACK\tTIMESTAMPS\tECN\tTTL")
 	for _, s := range svcs {
 		o := s.Options
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%d\n", s.Family, s.Dst, s.Port, o.MSS, o.WScale, onOff(o.SACK), onOff(o.Timestamps), onOff(o.ECN), s.TTL)
+		wscale, sack, ecn := strconv.Itoa(int(o.WScale)), onOff(o.SACK), onOff(o.ECN)
+		if !o.Timestamps {
+			wscale, sack, ecn = "-", "-", "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL)
 	}
 	tw.Flush()
 }
@@ -103,14 +110,21 @@ func writeText(w io.Writer, st protect.Status) {
 	if st.Counters == nil {
 		return
 	}
+	v4, v6, other := loader.Fields(st.Counters.IPv4), loader.Fields(st.Counters.IPv6), loader.Fields(st.Counters.Other)
+	var rows []string
+	for i := range v4 {
+		if v4[i].Value+v6[i].Value+other[i].Value != 0 {
+			rows = append(rows, fmt.Sprintf("  %s\t%d\t%d\t%d\t", v4[i].Name, v4[i].Value, v6[i].Value, other[i].Value))
+		}
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "  counters: no packets yet")
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  COUNTER\tIPV4\tIPV6\tOTHER\t")
-	v4, v6, other := loader.Fields(st.Counters.IPv4), loader.Fields(st.Counters.IPv6), loader.Fields(st.Counters.Other)
-	for i := range v4 {
-		if v4[i].Value+v6[i].Value+other[i].Value == 0 {
-			continue
-		}
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t\n", v4[i].Name, v4[i].Value, v6[i].Value, other[i].Value)
+	for _, r := range rows {
+		fmt.Fprintln(tw, r)
 	}
 	tw.Flush()
 }
