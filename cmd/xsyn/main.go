@@ -32,6 +32,7 @@ func commands() []command {
 		{"attach", "protect TCP ports on an interface (XDP + netfilter SYNPROXY)", runAttach},
 		{"detach", "remove every trace of xsyn from an interface", runDetach},
 		{"status", "show what is protected, how, and the counters", runStatus},
+		{"serve", "serve the counters to Prometheus (read-only; 127.0.0.1:9377)", runServe},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "xsyn", version)
 			return nil

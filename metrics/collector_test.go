@@ -1,0 +1,281 @@
+package metrics
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+const synproxyFixture = "testdata/synproxy" // 4 CPUs, in the kernel's format
+
+func TestParseSynproxyStats(t *testing.T) {
+	got, err := ReadSynproxyStats(synproxyFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{
+		"entries":        0,
+		"syn_received":   0xa + 0x1a + 0xffffffff, // past 2^32: each CPU's is 32 bits, the sum is not
+		"cookie_invalid": 3 + 1,
+		"cookie_valid":   0xff + 0x1000 + 1,
+		"cookie_retrans": 1,
+		"conn_reopened":  2,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("summed statistics:\n got %v\nwant %v", got, want)
+	}
+
+	for _, tc := range []struct{ name, in, want string }{
+		{"empty", "", "empty file"},
+		{"short row", "entries\tsyn_received\n00000000\n", "row 1 has 1 columns, the header 2"},
+		{"not hex", "entries\tsyn_received\n00000000\t0000000g\n", "row 1, column syn_received"},
+	} {
+		if _, err := parseSynproxyStats(strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.want)
+		}
+	}
+	// Columns are found by name, wherever they are.
+	got, err = parseSynproxyStats(strings.NewReader("cookie_valid entries new_column\n0000000f 00000000 00000001\n00000001 00000000 00000001\n"))
+	if err != nil || got["cookie_valid"] != 16 || got["new_column"] != 2 {
+		t.Errorf("reordered columns: %v, %v", got, err)
+	}
+}
+
+// fakeSource stands in for the kernel: canned statuses, or errors.
+type fakeSource struct {
+	ifaces   []string
+	listErr  error
+	statuses map[string]protect.Status
+	errs     map[string]error
+}
+
+func (f fakeSource) Interfaces() ([]string, error) { return f.ifaces, f.listErr }
+
+func (f fakeSource) Status(iface string) (protect.Status, error) {
+	if err := f.errs[iface]; err != nil {
+		return protect.Status{}, err
+	}
+	return f.statuses[iface], nil
+}
+
+// distinct gives every counter field its own value: base, base+1, ...
+func distinct(base uint64) loader.Counters {
+	var c loader.Counters
+	fields := []*uint64{&c.SynReceived, &c.SynackSent, &c.AckCookieValid, &c.AckCookieInvalid, &c.EstablishedPassed,
+		&c.PassNotIp, &c.PassNotTcp, &c.PassNotProtected, &c.PassFragment, &c.PassVlanDepth, &c.PassExtHdrChain,
+		&c.PassMalformed, &c.PassNoRoom, &c.PassCookieError, &c.DropNoConn, &c.DropMalformed, &c.DropInternal}
+	for i, f := range fields {
+		*f = base + uint64(i)
+	}
+	return c
+}
+
+func twoInterfaces() fakeSource {
+	svcs := []spec.Service{
+		{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 80},
+		{Family: spec.IPv6, Dst: netip.MustParsePrefix("::/0"), Port: 80},
+		{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 443},
+	}
+	return fakeSource{
+		ifaces: []string{"eth0", "eth1"},
+		statuses: map[string]protect.Status{
+			"eth0": {Iface: "eth0", Mode: "native", Rules: true, Services: svcs,
+				Counters: &loader.FamilyCounters{IPv4: distinct(100), IPv6: distinct(200), Other: distinct(300)}},
+			"eth1": {Iface: "eth1", Mode: protect.ModeNetfilterOnly, Rules: true},
+		},
+	}
+}
+
+func gatherText(t *testing.T, g prometheus.Gatherer, names ...string) []byte {
+	t.Helper()
+	b, err := testutil.GatherAndFormat(g, expfmt.TypeTextPlain, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// allNamesBut lists the metric families g gathers, without the excluded ones.
+func allNamesBut(t *testing.T, g prometheus.Gatherer, exclude ...string) []string {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		if !contains(exclude, mf.GetName()) {
+			names = append(names, mf.GetName())
+		}
+	}
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// The whole exposition for a native XDP interface and a netfilter-only one, in a golden file
+// (go test ./metrics -run Golden -update rewrites it). build_info is left out: its goversion
+// label depends on the toolchain.
+func TestCollectGolden(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(twoInterfaces(), Options{Version: "v1.2.3", SynproxyStats: synproxyFixture}))
+	got := gatherText(t, reg, allNamesBut(t, reg, "xsyn_build_info")...)
+	golden := filepath.Join("testdata", "collect.golden")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("exposition differs from %s (rerun with -update if intended):\n%s", golden, got)
+	}
+
+	info := fmt.Sprintf(`# HELP xsyn_build_info 1, labelled with the xsyn version and the Go version it was built with.
+# TYPE xsyn_build_info gauge
+xsyn_build_info{goversion=%q,version="v1.2.3"} 1
+`, runtime.Version())
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(info), "xsyn_build_info"); err != nil {
+		t.Error(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+}
+
+// Every counter field of the BPF program becomes a series, named by the rule in
+// bpf/counters.h, without a table of counters in Go: a new field shows up by itself.
+func TestEveryCounterFieldExported(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(twoInterfaces(), Options{SynproxyStats: synproxyFixture}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]loader.Counters{"ipv4": distinct(100), "ipv6": distinct(200), "other": distinct(300)}
+	for fam, cs := range want {
+		for _, f := range loader.Fields(cs) {
+			name, labels := "xsyn_"+f.Name+"_total", map[string]string{"iface": "eth0", "family": fam}
+			switch {
+			case strings.HasPrefix(f.Name, "pass__"):
+				name, labels["reason"] = "xsyn_passed_total", strings.TrimPrefix(f.Name, "pass__")
+			case strings.HasPrefix(f.Name, "drop__"):
+				name, labels["reason"] = "xsyn_dropped_total", strings.TrimPrefix(f.Name, "drop__")
+			case fam == "other":
+				if _, ok := find(mfs, name, labels); ok {
+					t.Errorf("%s%v exported: the family \"other\" has no protected-service counters", name, labels)
+				}
+				continue
+			}
+			if v, ok := find(mfs, name, labels); !ok || v != float64(f.Value) {
+				t.Errorf("%s%v = %v (found %v), want %d from field %s", name, labels, v, ok, f.Value, f.Name)
+			}
+		}
+	}
+}
+
+// find returns the value of the series name{labels} (exactly those labels).
+func find(mfs []*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
+					continue metric
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue(), true
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// A source that cannot be read is counted and reported, and the scrape still returns the rest.
+func TestCollectionErrors(t *testing.T) {
+	src := twoInterfaces()
+	src.ifaces = append(src.ifaces, "eth2", "eth3")
+	src.errs = map[string]error{
+		"eth2": errors.New("map went away"),
+		"eth3": fmt.Errorf("%w: eth3", protect.ErrNotProtected), // detached since listed: not an error
+	}
+	missing := filepath.Join(t.TempDir(), "no-synproxy")
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(src, Options{SynproxyStats: missing}))
+
+	for scrape := 1; scrape <= 2; scrape++ {
+		mfs, err := reg.Gather()
+		if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "read eth2: map went away") {
+			t.Errorf("scrape %d: error %v; want one naming the synproxy file and eth2", scrape, err)
+		}
+		if strings.Contains(fmt.Sprint(err), "eth3") {
+			t.Errorf("scrape %d: an interface detached meanwhile reported as an error: %v", scrape, err)
+		}
+		if v, _ := find(mfs, "xsyn_collection_errors_total", nil); v != float64(2*scrape) {
+			t.Errorf("scrape %d: xsyn_collection_errors_total %v, want %d (two failed sources per scrape)", scrape, v, 2*scrape)
+		}
+		if v, ok := find(mfs, "xsyn_synack_sent_total", map[string]string{"iface": "eth0", "family": "ipv4"}); !ok || v != 101 {
+			t.Errorf("scrape %d: eth0 counters missing after other sources failed: %v %v", scrape, v, ok)
+		}
+		if _, ok := find(mfs, "xsyn_attached", map[string]string{"iface": "eth1", "mode": "netfilter-only"}); !ok {
+			t.Errorf("scrape %d: eth1 missing after other sources failed", scrape)
+		}
+		if _, ok := find(mfs, "xsyn_netfilter_synproxy_cookie_valid_total", nil); ok {
+			t.Errorf("scrape %d: synproxy statistics exported from a missing file", scrape)
+		}
+	}
+
+	// A failed listing still exports the interfaces it found.
+	src = twoInterfaces()
+	src.ifaces, src.listErr = []string{"eth0"}, errors.New("iptables: permission denied")
+	reg = prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(src, Options{SynproxyStats: synproxyFixture}))
+	mfs, err := reg.Gather()
+	if err == nil || !strings.Contains(err.Error(), "list protected interfaces: iptables: permission denied") {
+		t.Errorf("failed listing: error %v", err)
+	}
+	if v, _ := find(mfs, "xsyn_collection_errors_total", nil); v != 1 {
+		t.Errorf("failed listing: xsyn_collection_errors_total %v, want 1", v)
+	}
+	if _, ok := find(mfs, "xsyn_attached", map[string]string{"iface": "eth0", "mode": "native"}); !ok {
+		t.Error("failed listing: eth0, which was listed, is missing")
+	}
+}
