@@ -210,6 +210,9 @@ func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, erro
 	if err != nil {
 		return nil, err
 	}
+	if pinnable {
+		sweepStale(w.opts.BPFFS)
+	}
 
 	p, err := loadProgram(nil)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -165,6 +166,9 @@ func TestAttachLifecycle(t *testing.T) {
 	}
 	up := inNS(t, l.dut, func() (*Attachment, error) { return Open("d0", true, opts) })
 	defer up.Close()
+	if up.Holder != HolderLink || up.Dir != a.Dir {
+		t.Errorf("read-only Open found %s; want the pinned link in %s", up, a.Dir)
+	}
 	if up.ProgID == old {
 		t.Errorf("program id still %d after upgrade", old)
 	}
@@ -297,4 +301,51 @@ func bpffsForTest(t *testing.T) string {
 	}
 	t.Cleanup(func() { unix.Unmount(dir, syscall.MNT_DETACH) })
 	return dir
+}
+
+// State left by a namespace deleted without a detach (its link now holds no device) is swept by
+// the next attach; a detach removes the namespace's directory with its last interface.
+func TestStaleStateSwept(t *testing.T) {
+	requireRoot(t)
+	opts := Options{BPFFS: bpffsForTest(t), Locks: t.TempDir()}
+	gone, err := netlab.NewPair("xsynsw1", "c0", nil, "d0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := inNS(t, gone.Server, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 0), opts) })
+	a.Close()
+	staleDir := a.Dir
+	gone.Close() // the namespace goes, without a detach
+	if _, err := os.Stat(staleDir); err != nil {
+		t.Fatalf("precondition: the dead namespace's state should still be there: %v", err)
+	}
+	// Namespaces are torn down asynchronously: wait until the device is gone from the link.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l, err := link.LoadPinnedLink(filepath.Join(staleDir, linkPin), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := l.Info()
+		l.Close()
+		if err == nil && info.XDP().Ifindex == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted namespace's link still holds a device after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	live := newLab(t, "xsynsw2")
+	b := inNS(t, live.dut, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 0), opts) })
+	defer b.Close()
+	if _, err := os.Stat(filepath.Dir(staleDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state of a deleted namespace not swept: %s (%v)", staleDir, err)
+	}
+	if err := live.dut.Do(func() error { return Detach("d0", opts) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(b.Dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("namespace directory %s left after its last detach", filepath.Dir(b.Dir))
+	}
 }

@@ -46,7 +46,8 @@ func Open(iface string, readOnly bool, opts Options) (*Attachment, error) {
 	a.Holder = HolderNetlink
 	if root, ok, err := stateDirs(opts.BPFFS); err == nil && ok {
 		dir := filepath.Join(root, pinName(iface))
-		if lnk, err := link.LoadPinnedLink(filepath.Join(dir, linkPin), &ebpf.LoadPinOptions{ReadOnly: readOnly}); err == nil {
+		// Links take no read-only open flag (EINVAL); reading their info needs none.
+		if lnk, err := link.LoadPinnedLink(filepath.Join(dir, linkPin), nil); err == nil {
 			if li, err := lnk.Info(); err == nil && li.Program == a.ProgID {
 				a.lnk, a.Dir, a.Holder = lnk, dir, HolderLink
 				a.openPinnedMaps(dir, readOnly)
@@ -189,7 +190,9 @@ func (w *Writer) Detach(iface string) error {
 		if errors.Is(err, ErrNotAttached) || errors.Is(err, ErrNoInterface) {
 			if staleDir != "" {
 				if _, statErr := os.Stat(staleDir); statErr == nil {
-					return removePins(staleDir)
+					err := removePins(staleDir)
+					removeIfEmpty(filepath.Dir(staleDir))
+					return err
 				}
 			}
 		}
@@ -213,7 +216,10 @@ func (w *Writer) Detach(iface string) error {
 		}
 	}
 	if staleDir != "" {
-		return removePins(staleDir)
+		if err := removePins(staleDir); err != nil {
+			return err
+		}
+		removeIfEmpty(filepath.Dir(staleDir))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,6 +82,36 @@ func lockNetns(lockDir string) (unlock func(), err error) {
 // pinName is the state directory name for an interface. bpffs refuses names containing '.', which
 // VLAN interfaces have (eth0.100); ':' can never be part of an interface name, so it stands in.
 func pinName(iface string) string { return strings.ReplaceAll(iface, ".", ":") }
+
+// sweepStale removes the state of interfaces whose link no longer holds a program on a device:
+// the device or its namespace was deleted without a detach, which leaves the pinned link (and
+// the maps it references) alive but useless. Directories of live links, and anything that
+// cannot be read as xsyn state, are left alone.
+func sweepStale(fsRoot string) {
+	dirs, _ := filepath.Glob(filepath.Join(fsRoot, "xsyn", "netns-*", "*"))
+	for _, dir := range dirs {
+		if strings.HasPrefix(filepath.Base(dir), "tmp:") {
+			continue // being built by a writer of that namespace
+		}
+		l, err := link.LoadPinnedLink(filepath.Join(dir, linkPin), nil)
+		if err != nil {
+			continue
+		}
+		info, err := l.Info()
+		l.Close()
+		if err == nil && info.XDP() != nil && info.XDP().Ifindex == 0 {
+			removePins(dir)
+			removeIfEmpty(filepath.Dir(dir))
+		}
+	}
+}
+
+// removeIfEmpty removes a namespace's state directory once its last interface is gone.
+func removeIfEmpty(dir string) {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) == 0 {
+		os.Remove(dir)
+	}
+}
 
 // removePins deletes a state directory and the pins in it (a pin is a file to unlink; the objects
 // go when their last reference does).

@@ -140,4 +140,5 @@ func TestConcurrentAttach(t *testing.T) {
 	if strings.Count(rules, ":XSYN-IN-d0") != 1 || strings.Contains(rules, "XSYN-NEW") {
 		t.Errorf("chains after concurrent attaches:\n%s", rules)
 	}
+	l.mustXsyn(t, "detach", "d0") // nsenter: the pins are in the host's bpffs
 }

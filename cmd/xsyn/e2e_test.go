@@ -182,6 +182,9 @@ func testE2E(t *testing.T, enter func(*netlab.Host) []string) {
 		t.Fatalf("status after attach: %+v", st)
 	}
 	stateDir := st.StateDir // pinned state, when a bpffs is visible
+	if pinned := l.enter(l.dut)[0] == "nsenter"; pinned != (st.HeldBy == "bpf-link" && stateDir != "") {
+		t.Errorf("status: held by %q, state dir %q; want a pinned bpf link exactly when the host's bpffs is visible", st.HeldBy, stateDir)
+	}
 	if want := l.stackWScale(t); st.Services[0].WScale != want {
 		t.Errorf("default window scale %d, want %d: what the server's own stack offers", st.Services[0].WScale, want)
 	}

@@ -248,8 +248,12 @@ func (p *Protector) status(iface string) (Status, error) {
 			return st, err
 		}
 		st.Counters = &c
-	case errors.Is(err, loader.ErrNotAttached) || errors.Is(err, loader.ErrNoInterface):
+	case errors.Is(err, loader.ErrNotAttached) || errors.Is(err, loader.ErrNoInterface) || errors.Is(err, loader.ErrForeignProgram):
+		// Another tool's XDP program does not make our rules less of a protection.
 		if !st.Rules {
+			if errors.Is(err, loader.ErrForeignProgram) {
+				return st, err
+			}
 			return st, fmt.Errorf("%w: %s", ErrNotProtected, iface)
 		}
 		st.Mode = ModeNetfilterOnly
