@@ -26,6 +26,17 @@ func WScaleForBuffer(maxRcvBuf int) uint8 {
 	return uint8(min(max(shift, 0), MaxWScale))
 }
 
+// Options are the SYN-ACK options the stack itself offers: its MSS and window scale, with SACK
+// and timestamps on (FireHOL's choice, and Linux's default).
+func (st Stack) Options(f Family) TCPOptions {
+	o := DefaultOptions(f)
+	o.WScale = st.WScale
+	if st.MTU > 0 {
+		o.MSS = uint16(min(st.mss(f), MaxMSS))
+	}
+	return o
+}
+
 // mss is the MSS the stack announces on a link of this MTU.
 func (st Stack) mss(f Family) int {
 	hdr := 40 // IPv4 + TCP
@@ -67,44 +78,51 @@ func (f Simple) Build() (Spec, error) {
 	}
 	var s Spec
 	for _, fam := range families {
-		opts := DefaultOptions(fam)
-		if f.Stack != nil {
-			opts.WScale = f.Stack.WScale
-			if f.Stack.MTU > 0 {
-				opts.MSS = uint16(min(f.Stack.mss(fam), MaxMSS))
-			}
-		}
-		if f.MSS != 0 {
-			if f.MSS < MinMSS || f.MSS > MaxMSS {
-				return Spec{}, fmt.Errorf("%w: mss %d is outside %d-%d", ErrInvalid, f.MSS, MinMSS, MaxMSS)
-			}
-			opts.MSS = uint16(f.MSS)
-		}
-		if f.WScale >= 0 {
-			if f.WScale > MaxWScale {
-				return Spec{}, fmt.Errorf("%w: wscale %d is above %d", ErrInvalid, f.WScale, MaxWScale)
-			}
-			opts.WScale = uint8(f.WScale)
-		}
-		opts.SACK = !f.NoSACK
-		opts.Timestamps = !f.NoTimestamps
-		opts.ECN = f.ECN
-		ttl := DefaultTTL
-		if f.TTL != 0 {
-			if f.TTL < 1 || f.TTL > 255 {
-				return Spec{}, fmt.Errorf("%w: ttl %d is outside 1-255", ErrInvalid, f.TTL)
-			}
-			ttl = f.TTL
+		opts, ttl, err := f.Options(fam)
+		if err != nil {
+			return Spec{}, err
 		}
 		d := fam.AnyAddr()
 		if dst.IsValid() {
 			d = dst
 		}
 		for _, p := range f.Ports {
-			s.Services = append(s.Services, Service{Family: fam, Dst: d, Port: p, Options: opts, TTL: uint8(ttl)})
+			s.Services = append(s.Services, Service{Family: fam, Dst: d, Port: p, Options: opts, TTL: ttl})
 		}
 	}
 	return s, s.Validate()
+}
+
+// Options returns the SYN-ACK options and TTL the flags ask for in a family: the defaults (the
+// Stack's when given, else FireHOL's) with every flag that was set applied.
+func (f Simple) Options(fam Family) (TCPOptions, uint8, error) {
+	opts := DefaultOptions(fam)
+	if f.Stack != nil {
+		opts = f.Stack.Options(fam)
+	}
+	if f.MSS != 0 {
+		if f.MSS < MinMSS || f.MSS > MaxMSS {
+			return TCPOptions{}, 0, fmt.Errorf("%w: mss %d is outside %d-%d", ErrInvalid, f.MSS, MinMSS, MaxMSS)
+		}
+		opts.MSS = uint16(f.MSS)
+	}
+	if f.WScale >= 0 {
+		if f.WScale > MaxWScale {
+			return TCPOptions{}, 0, fmt.Errorf("%w: wscale %d is above %d", ErrInvalid, f.WScale, MaxWScale)
+		}
+		opts.WScale = uint8(f.WScale)
+	}
+	opts.SACK = !f.NoSACK
+	opts.Timestamps = !f.NoTimestamps
+	opts.ECN = f.ECN
+	ttl := DefaultTTL
+	if f.TTL != 0 {
+		if f.TTL < 1 || f.TTL > 255 {
+			return TCPOptions{}, 0, fmt.Errorf("%w: ttl %d is outside 1-255", ErrInvalid, f.TTL)
+		}
+		ttl = f.TTL
+	}
+	return opts, uint8(ttl), nil
 }
 
 func familyOf(p netip.Prefix) Family {

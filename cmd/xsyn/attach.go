@@ -15,6 +15,10 @@ ports with a SYN cookie; ACKs carrying a valid cookie go on to netfilter's SYNPR
 the real connection to the server; forged ACKs are dropped in XDP. The netfilter rules (raw
 NOTRACK, SYNPROXY, INVALID drop) and the sysctls SYNPROXY needs are installed too.
 
+Without --port, attach protects what this host serves on IFACE: every TCP port listening on one
+of IFACE's addresses or on a wildcard address, on each of IFACE's addresses, and prints it.
+Ports listening only on other addresses (loopback, say) are left alone.
+
 Running attach again with other flags updates the configuration in place, without a moment
 unprotected. Where the kernel cannot run the XDP program (before Linux 6.0), the same netfilter
 rules protect on their own (netfilter-only mode) and attach says so.
@@ -25,19 +29,20 @@ offers: MSS from the interface MTU (1460, or 1440 for IPv6, on a 1500-byte link)
 from the receive buffer limits (7 on a stock kernel), SACK and timestamps on.
 
 Examples:
+  xsyn attach eth0
   xsyn attach eth0 --port 80,443
   xsyn attach eth0 --port 22 --dst 203.0.113.10 --mss 1400
   xsyn attach eth0 --port 8000-8010 --dst 2001:db8::/64 --no-timestamps
 `
 
 func runAttach(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("attach", "attach IFACE --port P[,P...] [flags]", attachHelp, stdout)
+	fs := newFlags("attach", "attach IFACE [--port P[,P...]] [flags]", attachHelp, stdout)
 	var (
 		ports string
 		f     = spec.Simple{WScale: -1}
 		mode  string
 	)
-	fs.StringVar(&ports, "port", "", "TCP `ports` to protect: 80,443 or 8000-8010 (required)")
+	fs.StringVar(&ports, "port", "", "TCP `ports` to protect: 80,443 or 8000-8010 (default: the ports listening on IFACE's addresses)")
 	fs.StringVar(&f.Dst, "dst", "", "protect only this destination `address[/len]` (default: every address, IPv4 and IPv6)")
 	fs.IntVar(&f.MSS, "mss", 0, "`MSS` announced in the SYN-ACK (default: the interface MTU less headers)")
 	fs.Func("wscale", "window scale `shift` announced, 0-14 (default: what the local stack offers)", func(v string) error {
@@ -61,18 +66,24 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		return usagef("need exactly one interface, got %d arguments", len(pos))
 	}
 	iface := pos[0]
-	if ports == "" {
-		return usagef("--port is required (e.g. --port 80,443)")
-	}
-	if f.Ports, err = spec.ParsePorts(ports); err != nil {
-		return usageError{err}
-	}
 	if st, err := protect.LocalStack(iface); err == nil {
 		f.Stack = &st
 	} // else: the interface is missing, which Apply reports
-	s, err := f.Build()
-	if err != nil {
-		return usageError{err}
+	var s spec.Spec
+	if ports == "" {
+		if f.Dst != "" {
+			return usagef("--dst needs --port: without --port, attach protects the listening ports on IFACE's own addresses")
+		}
+		if s, err = listeningSpec(iface, f); err != nil {
+			return err
+		}
+	} else {
+		if f.Ports, err = spec.ParsePorts(ports); err != nil {
+			return usageError{err}
+		}
+		if s, err = f.Build(); err != nil {
+			return usageError{err}
+		}
 	}
 	if err := requireRoot(); err != nil {
 		return err
@@ -103,4 +114,20 @@ func requireRoot() error {
 		return fmt.Errorf("must run as root (needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN): try sudo")
 	}
 	return nil
+}
+
+// listeningSpec is zero-config attach: the listening ports of iface, with the option flags.
+func listeningSpec(iface string, f spec.Simple) (spec.Spec, error) {
+	s, err := protect.ListeningSpec(iface)
+	if err != nil {
+		return spec.Spec{}, err
+	}
+	for i, svc := range s.Services {
+		o, ttl, err := f.Options(svc.Family)
+		if err != nil {
+			return spec.Spec{}, usageError{err}
+		}
+		s.Services[i].Options, s.Services[i].TTL = o, ttl
+	}
+	return s, s.Validate()
 }

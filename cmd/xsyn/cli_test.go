@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 )
@@ -37,7 +38,7 @@ func TestUsageErrors(t *testing.T) {
 		{nil, "Usage: xsyn COMMAND"},
 		{[]string{"attack"}, `unknown command "attack"`},
 		{[]string{"attach"}, "need exactly one interface, got 0"},
-		{[]string{"attach", "eth0"}, "--port is required"},
+		{[]string{"attach", "eth0", "--dst", "192.0.2.1"}, "--dst needs --port"},
 		{[]string{"attach", "eth0", "eth1", "--port", "80"}, "need exactly one interface, got 2"},
 		{[]string{"attach", "eth0", "--port", "0"}, "0 is outside 1-65535"},
 		{[]string{"attach", "eth0", "--port", "80,http"}, `port "http": not a number`},
@@ -141,4 +142,50 @@ func TestConcurrentAttach(t *testing.T) {
 		t.Errorf("chains after concurrent attaches:\n%s", rules)
 	}
 	l.mustXsyn(t, "detach", "d0") // nsenter: the pins are in the host's bpffs
+}
+
+// `xsyn attach d0` with no ports protects what the server listens on at d0's addresses (and on
+// wildcards), not what listens on loopback only, and says so; clients get through.
+func TestZeroConfigAttach(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsynzc", enterers["ip-netns-exec"])
+	l.echoServer(t, 8080) // 192.0.2.2:8080 and [2001:db8::2]:8080
+	for _, ln := range []struct{ network, addr string }{
+		{"tcp4", "0.0.0.0:9090"}, // IPv4 wildcard
+		{"tcp6", "[::]:9443"},    // IPv6 wildcard (IPV6_V6ONLY): d0's IPv6 addresses, link-local too
+		{"tcp4", "127.0.0.1:7070"},
+		{"tcp6", "[::1]:7071"},
+	} {
+		var l0 net.Listener
+		if err := l.dut.Do(func() (err error) { l0, err = net.Listen(ln.network, ln.addr); return err }); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l0.Close() })
+	}
+	out := l.mustXsyn(t, "attach", "d0")
+	st := l.status(t)
+	var got []string
+	for _, s := range st.Services {
+		if strings.HasPrefix(s.Destination, "fe80:") {
+			s.Destination = "fe80::(link-local)"
+		}
+		got = append(got, fmt.Sprintf("%s %s %d", s.Family, s.Destination, s.Port))
+	}
+	want := []string{"ipv4 192.0.2.2/32 8080", "ipv4 192.0.2.2/32 9090", "ipv6 2001:db8::2/128 8080", "ipv6 2001:db8::2/128 9443", "ipv6 fe80::(link-local) 9443"}
+	// 9443 listens IPv6-only: no IPv4 service for it (sock_diag tells, /proc/net/tcp6 would not).
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("zero-config attach protects %v; want %v (nothing on loopback)\nattach said:\n%s", got, want, out)
+	}
+	for _, w := range []string{"192.0.2.2/32", "9090", "2001:db8::2/128"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("attach output does not show %s:\n%s", w, out)
+		}
+	}
+	if seen, err := l.connect("192.0.2.2:8080"); err != nil || seen != cli4.Addr().String() {
+		t.Errorf("client through zero-config protection: %q, %v", seen, err)
+	}
+	if st := l.waitStatus(t, func(s ifaceJSON) bool { return counter(s, "ipv4", "ack_cookie_valid") > 0 }); counter(st, "ipv4", "synack_sent") != 1 {
+		t.Errorf("the client's SYN-ACK did not come from XDP: %v", st.Counters["ipv4"])
+	}
+	l.mustXsyn(t, "detach", "d0")
 }
