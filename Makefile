@@ -39,8 +39,11 @@ lint: ## gofmt and go vet
 demo: deps build ## lab demo: flood a protected server while real clients connect (root)
 	$(GO) run ./cmd/xsyn-demo -xsyn bin/xsyn
 
-bench: deps ## quick benchmark on a veth rig, report in bench/out (root)
-	$(GO) run ./bench -duration 5s
+bench: deps ## quick benchmark (under 2 minutes): every mode, IPv4 Linux-like SYNs; results, report, plots in bench/out (root)
+	$(GO) run ./bench -duration 1s -family 4 -shape 74 -legit-levels 0,25,100 -legit-duration 2s -rounds 1 -stream-duration 1s
+
+bench-full: deps ## full benchmark (about 8 minutes): both families and SYN shapes, five flood levels, 3 stream rounds (root)
+	$(GO) run ./bench
 
 clean: ## remove build outputs
 	rm -rf bin bench/out

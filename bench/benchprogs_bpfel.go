@@ -14,21 +14,39 @@ import (
 )
 
 type benchprogsGenConfig struct {
-	_     structs.HostLayout
-	Frame [128]uint8
-	Len   uint32
-	Ipv6  uint32
+	_           structs.HostLayout
+	Frame       [128]uint8
+	AckFrame    [128]uint8
+	Len         uint32
+	Ipv6        uint32
+	AckPermille uint32
+	Pad         uint32
+	Gap         uint64
+	Burst       uint64
 }
 
 type benchprogsGenCounters struct {
 	_    structs.HostLayout
 	Sent uint64
+	Acks uint64
+	Idle uint64
+}
+
+type benchprogsGenState struct {
+	_       structs.HostLayout
+	Next    uint64
+	Sent    uint64
+	FirstNs uint64
+	LastNs  uint64
+	Stamped uint64
 }
 
 type benchprogsSinkCounters struct {
 	_      structs.HostLayout
 	Synack uint64
+	Rst    uint64
 	Other  uint64
+	Passed uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -37,6 +55,7 @@ type benchprogsSinkCounters struct {
 const (
 	benchprogsMapBenchGenConfig    = "bench_gen_config"
 	benchprogsMapBenchGenCounters  = "bench_gen_counters"
+	benchprogsMapBenchGenState     = "bench_gen_state"
 	benchprogsMapBenchSinkCounters = "bench_sink_counters"
 	benchprogsProgBenchDrop        = "bench_drop"
 	benchprogsProgBenchGen         = "bench_gen"
@@ -98,6 +117,7 @@ type benchprogsProgramSpecs struct {
 type benchprogsMapSpecs struct {
 	BenchGenConfig    *ebpf.MapSpec `ebpf:"bench_gen_config"`
 	BenchGenCounters  *ebpf.MapSpec `ebpf:"bench_gen_counters"`
+	BenchGenState     *ebpf.MapSpec `ebpf:"bench_gen_state"`
 	BenchSinkCounters *ebpf.MapSpec `ebpf:"bench_sink_counters"`
 }
 
@@ -129,6 +149,7 @@ func (o *benchprogsObjects) Close() error {
 type benchprogsMaps struct {
 	BenchGenConfig    *ebpf.Map `ebpf:"bench_gen_config"`
 	BenchGenCounters  *ebpf.Map `ebpf:"bench_gen_counters"`
+	BenchGenState     *ebpf.Map `ebpf:"bench_gen_state"`
 	BenchSinkCounters *ebpf.Map `ebpf:"bench_sink_counters"`
 }
 
@@ -136,6 +157,7 @@ func (m *benchprogsMaps) Close() error {
 	return _BenchprogsClose(
 		m.BenchGenConfig,
 		m.BenchGenCounters,
+		m.BenchGenState,
 		m.BenchSinkCounters,
 	)
 }

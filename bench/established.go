@@ -65,7 +65,7 @@ var streamQdisc = []string{"pfifo", "limit", "1000"}
 
 // established measures one stream per (round, family, mode). The modes take turns within a
 // round, so that anything else the machine does spreads over all of them.
-func (r *rig) established(ctx context.Context, c config, rep *report, log io.Writer) (err error) {
+func (r *rig) established(ctx context.Context, c config, rep *report, prog *progress) (err error) {
 	// The sink drops every SYN-ACK, and the client needs xsyn's. A pass program keeps the
 	// attacker's veth in NAPI mode (frames the DUT sends with XDP_TX arrive only then) and hands
 	// everything to the attacker's stack.
@@ -91,14 +91,16 @@ func (r *rig) established(ctx context.Context, c config, rep *report, log io.Wri
 		return err
 	}
 	rep.StreamWScale = int(s.Services[0].Options.WScale)
-	fmt.Fprintf(log, "bench: established: the DUT's stack offers window scale %d; xsyn and SYNPROXY offer %d\n", rep.DUTWScale, rep.StreamWScale)
+	prog.logf("bench: established: the DUT's stack offers window scale %d; xsyn and SYNPROXY offer %d", rep.DUTWScale, rep.StreamWScale)
 	for round := 1; round <= c.rounds; round++ {
 		for _, f := range c.streamFamilies {
 			for _, mode := range streamModes {
 				if ctx.Err() != nil {
 					return nil
 				}
+				done := prog.run(fmt.Sprintf("established %s %s round %d", mode, f, round), c.streamDuration, nil)
 				res, err := r.streamMode(ctx, c, mode, f, s)
+				done()
 				if err != nil {
 					return fmt.Errorf("%s %s, round %d: %w", mode, f, round, err)
 				}
@@ -106,7 +108,7 @@ func (r *rig) established(ctx context.Context, c config, rep *report, log io.Wri
 					return nil // cut short: not comparable with the others
 				}
 				res.Round = round
-				fmt.Fprintf(log, "bench: established %-8s %s round %d: %.2f Gbit/s, DUT CPU %s, first byte after %.0f ms, %d retransmits (%d spurious)\n",
+				prog.logf("bench: established %-8s %s round %d: %.2f Gbit/s, DUT CPU %s, first byte after %.0f ms, %d retransmits (%d spurious)",
 					mode, f, round, res.Gbps, pct(res.DUTNAPIUtil+res.ReceiverUtil), res.FirstByteMs, res.Retransmits, res.SpuriousRetransmits)
 				rep.Established = append(rep.Established, res)
 			}

@@ -53,6 +53,21 @@ func synFrame(f family, s shape, src, dst packet.MAC, dstAddr netip.Addr, port u
 	return fr.Bytes()
 }
 
+// ackFrame builds the template forged ACK: no options, as long as the option-less SYN (54 bytes
+// over IPv4, 74 over IPv6), so that a mixed flood's two templates fit the same live frame. The
+// generator gives every ACK a random source, port, sequence and acknowledgement number: it
+// belongs to no connection and carries no valid cookie.
+func ackFrame(f family, src, dst packet.MAC, dstAddr netip.Addr, port uint16) []byte {
+	tcp := &packet.TCP{SrcPort: 1024, DstPort: port, Seq: 1, Ack: 1, Flags: packet.ACK, Window: 502}
+	fr := packet.Frame{Dst: dst, Src: src, TCP: tcp}
+	if f == 4 {
+		fr.IPv4 = &packet.IPv4{Src: floodSrc4, Dst: dstAddr, DF: true, TTL: 64}
+	} else {
+		fr.IPv6 = &packet.IPv6{Src: floodSrc6, Dst: dstAddr, HopLimit: 64}
+	}
+	return fr.Bytes()
+}
+
 func parseMAC(s string) (packet.MAC, error) {
 	var m packet.MAC
 	hw, err := net.ParseMAC(s)

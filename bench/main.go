@@ -1,10 +1,13 @@
-// Command bench floods xsyn with SYNs on a veth lab and measures how fast it answers, next to a
-// reflect ceiling, a drop ceiling and netfilter's SYNPROXY alone; and it measures what xsyn costs
-// an established bulk TCP stream to the port it protects. See bench/README.md.
+// Command bench floods xsyn with SYNs and forged ACKs on a veth lab and measures how fast it
+// answers and drops them, next to the kernel's own listener, a reflect ceiling, a drop ceiling,
+// xsyn in generic XDP mode and netfilter's SYNPROXY alone; how legit clients fare under the
+// flood; and what xsyn costs an established bulk TCP stream to the port it protects. It writes
+// JSON, a Markdown report and two SVG plots. See bench/README.md.
 //
-//	go run ./bench [-scenario flood,established] [-duration 5s] [-family 4|6|both] [-shape 54|74|both]
-//	    [-modes drop,reflect,xsyn,synproxy] [-stream-duration 2s] [-stream-family 4|6|both] [-rounds 3]
-//	    [-stream-wscale -1]
+//	go run ./bench [-scenario flood,ack,mix,legit,established] [-modes none,drop,reflect,xsyn,xsyn-generic,synproxy]
+//	    [-duration 5s] [-rate 0] [-family 4|6|both] [-shape 54|74|both] [-ack-share 50]
+//	    [-legit-duration 5s] [-legit-levels 0,10,25,50,100] [-legit-rate 200] [-legit-family 4|6|both]
+//	    [-stream-duration 2s] [-stream-family 4|6|both] [-rounds 3] [-stream-wscale -1] [-out bench/out/results.json]
 package main
 
 import (
@@ -13,10 +16,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,48 +38,86 @@ func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
 // config is the parsed command line.
 type config struct {
 	scenarios      []string
+	modes          []string
 	duration       time.Duration
+	rate           float64
+	families       []family
+	shapes         []shape
+	ackShare       int
+	legitDuration  time.Duration
+	legitLevels    []int
+	legitRate      int
+	legitFamilies  []family
 	streamDuration time.Duration
 	rounds         int
 	streamFamilies []family
 	streamWScale   int
-	families       []family
-	shapes         []shape
-	modes          []string
 	out            string
 	batch          uint32
 	port           uint16
 	genCPU         int
 	dutCPU         int
+	args           []string
 }
 
 // Scenarios.
 const (
 	scenarioFlood       = "flood"       // SYN flood against every mode, family and shape
+	scenarioAck         = "ack"         // forged-ACK flood
+	scenarioMix         = "mix"         // SYNs and forged ACKs mixed
+	scenarioLegit       = "legit"       // legit clients connecting under a SYN flood
 	scenarioEstablished = "established" // one bulk TCP stream through the protected port
 )
 
-var allScenarios = []string{scenarioFlood, scenarioEstablished}
+var allScenarios = []string{scenarioFlood, scenarioAck, scenarioMix, scenarioLegit, scenarioEstablished}
+
+// scenarioModes are the modes that make sense in each flood scenario, in the order they run.
+// The reflect ceiling answers SYNs only; the ceilings would answer or drop the legit client's
+// SYNs too.
+var scenarioModes = map[string][]string{
+	scenarioFlood: allModes,
+	scenarioAck:   {modeNone, modeDrop, modeXsyn, modeGeneric, modeSynproxy},
+	scenarioMix:   {modeNone, modeDrop, modeXsyn, modeGeneric, modeSynproxy},
+	scenarioLegit: {modeNone, modeSynproxy, modeXsyn, modeGeneric},
+}
+
+// modesFor is the modes of scenario sc among the selected ones, in the selected order.
+func modesFor(sc string, selected []string) []string {
+	var out []string
+	for _, m := range selected {
+		if slices.Contains(scenarioModes[sc], m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
 
 const (
-	maxDuration = 5 * time.Minute
-	maxRounds   = 99
+	maxDuration  = 5 * time.Minute
+	maxRounds    = 99
+	maxLegitRate = 2000
 )
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	c := config{genCPU: 0, dutCPU: 1}
-	scenarios := fs.String("scenario", strings.Join(allScenarios, ","), "scenarios to run, in order: flood, established")
-	fs.DurationVar(&c.duration, "duration", 5*time.Second, "flood time per run (mode x family x shape)")
+	c := config{genCPU: 0, dutCPU: 1, args: args}
+	scenarios := fs.String("scenario", strings.Join(allScenarios, ","), "scenarios to run, in order: "+strings.Join(allScenarios, ", "))
+	modes := fs.String("modes", strings.Join(allModes, ","), "DUT modes to measure, in order (each scenario runs those that apply to it)")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "flood time per run of flood, ack and mix (mode x family x shape)")
+	fs.Float64Var(&c.rate, "rate", 0, "target flood rate of flood, ack and mix in frames per second; 0: as fast as the generator can")
+	fam := fs.String("family", "both", "IP version of the floods: 4, 6 or both")
+	shp := fs.String("shape", "both", "SYN shape: 54 (no options), 74 (Linux options: MSS, SACK_PERM, TS, NOP, WS) or both; sizes are IPv4's, IPv6 frames are 20 bytes longer")
+	fs.IntVar(&c.ackShare, "ack-share", 50, "mix scenario: percentage of forged ACKs among the frames (the rest are option-less SYNs)")
+	fs.DurationVar(&c.legitDuration, "legit-duration", 5*time.Second, "legit scenario: time over which the clients' connections start, per mode and flood level")
+	levels := fs.String("legit-levels", "0,10,25,50,100", "legit scenario: flood rates in percent of the rig's maximum (the generator's rate against XDP_DROP); 100: as fast as the generator can in that mode")
+	fs.IntVar(&c.legitRate, "legit-rate", 200, "legit scenario: new client connections per second")
+	legitFam := fs.String("legit-family", "4", "legit scenario: IP version of the clients and the flood, 4, 6 or both")
 	fs.DurationVar(&c.streamDuration, "stream-duration", 2*time.Second, "established scenario: measured time per stream, from its first byte")
 	fs.IntVar(&c.streamWScale, "stream-wscale", -1, "established scenario: window scale xsyn and SYNPROXY offer; -1: the one the DUT's own stack offers")
 	fs.IntVar(&c.rounds, "rounds", 3, "established scenario: streams per mode and family (the median is reported)")
-	fam := fs.String("family", "both", "IP version of the flood: 4, 6 or both")
 	streamFam := fs.String("stream-family", "4", "established scenario: IP version of the stream, 4, 6 or both")
-	shp := fs.String("shape", "both", "SYN shape: 54 (no options), 74 (Linux options: MSS, SACK_PERM, TS, NOP, WS) or both; sizes are IPv4's, IPv6 frames are 20 bytes longer")
-	modes := fs.String("modes", strings.Join(allModes, ","), "DUT modes to measure, in order")
-	fs.StringVar(&c.out, "out", "bench/out/results.json", "JSON results file")
+	fs.StringVar(&c.out, "out", "bench/out/results.json", "JSON results file; report.md and the SVG plots go next to it")
 	batch := fs.Uint("batch", 64, "live-frame batch size of the generator (1-256)")
 	port := fs.Uint("port", 8080, "protected TCP port on the DUT")
 	err := fs.Parse(args)
@@ -86,11 +130,28 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.scenarios, err = parseList("-scenario", *scenarios, allScenarios); err != nil {
 		return c, err
 	}
-	if c.duration <= 0 || c.duration > maxDuration {
-		return c, fmt.Errorf("-duration %v: want more than 0 and at most %v", c.duration, maxDuration)
+	if c.modes, err = parseList("-modes", *modes, allModes); err != nil {
+		return c, err
 	}
-	if c.streamDuration <= 0 || c.streamDuration > maxDuration {
-		return c, fmt.Errorf("-stream-duration %v: want more than 0 and at most %v", c.streamDuration, maxDuration)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"-duration", c.duration}, {"-legit-duration", c.legitDuration}, {"-stream-duration", c.streamDuration}} {
+		if d.v <= 0 || d.v > maxDuration {
+			return c, fmt.Errorf("%s %v: want more than 0 and at most %v", d.name, d.v, maxDuration)
+		}
+	}
+	if c.rate < 0 || math.IsNaN(c.rate) || math.IsInf(c.rate, 0) {
+		return c, fmt.Errorf("-rate %v: want 0 (as fast as possible) or a rate in frames per second", c.rate)
+	}
+	if c.ackShare < 1 || c.ackShare > 99 {
+		return c, fmt.Errorf("-ack-share %d: want 1-99 (percent)", c.ackShare)
+	}
+	if c.legitLevels, err = parseLevels(*levels); err != nil {
+		return c, err
+	}
+	if c.legitRate < 1 || c.legitRate > maxLegitRate {
+		return c, fmt.Errorf("-legit-rate %d: want 1-%d connections per second", c.legitRate, maxLegitRate)
 	}
 	if c.streamWScale < -1 || c.streamWScale > spec.MaxWScale {
 		return c, fmt.Errorf("-stream-wscale %d: want -1 (the DUT's) or 0-%d", c.streamWScale, spec.MaxWScale)
@@ -99,6 +160,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-rounds %d: want 1-%d", c.rounds, maxRounds)
 	}
 	if c.families, err = parseFamily("-family", *fam); err != nil {
+		return c, err
+	}
+	if c.legitFamilies, err = parseFamily("-legit-family", *legitFam); err != nil {
 		return c, err
 	}
 	if c.streamFamilies, err = parseFamily("-stream-family", *streamFam); err != nil {
@@ -114,9 +178,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	default:
 		return c, fmt.Errorf("-shape %q: want 54, 74 or both", *shp)
 	}
-	if c.modes, err = parseList("-modes", *modes, allModes); err != nil {
-		return c, err
-	}
 	if *batch < 1 || *batch > 256 {
 		return c, fmt.Errorf("-batch %d: want 1-256", *batch)
 	}
@@ -126,6 +187,23 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.port = uint16(*port)
 	return c, nil
+}
+
+// parseLevels reads the legit scenario's flood levels: distinct percentages 0-100, run in the
+// order given.
+func parseLevels(v string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 100 {
+			return nil, fmt.Errorf("-legit-levels: %q is not a percentage 0-100", f)
+		}
+		if slices.Contains(out, n) {
+			return nil, fmt.Errorf("-legit-levels: %d twice", n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func parseFamily(name, value string) ([]family, error) {
@@ -173,24 +251,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	rep, err := benchmark(ctx, c, stderr)
-	if len(rep.Results) > 0 || len(rep.Established) > 0 {
-		fmt.Fprintln(stdout, rep.Cores)
-		fmt.Fprintf(stdout, "kernel %s, %d CPUs, load average at start %s\n", rep.Kernel, rep.CPUs, rep.LoadAvg)
-		if len(rep.Results) > 0 {
-			fmt.Fprintln(stdout)
-			printTable(stdout, rep.Results)
-			printTargets(stdout, rep.Results)
+	prog := newProgress(stderr, planRuns(c))
+	rep, err := benchmark(ctx, c, prog)
+	if rep.hasResults() {
+		if b, lerr := os.ReadFile("/proc/loadavg"); lerr == nil {
+			rep.LoadAvgEnd = strings.TrimSpace(string(b))
 		}
-		if len(rep.Established) > 0 {
-			fmt.Fprintln(stdout)
-			printStreams(stdout, rep.Established)
-		}
-		if werr := writeJSON(c.out, rep); werr != nil {
+		rep.Elapsed = time.Since(rep.Started).Round(time.Second).String()
+		paths, werr := writeOutputs(c.out, rep)
+		if werr != nil {
 			fmt.Fprintln(stderr, "bench: write results:", werr)
 			return 1
 		}
-		fmt.Fprintln(stdout, "\nresults written to", c.out)
+		writeReport(stdout, rep)
+		fmt.Fprintln(stdout, "\nwritten:", strings.Join(paths, " "))
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
@@ -203,16 +277,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// planRuns counts the runs c asks for, for the progress line.
+func planRuns(c config) int {
+	n := 0
+	for _, sc := range c.scenarios {
+		switch sc {
+		case scenarioFlood:
+			n += len(modesFor(sc, c.modes)) * len(c.families) * len(c.shapes)
+		case scenarioAck, scenarioMix:
+			n += len(modesFor(sc, c.modes)) * len(c.families)
+		case scenarioLegit:
+			n += len(modesFor(sc, c.modes)) * len(c.legitFamilies) * len(c.legitLevels)
+		case scenarioEstablished:
+			n += c.rounds * len(c.streamFamilies) * len(streamModes)
+		}
+	}
+	return n
+}
+
 // benchmark builds the rig, runs the scenarios, and removes the rig.
-func benchmark(ctx context.Context, c config, log io.Writer) (rep report, err error) {
+func benchmark(ctx context.Context, c config, prog *progress) (rep report, err error) {
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	rep = report{
 		Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]), CPUs: runtime.NumCPU(),
-		GenCPU: c.genCPU, DUTCPU: c.dutCPU, Duration: c.duration.String(), BatchSize: c.batch,
-		Cores: fmt.Sprintf("cores: CPU %d: generator (BPF_PROG_RUN live frames, SCHED_FIFO %d) or stream sender (SCHED_FIFO %d), attacker's NAPI thread (sink, SCHED_FIFO %d), rest of this process; "+
-			"CPU %d: the DUT's NAPI thread (SCHED_FIFO %d: driver, XDP, and in synproxy mode the stack), alone but for the stream receiver (SCHED_FIFO %d).",
-			c.genCPU, prioGenerator, prioGenerator, prioNAPI, c.dutCPU, prioNAPI, prioGenerator),
+		Command: strings.Join(append([]string{"go run ./bench"}, c.args...), " "),
+		GenCPU:  c.genCPU, DUTCPU: c.dutCPU, Duration: c.duration.String(), BatchSize: c.batch, TargetPPS: c.rate,
+		Cores: fmt.Sprintf("CPU %d: the generator (BPF_PROG_RUN live frames, SCHED_FIFO %d) or the stream sender (SCHED_FIFO %d); "+
+			"the attacker's NAPI thread (sink and the client's router, SCHED_FIFO %d); the legit client and the rest of this process (SCHED_FIFO %d, idle but for short bursts) and the client link's NAPI threads (SCHED_FIFO %d). "+
+			"CPU %d: the DUT's NAPI thread (SCHED_FIFO %d: driver, XDP, and in the modes none, xsyn-generic and synproxy the stack) and the DUT's application "+
+			"(the server, or the stream receiver, SCHED_FIFO %d).",
+			c.genCPU, prioGenerator, prioGenerator, prioNAPI, prioClient, prioClientNAPI, c.dutCPU, prioNAPI, prioServer),
+	}
+	if slices.Contains(c.scenarios, scenarioMix) {
+		rep.AckShare = c.ackShare
+	}
+	if slices.Contains(c.scenarios, scenarioLegit) {
+		rep.LegitDuration, rep.LegitRate = c.legitDuration.String(), c.legitRate
 	}
 	if slices.Contains(c.scenarios, scenarioEstablished) {
 		rep.StreamDuration, rep.Rounds = c.streamDuration.String(), c.rounds
@@ -225,8 +326,9 @@ func benchmark(ctx context.Context, c config, log io.Writer) (rep report, err er
 	if err != nil {
 		return rep, err
 	}
-	// Everything of ours, including the iptables children, stays off the DUT's CPU.
-	if err := pinProcess(c.genCPU); err != nil {
+	// Everything of ours, including the iptables children, stays off the DUT's CPU, above the
+	// generator.
+	if err := placeProcess(c.genCPU, prioClient); err != nil {
 		return rep, err
 	}
 	// run_time_ns and run_cnt of every BPF program, for as long as this fd is open (the same
@@ -237,7 +339,7 @@ func benchmark(ctx context.Context, c config, log io.Writer) (rep report, err er
 	}
 	defer stats.Close()
 
-	fmt.Fprintln(log, "bench: building the lab")
+	prog.logf("bench: building the lab")
 	r, err := newRig(c.genCPU, c.dutCPU, c.port)
 	if err != nil {
 		return rep, fmt.Errorf("build the lab: %w", err)
@@ -252,10 +354,12 @@ func benchmark(ctx context.Context, c config, log io.Writer) (rep report, err er
 			break
 		}
 		switch sc {
-		case scenarioFlood:
-			err = r.flood(ctx, c, s, &rep, log)
+		case scenarioFlood, scenarioAck, scenarioMix:
+			err = r.floods(ctx, c, sc, s, &rep, prog)
+		case scenarioLegit:
+			err = r.legit(ctx, c, s, &rep, prog)
 		case scenarioEstablished:
-			err = r.established(ctx, c, &rep, log)
+			err = r.established(ctx, c, &rep, prog)
 			rep.EstablishedSummary = summarize(rep.Established)
 		}
 		if err != nil {
@@ -265,13 +369,13 @@ func benchmark(ctx context.Context, c config, log io.Writer) (rep report, err er
 	return rep, nil
 }
 
-// flood measures every mode, family and shape under a SYN flood.
-func (r *rig) flood(ctx context.Context, c config, s spec.Spec, rep *report, log io.Writer) error {
-	for _, mode := range c.modes {
+// floods measures every mode, family (and for SYN floods, shape) under one kind of flood.
+func (r *rig) floods(ctx context.Context, c config, sc string, s spec.Spec, rep *report, prog *progress) error {
+	for _, mode := range modesFor(sc, c.modes) {
 		if ctx.Err() != nil {
 			break
 		}
-		res, err := r.measureMode(ctx, c, mode, s, log)
+		res, err := r.measureMode(ctx, c, sc, mode, s, prog)
 		rep.Results = append(rep.Results, res...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
@@ -280,49 +384,93 @@ func (r *rig) flood(ctx context.Context, c config, s spec.Spec, rep *report, log
 	return nil
 }
 
-func (r *rig) measureMode(ctx context.Context, c config, mode string, s spec.Spec, log io.Writer) (out []result, err error) {
+// floodShapes are the SYN shapes a scenario runs: forged ACKs have no options, and a mix pairs
+// them with SYNs of their length.
+func floodShapes(sc string, c config) []shape {
+	if sc == scenarioFlood {
+		return c.shapes
+	}
+	return []shape{shapeBare}
+}
+
+// newFlood is what the generator sends in scenario sc.
+func (r *rig) newFlood(sc string, f family, sh shape, c config) flood {
+	dst := dutAddr(f)
+	switch sc {
+	case scenarioAck:
+		return flood{ack: ackFrame(f, r.atkMAC, r.dutMAC, dst, c.port), ackPermille: 1000, pps: c.rate}
+	case scenarioMix:
+		return flood{syn: synFrame(f, shapeBare, r.atkMAC, r.dutMAC, dst, c.port), ack: ackFrame(f, r.atkMAC, r.dutMAC, dst, c.port),
+			ackPermille: uint32(c.ackShare * 10), pps: c.rate}
+	}
+	return flood{syn: synFrame(f, sh, r.atkMAC, r.dutMAC, dst, c.port), pps: c.rate}
+}
+
+func dutAddr(f family) netip.Addr {
+	if f == 6 {
+		return dutAddr6.Addr()
+	}
+	return dutAddr4.Addr()
+}
+
+// setUp deploys mode and gives it a fresh listener and pinned NAPI threads; the returned
+// function undoes it.
+func (r *rig) setUp(mode string, s spec.Spec) (*deployment, func() error, error) {
 	d, err := r.deploy(mode, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	teardown := func() error {
+		if terr := d.teardown(); terr != nil {
+			return fmt.Errorf("tear down %s: %w", mode, terr)
+		}
+		return nil
+	}
+	if err := r.restartServer(); err != nil {
+		return nil, nil, errors.Join(err, teardown())
+	}
+	if err := r.pinNAPI(); err != nil {
+		return nil, nil, errors.Join(err, teardown())
+	}
+	return d, teardown, nil
+}
+
+func (r *rig) measureMode(ctx context.Context, c config, sc, mode string, s spec.Spec, prog *progress) (out []result, err error) {
+	d, teardown, err := r.setUp(mode, s)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if terr := d.teardown(); terr != nil {
-			err = errors.Join(err, fmt.Errorf("tear down: %w", terr))
-		}
-	}()
-	if err := r.pinNAPI(); err != nil {
-		return nil, err
-	}
+	defer func() { err = errors.Join(err, teardown()) }()
 	for _, f := range c.families {
-		for _, sh := range c.shapes {
+		for _, sh := range floodShapes(sc, c) {
 			if ctx.Err() != nil {
 				return out, nil
 			}
-			res, err := r.measure(ctx, d, c, mode, f, sh)
+			fl := r.newFlood(sc, f, sh, c)
+			label := fmt.Sprintf("%s %s %s %d B", sc, mode, f, fl.frameLen())
+			res, err := r.measure(ctx, d, c, sc, mode, f, sh, fl, prog.run(label, c.duration, r.counts))
 			if err != nil {
 				return out, fmt.Errorf("%s %s: %w", f, sh, err)
 			}
 			if ctx.Err() != nil {
 				return out, nil // cut short: not comparable with the others
 			}
-			fmt.Fprintf(log, "bench: %-8s %s %3d B: offered %s Mpps, SYN-ACK %s Mpps\n", mode, f, res.FrameBytes, mpps(res.OfferedPPS), mpps(res.SynAckPPS))
+			prog.logf("bench: %-6s %-12s %s %3d B: offered %s Mpps, DUT handled %s Mpps, answered %s Mpps",
+				sc, mode, f, res.FrameBytes, mpps(res.OfferedPPS), mpps(res.DUTRxPPS), mpps(res.SynAckPPS+res.RstPPS))
 			out = append(out, res)
 		}
 	}
 	return out, nil
 }
 
-func (r *rig) measure(ctx context.Context, d *deployment, c config, mode string, f family, sh shape) (result, error) {
-	dst := dutAddr4.Addr()
-	if f == 6 {
-		dst = dutAddr6.Addr()
-	}
-	frame := synFrame(f, sh, r.atkMAC, r.dutMAC, dst, c.port)
+func (r *rig) measure(ctx context.Context, d *deployment, c config, sc, mode string, f family, sh shape, fl flood, done func()) (result, error) {
 	before, err := r.sample(d)
 	if err != nil {
+		done()
 		return result{}, err
 	}
-	elapsed, err := r.generate(ctx, frame, c.batch, c.duration)
+	elapsed, err := r.generate(ctx, fl, c.batch, c.duration)
+	done()
 	if err != nil {
 		return result{}, err
 	}
@@ -334,5 +482,7 @@ func (r *rig) measure(ctx context.Context, d *deployment, c config, mode string,
 	if err != nil {
 		return result{}, err
 	}
-	return newResult(mode, f, sh, len(frame), elapsed, before, after, ct), nil
+	res := newResult(sc, mode, f, sh, fl.frameLen(), elapsed, before, after, ct)
+	res.TargetPPS = fl.pps
+	return res, nil
 }

@@ -13,8 +13,11 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(c.scenarios, []string{scenarioFlood, scenarioEstablished}) {
-		t.Errorf("scenarios %v, want flood then established", c.scenarios)
+	if !slices.Equal(c.scenarios, []string{scenarioFlood, scenarioAck, scenarioMix, scenarioLegit, scenarioEstablished}) {
+		t.Errorf("scenarios %v, want all five", c.scenarios)
+	}
+	if c.rate != 0 || c.ackShare != 50 || !slices.Equal(c.legitLevels, []int{0, 10, 25, 50, 100}) || c.legitRate != 200 || !slices.Equal(c.legitFamilies, []family{4}) {
+		t.Errorf("rate %v, ack share %d, legit levels %v, legit rate %d, legit families %v", c.rate, c.ackShare, c.legitLevels, c.legitRate, c.legitFamilies)
 	}
 	if !slices.Equal(c.modes, allModes) || !slices.Equal(c.families, []family{4, 6}) || !slices.Equal(c.streamFamilies, []family{4}) {
 		t.Errorf("modes %v, families %v, stream families %v", c.modes, c.families, c.streamFamilies)
@@ -37,6 +40,12 @@ func TestParseFlags(t *testing.T) {
 			return slices.Equal(c.streamFamilies, []family{4, 6}) && slices.Equal(c.families, []family{6})
 		}},
 		{[]string{"-modes", "xsyn,drop"}, func(c config) bool { return slices.Equal(c.modes, []string{modeXsyn, modeDrop}) }},
+		{[]string{"-modes", "none,xsyn-generic", "-rate", "250000"}, func(c config) bool {
+			return slices.Equal(c.modes, []string{modeNone, modeGeneric}) && c.rate == 250000
+		}},
+		{[]string{"-scenario", "legit", "-legit-levels", "100, 0,50", "-legit-family", "both", "-legit-rate", "50"}, func(c config) bool {
+			return slices.Equal(c.legitLevels, []int{100, 0, 50}) && slices.Equal(c.legitFamilies, []family{4, 6}) && c.legitRate == 50
+		}},
 		{[]string{"-stream-wscale", "7", "-rounds", "5", "-stream-duration", "1s"}, func(c config) bool {
 			return c.streamWScale == 7 && c.rounds == 5 && c.streamDuration == time.Second
 		}},
@@ -62,6 +71,14 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"-stream-duration", "0s"},
 		{"-stream-wscale", "15"},
 		{"-stream-wscale", "-2"},
+		{"-rate", "-1"},
+		{"-ack-share", "0"},
+		{"-ack-share", "100"},
+		{"-legit-levels", "0,101"},
+		{"-legit-levels", "50,50"},
+		{"-legit-levels", ""},
+		{"-legit-rate", "0"},
+		{"-legit-duration", "0s"},
 		{"extra"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {

@@ -10,7 +10,10 @@ import (
 // sample is every counter of the rig at one moment.
 type sample struct {
 	sent       uint64 // generator: frames sent
-	synacks    uint64 // sink: SYN-ACKs that reached the attacker
+	acksSent   uint64 // generator: of which forged ACKs
+	synacks    uint64 // sink: SYN-ACKs to the flood's sources that reached the attacker
+	rsts       uint64 // sink: RSTs to the flood's sources
+	otherBack  uint64 // sink: anything else to the flood's sources
 	dutRx      uint64 // DUT veth rx_packets: frames its NAPI handled
 	dutDropped uint64 // DUT veth rx_dropped: frames the attacker could not queue to it
 	dutTxErr   uint64 // DUT veth tx_dropped: answers it could not queue to the attacker
@@ -28,11 +31,14 @@ func (r *rig) sample(d *deployment) (sample, error) {
 	errs = append(errs, r.progs.BenchGenCounters.Lookup(uint32(0), &gen))
 	for _, c := range gen {
 		s.sent += c.Sent
+		s.acksSent += c.Acks
 	}
 	var sink []benchprogsSinkCounters
 	errs = append(errs, r.progs.BenchSinkCounters.Lookup(uint32(0), &sink))
 	for _, c := range sink {
 		s.synacks += c.Synack
+		s.rsts += c.Rst
+		s.otherBack += c.Other
 	}
 	st, err := r.linkStats()
 	errs = append(errs, err)
@@ -54,6 +60,19 @@ func (r *rig) sample(d *deployment) (sample, error) {
 	s.atkCPU, err = napiRuntime(atkIface)
 	errs = append(errs, err)
 	return s, errors.Join(errs...)
+}
+
+// sent reads the generator's frame counter alone (the progress line's rate).
+func (r *rig) sent() (uint64, error) {
+	var gen []benchprogsGenCounters
+	if err := r.progs.BenchGenCounters.Lookup(uint32(0), &gen); err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, c := range gen {
+		n += c.Sent
+	}
+	return n, nil
 }
 
 func napiRuntime(iface string) (time.Duration, error) {
@@ -89,7 +108,7 @@ func (r *rig) settle(d *deployment, maxWait time.Duration) (sample, error) {
 		if err != nil {
 			return cur, err
 		}
-		if (cur.synacks == prev.synacks && cur.dutRx == prev.dutRx) || time.Now().After(deadline) {
+		if (cur.synacks == prev.synacks && cur.rsts == prev.rsts && cur.dutRx == prev.dutRx) || time.Now().After(deadline) {
 			return cur, nil
 		}
 		prev = cur

@@ -14,20 +14,27 @@ import (
 
 // What the DUT runs.
 const (
-	modeDrop     = "drop"     // ceiling: XDP_DROP
-	modeReflect  = "reflect"  // ceiling: swap and XDP_TX, no cookie
-	modeXsyn     = "xsyn"     // xsyn: XDP program + netfilter rules, as deployed
-	modeSynproxy = "synproxy" // netfilter SYNPROXY alone, no XDP program on the DUT
+	modeNone     = "none"         // no protection: the kernel's listener with its own syncookies
+	modeDrop     = "drop"         // ceiling: XDP_DROP
+	modeReflect  = "reflect"      // ceiling: swap and XDP_TX, no cookie
+	modeXsyn     = "xsyn"         // xsyn: XDP program (native) + netfilter rules, as deployed
+	modeGeneric  = "xsyn-generic" // the same in generic XDP mode (after the stack built an skb)
+	modeSynproxy = "synproxy"     // netfilter SYNPROXY alone, no XDP program on the DUT
 )
 
-var allModes = []string{modeDrop, modeReflect, modeXsyn, modeSynproxy}
+var allModes = []string{modeNone, modeDrop, modeReflect, modeXsyn, modeGeneric, modeSynproxy}
+
+// isXsyn says whether mode runs xsyn's program.
+func isXsyn(mode string) bool { return mode == modeXsyn || mode == modeGeneric }
 
 // deployment is one mode set up on the DUT.
 type deployment struct {
 	// prog is the XDP program on the DUT veth, nil in netfilter mode.
 	prog *ebpf.Program
-	// xsyn is set in xsyn mode, for its verdict counters.
+	// xsyn is set in the xsyn modes, for its verdict counters.
 	xsyn *loader.Attachment
+	// syncookies is net.ipv4.tcp_syncookies on the DUT, for the record.
+	syncookies string
 	// teardown returns the DUT to no XDP program and no rules.
 	teardown func() error
 }
@@ -35,12 +42,16 @@ type deployment struct {
 // deploy sets mode up on the rig's DUT.
 func (r *rig) deploy(mode string, s spec.Spec) (*deployment, error) {
 	switch mode {
+	case modeNone:
+		return r.deployNone()
 	case modeDrop:
 		return r.deployCeiling(r.progs.BenchDrop)
 	case modeReflect:
 		return r.deployCeiling(r.progs.BenchReflect)
 	case modeXsyn:
-		return r.deployXsyn(s)
+		return r.deployXsyn(s, loader.ModeNative)
+	case modeGeneric:
+		return r.deployXsyn(s, loader.ModeGeneric)
 	case modeSynproxy:
 		if err := r.applyRules(s); err != nil {
 			return nil, err
@@ -48,6 +59,23 @@ func (r *rig) deploy(mode string, s spec.Spec) (*deployment, error) {
 		return &deployment{teardown: r.removeRules}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q (want one of %v)", mode, allModes)
+}
+
+// deployNone leaves the DUT as a host without any protection but the kernel's own: its listener
+// answers every SYN, with a cookie once the SYN queue is full (net.ipv4.tcp_syncookies=1, the
+// kernel's default, set here in case a mode before left it otherwise).
+func (r *rig) deployNone() (*deployment, error) {
+	d := &deployment{teardown: func() error { return nil }}
+	err := r.dut.Do(func() error {
+		sys := rules.ProcSys{Root: "/proc/sys"}
+		if err := sys.Set("net.ipv4.tcp_syncookies", "1"); err != nil {
+			return err
+		}
+		v, err := sys.Get("net.ipv4.tcp_syncookies")
+		d.syncookies = v
+		return err
+	})
+	return d, err
 }
 
 func (r *rig) deployCeiling(p *ebpf.Program) (*deployment, error) {
@@ -60,12 +88,12 @@ func (r *rig) deployCeiling(p *ebpf.Program) (*deployment, error) {
 // deployXsyn attaches xsyn the way it is deployed: rules first, so that SYNPROXY is in place
 // for the ACKs, then the XDP program. Its state goes to a temporary directory that is not a
 // bpffs, so nothing is pinned: the program lives exactly as long as the interface attachment.
-func (r *rig) deployXsyn(s spec.Spec) (_ *deployment, err error) {
+func (r *rig) deployXsyn(s spec.Spec, mode loader.Mode) (_ *deployment, err error) {
 	dir, err := os.MkdirTemp("", "xsynbench-")
 	if err != nil {
 		return nil, err
 	}
-	opts := loader.Options{Mode: loader.ModeNative, BPFFS: dir, Locks: dir}
+	opts := loader.Options{Mode: mode, BPFFS: dir, Locks: dir}
 	d := &deployment{}
 	d.teardown = func() error {
 		var errs []error
@@ -90,7 +118,10 @@ func (r *rig) deployXsyn(s spec.Spec) (_ *deployment, err error) {
 		d.xsyn, err = loader.Attach(dutIface, s, opts)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("attach xsyn: %w", err)
+		return nil, fmt.Errorf("attach xsyn (%s): %w", mode, err)
+	}
+	if d.xsyn.Mode != mode {
+		return nil, fmt.Errorf("attach xsyn: attached in %s mode, not %s", d.xsyn.Mode, mode)
 	}
 	if d.prog, err = ebpf.NewProgramFromID(d.xsyn.ProgID); err != nil {
 		return nil, fmt.Errorf("open xsyn program %d: %w", d.xsyn.ProgID, err)

@@ -1,33 +1,38 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/xsyn-project/xsyn/loader"
 )
 
-// result is one (mode, family, shape) run.
+// result is one run of a flood scenario: (scenario, mode, family, shape).
 type result struct {
+	Scenario   string  `json:"scenario"` // flood (SYNs), ack (forged ACKs) or mix
 	Mode       string  `json:"mode"`
 	Family     string  `json:"family"`
-	Shape      string  `json:"shape"`
+	Shape      string  `json:"shape"` // of the SYNs; forged ACKs carry no options
 	FrameBytes int     `json:"frame_bytes"`
 	Seconds    float64 `json:"seconds"`
+	TargetPPS  float64 `json:"target_pps"` // 0: as fast as possible
 
-	Sent         uint64 `json:"syn_sent"`         // generator
+	Sent         uint64 `json:"frames_sent"`      // generator
+	AcksSent     uint64 `json:"forged_acks_sent"` // of which forged ACKs
 	DUTRx        uint64 `json:"dut_rx"`           // reached the DUT's NAPI
 	DUTRxDropped uint64 `json:"dut_rx_dropped"`   // lost in the DUT's veth ring (DUT too slow)
 	DUTTxDropped uint64 `json:"dut_tx_dropped"`   // answers lost in the attacker's ring
 	SynAcks      uint64 `json:"synacks_received"` // counted at the attacker
+	Rsts         uint64 `json:"rsts_received"`    // counted at the attacker: the stack's answer to forged ACKs
 
 	OfferedPPS float64 `json:"offered_pps"`
 	DUTRxPPS   float64 `json:"dut_rx_pps"`
 	SynAckPPS  float64 `json:"synack_pps"`
+	RstPPS     float64 `json:"rst_pps"`
 	// Answered is SYN-ACKs received / SYNs sent; AnsweredOfRx is per SYN that reached the DUT.
 	Answered     float64 `json:"answered"`
 	AnsweredOfRx float64 `json:"answered_of_dut_rx"`
@@ -36,7 +41,7 @@ type result struct {
 	XDPRuns        uint64  `json:"xdp_runs,omitempty"`
 	XDPNsPerPacket float64 `json:"xdp_ns_per_packet,omitempty"`
 	// DUTCPUNsPerPacket is the CPU time of the DUT's NAPI thread per frame it handled: driver,
-	// XDP and (netfilter mode) the stack, everything the DUT spends on a SYN.
+	// XDP and (modes without native XDP) the stack, everything the DUT spends on a frame.
 	DUTCPUNsPerPacket float64 `json:"dut_cpu_ns_per_packet"`
 	DUTCPUUtil        float64 `json:"dut_cpu_util"`
 	// DUTCorePPS projects the DUT's rate at 100% of its core: DUTRxPPS / DUTCPUUtil. Below
@@ -49,26 +54,39 @@ type result struct {
 }
 
 type xsynCounts struct {
-	SynReceived uint64 `json:"syn_received"`
-	SynackSent  uint64 `json:"synack_sent"`
+	SynReceived      uint64 `json:"syn_received"`
+	SynackSent       uint64 `json:"synack_sent"`
+	AckCookieValid   uint64 `json:"ack_cookie_valid"`
+	AckCookieInvalid uint64 `json:"ack_cookie_invalid"`
+	DropNoConn       uint64 `json:"drop_no_conn"`
+	DropMalformed    uint64 `json:"drop_malformed"`
+	// Passed counts segments xsyn handed to the stack for any reason (pass__*, established).
+	Passed uint64 `json:"passed"`
 }
 
-func newResult(mode string, f family, s shape, frameLen int, elapsed time.Duration, a, b sample, ct int) result {
+// Dropped is what xsyn dropped in XDP.
+func (x *xsynCounts) Dropped() uint64 { return x.AckCookieInvalid + x.DropNoConn + x.DropMalformed }
+
+func newResult(sc, mode string, f family, s shape, frameLen int, elapsed time.Duration, a, b sample, ct int) result {
 	sec := elapsed.Seconds()
 	r := result{
-		Mode: mode, Family: f.String(), Shape: string(s), FrameBytes: frameLen, Seconds: sec,
+		Scenario: sc, Mode: mode, Family: f.String(), Shape: string(s), FrameBytes: frameLen, Seconds: sec,
 		Sent:         b.sent - a.sent,
+		AcksSent:     b.acksSent - a.acksSent,
 		DUTRx:        b.dutRx - a.dutRx,
 		DUTRxDropped: b.dutDropped - a.dutDropped,
 		DUTTxDropped: b.dutTxErr - a.dutTxErr,
 		SynAcks:      b.synacks - a.synacks,
+		Rsts:         b.rsts - a.rsts,
 		Conntrack:    ct,
 	}
 	r.OfferedPPS = float64(r.Sent) / sec
 	r.DUTRxPPS = float64(r.DUTRx) / sec
 	r.SynAckPPS = float64(r.SynAcks) / sec
-	r.Answered = ratio(r.SynAcks, r.Sent)
-	r.AnsweredOfRx = ratio(r.SynAcks, r.DUTRx)
+	r.RstPPS = float64(r.Rsts) / sec
+	syns := r.Sent - r.AcksSent
+	r.Answered = ratio(r.SynAcks, syns)
+	r.AnsweredOfRx = ratio(r.SynAcks, r.DUTRx*syns/max(r.Sent, 1))
 	if runs := b.progRuns - a.progRuns; runs > 0 {
 		r.XDPRuns = runs
 		r.XDPNsPerPacket = float64(b.progTime-a.progTime) / float64(runs)
@@ -79,13 +97,26 @@ func newResult(mode string, f family, s shape, frameLen int, elapsed time.Durati
 	if r.DUTCPUUtil > 0 {
 		r.DUTCorePPS = r.DUTRxPPS / r.DUTCPUUtil
 	}
-	if mode == modeXsyn {
-		r.Xsyn = &xsynCounts{
-			SynReceived: b.xsyn.SynReceived - a.xsyn.SynReceived,
-			SynackSent:  b.xsyn.SynackSent - a.xsyn.SynackSent,
-		}
+	if isXsyn(mode) {
+		r.Xsyn = xsynDelta(a.xsyn, b.xsyn)
 	}
 	return r
+}
+
+func xsynDelta(a, b loader.Counters) *xsynCounts {
+	passed := func(c loader.Counters) uint64 {
+		return c.AckCookieValid + c.EstablishedPassed + c.PassNotIp + c.PassNotTcp + c.PassNotProtected + c.PassFragment +
+			c.PassVlanDepth + c.PassExtHdrChain + c.PassMalformed + c.PassNoRoom + c.PassCookieError
+	}
+	return &xsynCounts{
+		SynReceived:      b.SynReceived - a.SynReceived,
+		SynackSent:       b.SynackSent - a.SynackSent,
+		AckCookieValid:   b.AckCookieValid - a.AckCookieValid,
+		AckCookieInvalid: b.AckCookieInvalid - a.AckCookieInvalid,
+		DropNoConn:       b.DropNoConn - a.DropNoConn,
+		DropMalformed:    b.DropMalformed - a.DropMalformed,
+		Passed:           passed(b) - passed(a),
+	}
 }
 
 func ratio(a, b uint64) float64 {
@@ -97,16 +128,28 @@ func ratio(a, b uint64) float64 {
 
 // report is what bench/out/results.json holds.
 type report struct {
-	Started   time.Time `json:"started"`
-	Kernel    string    `json:"kernel"`
-	CPUs      int       `json:"cpus"`
-	GenCPU    int       `json:"generator_cpu"`
-	DUTCPU    int       `json:"dut_cpu"`
-	Duration  string    `json:"duration_per_run"`
-	BatchSize uint32    `json:"live_frames_batch_size"`
-	LoadAvg   string    `json:"loadavg_at_start"`
-	Cores     string    `json:"cores"`
-	Results   []result  `json:"results"`
+	Started    time.Time `json:"started"`
+	Elapsed    string    `json:"elapsed"`
+	Command    string    `json:"command"`
+	Kernel     string    `json:"kernel"`
+	CPUs       int       `json:"cpus"`
+	GenCPU     int       `json:"generator_cpu"`
+	DUTCPU     int       `json:"dut_cpu"`
+	Duration   string    `json:"duration_per_run"`
+	TargetPPS  float64   `json:"target_pps"` // -rate; 0: as fast as possible
+	BatchSize  uint32    `json:"live_frames_batch_size"`
+	LoadAvg    string    `json:"loadavg_at_start"`
+	LoadAvgEnd string    `json:"loadavg_at_end"`
+	Cores      string    `json:"cores"`
+	AckShare   int       `json:"mix_ack_percent,omitempty"`
+	Results    []result  `json:"results"`
+
+	// The legit scenario. RigMaxPPS is the generator's rate against XDP_DROP per family, the
+	// 100% its levels are fractions of.
+	LegitDuration string             `json:"legit_duration,omitempty"`
+	LegitRate     int                `json:"legit_connections_per_second,omitempty"`
+	RigMaxPPS     map[string]float64 `json:"legit_rig_max_pps,omitempty"`
+	Legit         []legitResult      `json:"legit,omitempty"`
 
 	// The established scenario. DUTWScale is the window scale the DUT's stack offers,
 	// StreamWScale the one xsyn and SYNPROXY offered.
@@ -119,15 +162,49 @@ type report struct {
 	EstablishedSummary []streamSummary `json:"established_summary,omitempty"`
 }
 
-func writeJSON(path string, rep report) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+func (r report) hasResults() bool {
+	return len(r.Results) > 0 || len(r.Legit) > 0 || len(r.Established) > 0
+}
+
+// Output files, next to the JSON file.
+const (
+	reportFile     = "report.md"
+	synackPlotFile = "synack-rate.svg"
+	legitPlotFile  = "legit-p99.svg"
+)
+
+// writeOutputs writes the JSON results to path, and the Markdown report and the plots next to
+// it. It returns the files written.
+func writeOutputs(path string, rep report) ([]string, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	written := []string{path}
+	var md bytes.Buffer
+	writeReport(&md, rep)
+	files := []struct {
+		name string
+		data []byte
+	}{{reportFile, md.Bytes()}, {synackPlotFile, synackPlot(rep.Results)}, {legitPlotFile, legitPlot(rep.Legit)}}
+	for _, f := range files {
+		if f.data == nil {
+			continue
+		}
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, f.data, 0o644); err != nil {
+			return written, err
+		}
+		written = append(written, p)
+	}
+	return written, nil
 }
 
 func mpps(v float64) string { return fmt.Sprintf("%.3f", v/1e6) }
@@ -139,57 +216,4 @@ func orDash(ok bool, s string) string {
 		return "-"
 	}
 	return s
-}
-
-// printTable writes the results as an aligned table.
-func printTable(w io.Writer, rs []result) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tfamily\tframe\toffered Mpps\tDUT rx Mpps\tring drop\tSYN-ACK Mpps\tanswered\tXDP ns/pkt\tDUT CPU ns/pkt\tDUT CPU\tDUT Mpps/core\tsink CPU\tconntrack\t")
-	for _, r := range rs {
-		answers := r.Mode != modeDrop
-		fmt.Fprintf(tw, "%s\t%s\t%d B %s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t\n",
-			r.Mode, r.Family, r.FrameBytes, r.Shape,
-			mpps(r.OfferedPPS), mpps(r.DUTRxPPS), pct(ratio(r.DUTRxDropped, r.Sent)),
-			orDash(answers, mpps(r.SynAckPPS)), orDash(answers, pct(r.Answered)),
-			orDash(r.XDPRuns > 0, fmt.Sprintf("%.1f", r.XDPNsPerPacket)),
-			r.DUTCPUNsPerPacket, pct(r.DUTCPUUtil), mpps(r.DUTCorePPS), pct(r.AtkRxCPUUtil), orDash(r.Conntrack >= 0, fmt.Sprint(r.Conntrack)))
-	}
-	tw.Flush()
-}
-
-// printTargets compares xsyn with the ceilings and netfilter, per family and shape. It states
-// what was measured; it asserts nothing.
-func printTargets(w io.Writer, rs []result) {
-	find := func(mode, fam, sh string) *result {
-		for i := range rs {
-			if rs[i].Mode == mode && rs[i].Family == fam && rs[i].Shape == sh {
-				return &rs[i]
-			}
-		}
-		return nil
-	}
-	var lines []string
-	for _, x := range rs {
-		if x.Mode != modeXsyn {
-			continue
-		}
-		l := fmt.Sprintf("xsyn %s %d B %s: XDP %.1f ns/SYN", x.Family, x.FrameBytes, x.Shape, x.XDPNsPerPacket)
-		if drop := find(modeDrop, x.Family, x.Shape); drop != nil && drop.XDPRuns > 0 {
-			l += fmt.Sprintf(" (%.1f above the empty drop program)", x.XDPNsPerPacket-drop.XDPNsPerPacket)
-		}
-		if x.Xsyn != nil {
-			l += fmt.Sprintf("; answered %s of SYNs sent, %d of %d SYNs seen by XDP", pct(x.Answered), x.Xsyn.SynackSent, x.Xsyn.SynReceived)
-		}
-		if ref := find(modeReflect, x.Family, x.Shape); ref != nil && ref.SynAckPPS > 0 && ref.DUTCorePPS > 0 {
-			l += fmt.Sprintf("; SYN-ACK rate %s of reflect's (per DUT core, projected: %s)",
-				pct(x.SynAckPPS/ref.SynAckPPS), pct(x.DUTCorePPS/ref.DUTCorePPS))
-		}
-		if nf := find(modeSynproxy, x.Family, x.Shape); nf != nil && nf.SynAckPPS > 0 && nf.DUTCorePPS > 0 {
-			l += fmt.Sprintf("; %.1fx netfilter SYNPROXY's rate (per core: %.1fx)", x.SynAckPPS/nf.SynAckPPS, x.DUTCorePPS/nf.DUTCorePPS)
-		}
-		lines = append(lines, l)
-	}
-	if len(lines) > 0 {
-		fmt.Fprintln(w, "\n"+strings.Join(lines, "\n"))
-	}
 }

@@ -16,13 +16,19 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/rules"
 )
 
-// The lab: an attacker namespace and a DUT namespace joined by one veth pair.
+// The lab: an attacker namespace and a DUT namespace joined by one veth pair, and a legit client
+// namespace behind the attacker's, joined to it by a second pair. The attacker's namespace
+// routes the client's traffic, so the client's SYNs reach the DUT through the same veth, ring
+// and NAPI thread as the flood, as they would through one NIC queue.
 const (
 	labPrefix = "xsynbench"
-	atkIface  = "xbatk0"
-	dutIface  = "xbdut0"
+	atkIface  = "xbatk0" // attacker, towards the DUT
+	dutIface  = "xbdut0" // DUT, the protected interface
+	atkCliIf  = "xbatk1" // attacker, towards the legit client
+	cliIface  = "xbcli0" // legit client
 )
 
 var (
@@ -30,20 +36,28 @@ var (
 	dutAddr4 = netip.MustParsePrefix("192.0.2.2/24")
 	atkAddr6 = netip.MustParsePrefix("2001:db8::1/64")
 	dutAddr6 = netip.MustParsePrefix("2001:db8::2/64")
+
+	// The legit client's link: the attacker's namespace is its router.
+	gwAddr4  = netip.MustParsePrefix("203.0.113.1/24")
+	cliAddr4 = netip.MustParsePrefix("203.0.113.2/24")
+	gwAddr6  = netip.MustParsePrefix("2001:db8:1::1/64")
+	cliAddr6 = netip.MustParsePrefix("2001:db8:1::2/64")
 )
 
 // rig is the lab with the benchmark's programs loaded, the sink attached and the NAPI threads
-// pinned: the generator and the attacker's receive work on genCPU, the DUT's receive work alone on
-// dutCPU.
+// pinned: the generator, the attacker's and the client's receive work on genCPU, the DUT's
+// receive work alone on dutCPU.
 type rig struct {
 	lab        *netlab.Lab
 	atk, dut   *netlab.Host
+	cli        *netlab.Host
 	atkL, dutL *netlab.Link
+	gwL, cliL  *netlab.Link
 	atkIfindex int
 	atkMAC     packet.MAC
 	dutMAC     packet.MAC
 	progs      benchprogsObjects
-	listener   net.Listener
+	srv        *server
 	accepted   chan net.Conn // connections for the established scenario's receiver
 	genCPU     int
 	dutCPU     int
@@ -67,7 +81,14 @@ func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
 	if r.dut, err = r.lab.Host("dut"); err != nil {
 		return nil, err
 	}
+	if r.cli, err = r.lab.Host("cli"); err != nil {
+		return nil, err
+	}
 	r.atkL, r.dutL, err = netlab.Veth(r.atk, atkIface, []netip.Prefix{atkAddr4, atkAddr6}, r.dut, dutIface, []netip.Prefix{dutAddr4, dutAddr6})
+	if err != nil {
+		return nil, err
+	}
+	r.gwL, r.cliL, err = netlab.Veth(r.atk, atkCliIf, []netip.Prefix{gwAddr4, gwAddr6}, r.cli, cliIface, []netip.Prefix{cliAddr4, cliAddr6})
 	if err != nil {
 		return nil, err
 	}
@@ -88,21 +109,28 @@ func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
 		return nil, fmt.Errorf("look up %s: %w", atkIface, err)
 	}
 	// The sink gives the attacker's veth a NAPI instance (frames sent with XDP_TX by the DUT
-	// reach it only then) and keeps the SYN-ACKs from its stack.
+	// reach it only then), keeps the answers to the flood from its stack and passes the legit
+	// client's.
 	if err := r.setXDP(r.atk, atkIface, r.progs.BenchSink); err != nil {
 		return nil, err
 	}
-	// GRO gives the DUT's veth a NAPI instance without any XDP program, so the generator's
-	// frames (sent with ndo_xdp_xmit) also arrive in the netfilter-only mode.
-	if _, err := r.dut.Run("ethtool", "-K", dutIface, "gro", "on"); err != nil {
-		return nil, err
+	// GRO gives a veth a NAPI instance without any XDP program: on the DUT so that the
+	// generator's frames (sent with ndo_xdp_xmit) also arrive in the modes without XDP, on the
+	// client's link so that its receive work runs in threads we can pin too.
+	for _, h := range []struct {
+		host  *netlab.Host
+		iface string
+	}{{r.dut, dutIface}, {r.atk, atkCliIf}, {r.cli, cliIface}} {
+		if _, err := h.host.Run("ethtool", "-K", h.iface, "gro", "on"); err != nil {
+			return nil, err
+		}
 	}
 	// Threaded NAPI: each veth's receive work runs in a kthread we can pin, instead of in the
 	// softirq of whichever CPU sent the frame (which for the DUT would be the generator's).
 	for _, h := range []struct {
 		host  *netlab.Host
 		iface string
-	}{{r.atk, atkIface}, {r.dut, dutIface}} {
+	}{{r.atk, atkIface}, {r.dut, dutIface}, {r.atk, atkCliIf}, {r.cli, cliIface}} {
 		if _, err := h.host.Run("sh", "-c", "echo 1 > /sys/class/net/"+h.iface+"/threaded"); err != nil {
 			return nil, fmt.Errorf("threaded NAPI on %s: %w", h.iface, err)
 		}
@@ -113,18 +141,34 @@ func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
 	if err := r.routes(); err != nil {
 		return nil, err
 	}
-	if err := r.dut.Do(func() error {
-		r.listener, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
+	if err := r.restartServer(); err != nil {
 		return nil, fmt.Errorf("listen on the DUT: %w", err)
 	}
-	go r.acceptAll()
 	return r, nil
 }
 
-// routes adds static neighbours both ways and, on the DUT, routes back to the flood's sources
-// through the attacker, so the stack's own SYN-ACKs (netfilter mode) leave without ARP or ND.
+// restartServer replaces the DUT's listeners with new ones: a SYN queue a flood filled in the
+// mode without protection (its entries wait for their SYN-ACK retransmits for a minute) is
+// gone, and the next run starts from an empty one.
+func (r *rig) restartServer() error {
+	if r.srv != nil {
+		err := r.srv.Close()
+		r.srv = nil
+		if err != nil {
+			return err
+		}
+	}
+	s, err := r.startServer()
+	if err != nil {
+		return err
+	}
+	r.srv = s
+	return nil
+}
+
+// routes adds static neighbours on both links, makes the attacker's namespace the legit
+// client's router, and on the DUT routes back to the flood's sources and to the client through
+// the attacker, so the stack's own SYN-ACKs (modes without XDP) leave without ARP or ND.
 func (r *rig) routes() error {
 	for _, n := range []struct {
 		l    *netlab.Link
@@ -133,32 +177,43 @@ func (r *rig) routes() error {
 	}{
 		{r.atkL, dutAddr4, r.dutL.MAC}, {r.atkL, dutAddr6, r.dutL.MAC},
 		{r.dutL, atkAddr4, r.atkL.MAC}, {r.dutL, atkAddr6, r.atkL.MAC},
+		{r.gwL, cliAddr4, r.cliL.MAC}, {r.gwL, cliAddr6, r.cliL.MAC},
+		{r.cliL, gwAddr4, r.gwL.MAC}, {r.cliL, gwAddr6, r.gwL.MAC},
 	} {
 		if err := n.l.Neighbor(n.addr.Addr(), n.mac); err != nil {
 			return err
 		}
 	}
-	if _, err := r.dut.Run("ip", "route", "add", floodNet4.String(), "via", atkAddr4.Addr().String(), "dev", dutIface); err != nil {
-		return err
+	if err := r.atk.Do(func() error {
+		return errors.Join(
+			rules.ProcSys{Root: "/proc/sys"}.Set("net.ipv4.ip_forward", "1"),
+			rules.ProcSys{Root: "/proc/sys"}.Set("net.ipv6.conf.all.forwarding", "1"))
+	}); err != nil {
+		return fmt.Errorf("forwarding in %s: %w", r.atk.Name, err)
 	}
-	_, err := r.dut.Run("ip", "-6", "route", "add", floodNet6.String(), "via", atkAddr6.Addr().String(), "dev", dutIface)
-	return err
-}
-
-// acceptAll hands accepted connections to the established scenario's receiver, and closes them
-// when it holds one already (a flood completes no handshake, so none arrive then).
-func (r *rig) acceptAll() {
-	for {
-		c, err := r.listener.Accept()
-		if err != nil {
-			return
+	for _, rt := range []struct {
+		h        *netlab.Host
+		dst      netip.Prefix
+		via      netip.Addr
+		dev      string
+		inet6Opt bool
+	}{
+		{r.dut, floodNet4, atkAddr4.Addr(), dutIface, false},
+		{r.dut, floodNet6, atkAddr6.Addr(), dutIface, true},
+		{r.dut, cliAddr4.Masked(), atkAddr4.Addr(), dutIface, false},
+		{r.dut, cliAddr6.Masked(), atkAddr6.Addr(), dutIface, true},
+		{r.cli, dutAddr4.Masked(), gwAddr4.Addr(), cliIface, false},
+		{r.cli, dutAddr6.Masked(), gwAddr6.Addr(), cliIface, true},
+	} {
+		args := []string{"route", "add", rt.dst.String(), "via", rt.via.String(), "dev", rt.dev}
+		if rt.inet6Opt {
+			args = append([]string{"-6"}, args...)
 		}
-		select {
-		case r.accepted <- c:
-		default:
-			c.Close()
+		if _, err := rt.h.Run("ip", args...); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // setXDP attaches prog (nil: detaches whatever is there) to iface in native mode.
@@ -183,18 +238,27 @@ func (r *rig) setXDP(h *netlab.Host, iface string, prog *ebpf.Program) error {
 // them any busy process steals the DUT's CPU and the DUT looks slower than it is. The sink
 // preempts the generator on their shared CPU, so no SYN-ACK is lost for want of a reader. The
 // kernel keeps a share of every CPU for ordinary tasks (fair server / RT throttling: 5%).
+//
+// The legit client's own path on the generator's CPU (its thread, and the NAPI threads of the
+// link between it and its router) runs above the generator and the sink: a real client's
+// machine does not flood. Its SYNs still share the DUT's ring and NAPI thread with the flood,
+// and its SYN-ACKs the sink's ring.
 const (
-	prioNAPI      = 50
-	prioGenerator = 40
+	prioClientNAPI = 51
+	prioNAPI       = 50
+	prioClient     = 45 // the legit client, and every other thread of this process (placeProcess)
+	prioGenerator  = 40
+	prioServer     = 40 // the DUT's application, below the DUT's NAPI thread
 )
 
-// pinNAPI moves the NAPI threads of the attacker's veth to genCPU and the DUT's to dutCPU, both
-// at prioNAPI. It is called again after every mode change, in case the kernel recreated them.
+// pinNAPI moves the NAPI threads of the attacker's and the client's veths to genCPU and the DUT's
+// to dutCPU. It is called again after every mode change, in case the kernel recreated them.
 func (r *rig) pinNAPI() error {
 	for _, p := range []struct {
 		iface string
 		cpu   int
-	}{{atkIface, r.genCPU}, {dutIface, r.dutCPU}} {
+		prio  int
+	}{{atkIface, r.genCPU, prioNAPI}, {dutIface, r.dutCPU, prioNAPI}, {atkCliIf, r.genCPU, prioClientNAPI}, {cliIface, r.genCPU, prioClientNAPI}} {
 		pids, err := napiThreads(p.iface)
 		if err != nil {
 			return err
@@ -203,7 +267,7 @@ func (r *rig) pinNAPI() error {
 			return fmt.Errorf("no NAPI thread for %s (threaded NAPI not enabled?)", p.iface)
 		}
 		for _, pid := range pids {
-			if err := placeTask(pid, p.cpu, prioNAPI); err != nil {
+			if err := placeTask(pid, p.cpu, p.prio); err != nil {
 				return fmt.Errorf("pin NAPI thread %d of %s: %w", pid, p.iface, err)
 			}
 		}
@@ -215,8 +279,8 @@ func (r *rig) pinNAPI() error {
 // benchmark's programs.
 func (r *rig) Close() error {
 	var errs []error
-	if r.listener != nil {
-		errs = append(errs, r.listener.Close())
+	if r.srv != nil {
+		errs = append(errs, r.srv.Close())
 	}
 	errs = append(errs, r.lab.Close(), r.progs.Close())
 	return errors.Join(errs...)
@@ -313,8 +377,13 @@ func placeTask(tid, cpu, prio int) error {
 	return nil
 }
 
-// pinProcess moves every thread of this process to cpu; threads started later inherit it.
-func pinProcess(cpu int) error {
+// placeProcess moves every thread of this process to cpu at SCHED_FIFO prio; threads started
+// later inherit both (Go starts new threads from its template thread, placed here too, or from
+// the thread that needs one). The process's threads are idle but for short bursts; as ordinary
+// tasks they would wait behind the real-time generator for the kernel's fair server, up to a
+// second, and with them whatever needs the Go scheduler: the legit client's thread coming back
+// from a system call, the timer that stops the generator, the progress line.
+func placeProcess(cpu, prio int) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -324,8 +393,8 @@ func pinProcess(cpu int) error {
 		if err != nil {
 			continue
 		}
-		if err := pinTask(tid, cpu); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+		if err := placeTask(tid, cpu, prio); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("place thread %d on CPU %d: %w", tid, cpu, err)
 		}
 	}
 	return nil
