@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps generate check-generated build test lint clean demo bench
+.PHONY: help deps generate check-generated build test lint clean demo bench bench-full
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,7 +42,7 @@ demo: deps build ## lab demo: flood a protected server while real clients connec
 bench: deps ## quick benchmark (under 2 minutes): every mode, IPv4 Linux-like SYNs; results, report, plots in bench/out (root)
 	$(GO) run ./bench -duration 1s -family 4 -shape 74 -legit-levels 0,25,100 -legit-duration 2s -rounds 1 -stream-duration 1s
 
-bench-full: deps ## full benchmark (about 8 minutes): both families and SYN shapes, five flood levels, 3 stream rounds (root)
+bench-full: deps ## full benchmark (about 7 minutes): both families and SYN shapes, five flood levels, 3 stream rounds (root)
 	$(GO) run ./bench
 
 clean: ## remove build outputs

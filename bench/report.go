@@ -53,10 +53,11 @@ type target struct {
 	Why      string `json:"why,omitempty"`
 }
 
-// saturated says whether a run was limited by the DUT: its core (nearly) full, or frames lost in
-// its ring. Otherwise the generator's CPU set the rate.
+// saturated says whether a run was limited by the DUT: its core (nearly) full. Otherwise the
+// generator's CPU set the rate. Frames lost in the ring alone do not count: with the core half
+// idle they are bursts the NAPI thread woke up too late for (1-2% in short runs), not capacity.
 func saturated(r result) bool {
-	return r.DUTCPUUtil >= 0.9 || ratio(r.DUTRxDropped, r.Sent) >= 0.01
+	return r.DUTCPUUtil >= 0.9
 }
 
 func findResult(rs []result, sc, mode, fam, sh string) *result {
@@ -152,10 +153,10 @@ func targetReflect(rep report) target {
 		if slices.Min(measured) < 0.9 {
 			t.Verdict = verdictNotMet
 		}
-		t.Why = "the DUT's core or ring limited at least one of the two, so the measured rates compare the DUT's work"
+		t.Why = "the DUT's core was 90% busy or more in at least one of the two, so the measured rates compare the DUT's work"
 	default:
 		t.Verdict = verdictUndecided
-		t.Why = "neither xsyn nor reflect saturated the DUT's core (under 90% busy, under 1% lost in its ring): both answered what the generator, " +
+		t.Why = "neither xsyn nor reflect saturated the DUT's core (under 90% busy): both answered what the generator, " +
 			"sharing its CPU with the sink that counts the answers, could send, so the measured ratio is the generator's rate in each run. " +
 			"The per-core projection (handled rate / DUT CPU share) is the better estimate, but below saturation it is pessimistic for the mode that is less busy"
 	}
