@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 )
 
 // Family is an IP version.
@@ -157,16 +156,6 @@ func (s Service) Validate() error {
 		return bad("ttl must be 1-255")
 	}
 	return nil
-}
-
-// Ports returns the distinct ports of the spec, sorted.
-func (s Spec) Ports() []uint16 {
-	var ports []uint16
-	for _, svc := range s.Services {
-		ports = append(ports, svc.Port)
-	}
-	slices.Sort(ports)
-	return slices.Compact(ports)
 }
 
 // ByFamily returns the services of one family, in spec order.
