@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/xsyn-project/xsyn/internal/packet"
@@ -66,14 +65,4 @@ func ackFrame(f family, src, dst packet.MAC, dstAddr netip.Addr, port uint16) []
 		fr.IPv6 = &packet.IPv6{Src: floodSrc6, Dst: dstAddr, HopLimit: 64}
 	}
 	return fr.Bytes()
-}
-
-func parseMAC(s string) (packet.MAC, error) {
-	var m packet.MAC
-	hw, err := net.ParseMAC(s)
-	if err != nil || len(hw) != len(m) {
-		return m, fmt.Errorf("parse MAC %q: not a 6-byte Ethernet address", s)
-	}
-	copy(m[:], hw)
-	return m, nil
 }

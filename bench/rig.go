@@ -92,10 +92,10 @@ func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.atkMAC, err = parseMAC(r.atkL.MAC); err != nil {
+	if r.atkMAC, err = packet.ParseMAC(r.atkL.MAC); err != nil {
 		return nil, err
 	}
-	if r.dutMAC, err = parseMAC(r.dutL.MAC); err != nil {
+	if r.dutMAC, err = packet.ParseMAC(r.dutL.MAC); err != nil {
 		return nil, err
 	}
 	if err := r.atk.Do(func() error {

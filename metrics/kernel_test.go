@@ -216,12 +216,10 @@ func spoofed(t *testing.T, lab *netlab.Pair, ipVersion int, flags uint8, n int) 
 
 func mac(t *testing.T, s string) packet.MAC {
 	t.Helper()
-	hw, err := net.ParseMAC(s)
+	m, err := packet.ParseMAC(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m packet.MAC
-	copy(m[:], hw)
 	return m
 }
 

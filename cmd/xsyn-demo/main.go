@@ -203,17 +203,14 @@ func connectLoop(ctx context.Context, h *netlab.Host, n int, dur time.Duration) 
 // floodFrames prebuilds spoofed SYNs and forged ACKs from the benchmark ranges 198.18.0.0/15 and
 // 2001:2::/48, which no real host uses.
 func floodFrames(src, dst *netlab.Link) ([][]byte, error) {
-	var sm, dm packet.MAC
-	s, err := net.ParseMAC(src.MAC)
+	sm, err := packet.ParseMAC(src.MAC)
 	if err != nil {
 		return nil, err
 	}
-	d, err := net.ParseMAC(dst.MAC)
+	dm, err := packet.ParseMAC(dst.MAC)
 	if err != nil {
 		return nil, err
 	}
-	copy(sm[:], s)
-	copy(dm[:], d)
 	rng := rand.New(rand.NewPCG(7, 11))
 	var frames [][]byte
 	for i := range 8192 {

@@ -388,12 +388,10 @@ func (l *e2eLab) synackMSS(t *testing.T) uint16 {
 
 func mustMAC(t *testing.T, s string) packet.MAC {
 	t.Helper()
-	hw, err := net.ParseMAC(s)
+	m, err := packet.ParseMAC(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m packet.MAC
-	copy(m[:], hw)
 	return m
 }
 

@@ -9,10 +9,25 @@
 // checksum computed by the code under test.
 package packet
 
-import "net/netip"
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
 
 // MAC is an Ethernet address.
 type MAC [6]byte
+
+// ParseMAC parses an Ethernet address as net.ParseMAC writes it ("02:00:00:00:00:01").
+func ParseMAC(s string) (MAC, error) {
+	var m MAC
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != len(m) {
+		return m, fmt.Errorf("parse MAC %q: not a 6-byte Ethernet address", s)
+	}
+	copy(m[:], hw)
+	return m, nil
+}
 
 // EtherTypes and VLAN tag protocol identifiers.
 const (
