@@ -76,7 +76,7 @@ func (f Simple) Build() (Spec, error) {
 		}
 		families = []Family{familyOf(dst)}
 	}
-	var s Spec
+	var svcs []Service
 	for _, fam := range families {
 		opts, ttl, err := f.Options(fam)
 		if err != nil {
@@ -87,10 +87,13 @@ func (f Simple) Build() (Spec, error) {
 			d = dst
 		}
 		for _, p := range f.Ports {
-			s.Services = append(s.Services, Service{Family: fam, Dst: d, Port: p, Options: opts, TTL: ttl})
+			svcs = append(svcs, Service{Family: fam, Dst: d, Port: p, Options: opts, TTL: ttl})
 		}
 	}
-	return s, s.Validate()
+	if err := (Spec{Services: svcs}).Validate(); err != nil {
+		return Spec{}, err
+	}
+	return FromServices(DefaultSettings(), "", svcs)
 }
 
 // Options returns the SYN-ACK options and TTL the flags ask for in a family: the defaults (the

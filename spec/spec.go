@@ -86,9 +86,14 @@ func (s Service) String() string {
 	return fmt.Sprintf("%s %s port %d", s.Family, s.Dst, s.Port)
 }
 
-// Spec is everything xsyn protects on one interface.
+// Spec is everything xsyn protects on one interface. Statements are what netfilter installs
+// (package rules); Services are the XDP view of them (package loader), derived by Compile. Build
+// a Spec with Compile (or FromServices, Simple.Build, Config.For), never by hand, so the two
+// views cannot disagree.
 type Spec struct {
-	Services []Service
+	Settings   Settings
+	Statements []Statement
+	Services   []Service
 }
 
 // Validation errors, checked with errors.Is.
@@ -99,7 +104,7 @@ var (
 
 // Validate checks every service and that no two services claim the same destination.
 func (s Spec) Validate() error {
-	if len(s.Services) == 0 {
+	if len(s.Services) == 0 && len(s.Statements) == 0 {
 		return ErrNoServices
 	}
 	if len(s.Services) > MaxServices {
@@ -121,6 +126,17 @@ func (s Spec) Validate() error {
 		seen[k] = true
 	}
 	return nil
+}
+
+// problem says what is wrong with the options, "" if nothing.
+func (o TCPOptions) problem() string {
+	if o.MSS < MinMSS || o.MSS > MaxMSS {
+		return fmt.Sprintf("mss %d is outside %d-%d", o.MSS, MinMSS, MaxMSS)
+	}
+	if o.WScale > MaxWScale {
+		return fmt.Sprintf("wscale %d is above %d", o.WScale, MaxWScale)
+	}
+	return ""
 }
 
 // Validate checks one service.
@@ -145,12 +161,8 @@ func (s Service) Validate() error {
 	if s.Port == 0 {
 		return bad("port must be 1-65535")
 	}
-	o := s.Options
-	if o.MSS < MinMSS || o.MSS > MaxMSS {
-		return bad("mss %d is outside %d-%d", o.MSS, MinMSS, MaxMSS)
-	}
-	if o.WScale > MaxWScale {
-		return bad("wscale %d is above %d", o.WScale, MaxWScale)
+	if msg := s.Options.problem(); msg != "" {
+		return bad("%s", msg)
 	}
 	if s.TTL == 0 {
 		return bad("ttl must be 1-255")
