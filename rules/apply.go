@@ -62,6 +62,9 @@ func (a *Applier) Apply(p Plan) error {
 	if err := p.check(); err != nil {
 		return fmt.Errorf("apply rules for %s: %w", p.Iface, err)
 	}
+	if err := a.checkRequires(p.Requires); err != nil {
+		return fmt.Errorf("apply rules for %s: %w", p.Iface, err)
+	}
 	if err := a.dropStaging(p.Iface); err != nil {
 		return fmt.Errorf("apply rules for %s: %w", p.Iface, err)
 	}
@@ -129,6 +132,100 @@ func (a *Applier) Interfaces() ([]string, error) {
 	return slices.Compact(ifaces), nil
 }
 
+// checkRequires fails, naming the statement and the remedy, on the first requirement the
+// namespace does not meet.
+func (a *Applier) checkRequires(reqs []Requirement) error {
+	for _, r := range reqs {
+		if r.Chain != "" {
+			ipt, err := a.tables(r.Family)
+			if err != nil {
+				return err
+			}
+			chains, err := ipt.ListChains(TableFilter)
+			if err != nil {
+				return fmt.Errorf("list %s filter chains: %w", r.Family, err)
+			}
+			if !slices.Contains(chains, r.Chain) {
+				return fmt.Errorf("%w: %q: chain %s does not exist in the %s filter table; create it first (%s -N %s)",
+					ErrPrecondition, r.Origin, r.Chain, r.Family, iptablesCmd(r.Family), r.Chain)
+			}
+			continue
+		}
+		v, err := a.sys.Get(r.Sysctl)
+		if err != nil {
+			return fmt.Errorf("read sysctl %s: %w", r.Sysctl, err)
+		}
+		if v != r.Value {
+			return fmt.Errorf("%w: %q: %s is %s, it must be %s: %s (sysctl -w %s=%s)",
+				ErrPrecondition, r.Origin, r.Sysctl, v, r.Value, r.Why, r.Sysctl, r.Value)
+		}
+	}
+	return nil
+}
+
+func iptablesCmd(f spec.Family) string {
+	if f == spec.IPv6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
+// Snapshot returns the interface's rules as they are installed, as a Plan that Apply can put
+// back (without sysctls, which stay as they are), and whether there were any.
+func (a *Applier) Snapshot(iface string) (Plan, bool, error) {
+	if err := checkIface(iface); err != nil {
+		return Plan{}, false, fmt.Errorf("snapshot rules: %w", err)
+	}
+	live, err := a.owned(iface)
+	if err != nil {
+		return Plan{}, false, fmt.Errorf("snapshot rules for %s: %w", iface, err)
+	}
+	p := Plan{Iface: iface}
+	for _, fam := range families {
+		fp := FamilyPlan{Family: fam}
+		for _, k := range chainKinds {
+			for _, c := range live {
+				if c.fam != fam || c.staging || c.kind.tag != k.tag {
+					continue
+				}
+				rules, err := a.chainRules(c)
+				if err != nil {
+					return Plan{}, false, fmt.Errorf("snapshot rules for %s: %w", iface, err)
+				}
+				ch := Chain{Table: c.table, Name: c.name}
+				for _, r := range rules {
+					ch.Rules = append(ch.Rules, Rule{Origin: "snapshot", Args: r})
+				}
+				fp.Chains = append(fp.Chains, ch)
+				fp.Jumps = append(fp.Jumps, Jump{Table: c.table, From: k.hook, To: c.name, Position: 1, After: k.after})
+			}
+		}
+		if len(fp.Chains) > 0 {
+			p.Families = append(p.Families, fp)
+		}
+	}
+	return p, len(p.Families) > 0, nil
+}
+
+// chainRules reads back the rule specifications of a live chain.
+func (a *Applier) chainRules(c liveChain) ([][]string, error) {
+	lines, err := a.ipt[c.fam].List(c.table, c.name)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", where(c.fam, c.table, c.name), err)
+	}
+	var rules [][]string
+	for _, l := range lines {
+		args, err := splitArgs(l)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", where(c.fam, c.table, c.name), err)
+		}
+		if len(args) >= 2 && args[0] == "-A" && args[1] == c.name {
+			rules = append(rules, args[2:])
+		}
+	}
+	return rules, nil
+}
+
 func (a *Applier) apply(t *txn, p Plan) error {
 	old, err := a.owned(p.Iface) // no staging chains: dropStaging ran
 	if err != nil {
@@ -156,7 +253,11 @@ func (a *Applier) apply(t *txn, p Plan) error {
 				return err
 			}
 		}
-		for _, j := range fp.Jumps {
+		// Jumps go in against the packet's path (OUTPUT actions first, the raw NOTRACK last), so
+		// that a connection a new statement lets in never meets a chain that does not know it
+		// yet: no moment in which SYNPROXY proxies a SYN that the orphan rule then drops.
+		for i := len(fp.Jumps) - 1; i >= 0; i-- {
+			j := fp.Jumps[i]
 			if err := a.insertJump(t, fp.Family, j, built[j.To]); err != nil {
 				return err
 			}
@@ -165,6 +266,9 @@ func (a *Applier) apply(t *txn, p Plan) error {
 	if err := a.setSysctls(t, p.Sysctls); err != nil {
 		return err
 	}
+	// Old chains go along the packet's path: raw first, so no SYN is untracked for a statement
+	// that the chains after it no longer handle.
+	slices.SortStableFunc(old, func(x, y liveChain) int { return kindIndex(x.kind) - kindIndex(y.kind) })
 	for _, c := range old {
 		if err := a.dropChain(t, c); err != nil {
 			return err
@@ -204,10 +308,17 @@ func (a *Applier) buildChain(t *txn, fam spec.Family, table, name string, rules 
 
 // insertJump jumps from j.From to chain to (j.To or its staging name). If the interface already
 // has a jump to j.To, the new one goes right before it, so that packets meet the new rules
-// first and the old ones keep serving until they are removed; otherwise at j.Position.
+// first and the old ones keep serving until they are removed; otherwise at j.Position, or with
+// j.After right after the last jump to a chain of that kind.
 func (a *Applier) insertJump(t *txn, fam spec.Family, j Jump, to string) error {
 	ipt := a.ipt[fam]
 	pos := j.Position
+	var err error
+	if j.After != "" {
+		if pos, err = afterKind(ipt, j.Table, j.From, j.After); err != nil {
+			return fmt.Errorf("list %s: %w", where(fam, j.Table, j.From), err)
+		}
+	}
 	if to != j.To {
 		old, err := jumpPositions(ipt, j.Table, j.From, j.To)
 		if err != nil {
@@ -296,19 +407,9 @@ func (a *Applier) dropStaging(iface string) error {
 // can be undone: jumps go back to their positions, the chain gets its rules back.
 func (a *Applier) dropChain(t *txn, c liveChain) error {
 	ipt := a.ipt[c.fam]
-	lines, err := ipt.List(c.table, c.name)
+	rules, err := a.chainRules(c)
 	if err != nil {
-		return fmt.Errorf("list %s: %w", where(c.fam, c.table, c.name), err)
-	}
-	var rules [][]string
-	for _, l := range lines {
-		args, err := splitArgs(l)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", where(c.fam, c.table, c.name), err)
-		}
-		if len(args) >= 2 && args[0] == "-A" && args[1] == c.name {
-			rules = append(rules, args[2:])
-		}
+		return err
 	}
 	positions, err := jumpPositions(ipt, c.table, c.kind.hook, c.name)
 	if err != nil {
@@ -361,6 +462,37 @@ func jumpPositions(ipt IPTables, table, from, to string) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// kindIndex is the place of a chain kind along the packet's path.
+func kindIndex(k chainKind) int {
+	for i, c := range chainKinds {
+		if c.tag == k.tag {
+			return i
+		}
+	}
+	return len(chainKinds)
+}
+
+// afterKind is the 1-based position right after the last plain jump in builtin chain from to
+// an xsyn chain (of any interface, staging or not) of the kind tagged tag; 1 if there is none.
+func afterKind(ipt IPTables, table, from, tag string) (int, error) {
+	lines, err := ipt.List(table, from)
+	if err != nil {
+		return 0, err
+	}
+	pos, n := 1, 0
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "-A ") {
+			continue
+		}
+		n++
+		target, ok := strings.CutPrefix(strings.TrimSpace(l), "-A "+from+" -j ")
+		if oc, mine := parseChain(target); ok && mine && oc.kind.tag == tag {
+			pos = n + 1
+		}
+	}
+	return pos, nil
 }
 
 // deleteChain flushes and deletes a chain xsyn made.

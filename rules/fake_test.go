@@ -46,7 +46,12 @@ func newFakeNS() *fakeNS {
 		sysctls: map[string]string{
 			"net.netfilter.nf_conntrack_tcp_loose": "1",
 			"net.ipv4.tcp_syncookies":              "2",
+			"net.ipv4.ip_forward":                  "0",
+			"net.ipv6.conf.all.forwarding":         "0",
 		},
+	}
+	for _, iface := range []string{"eth0", "eth1", "eth2"} {
+		n.sysctls["net.ipv4.conf."+iface+".route_localnet"] = "0"
 	}
 	for _, f := range families {
 		n.tables[f] = map[string]map[string]*fakeChain{}
@@ -69,7 +74,14 @@ func (n *fakeNS) withForeign() *fakeNS {
 		filter["INPUT"].rules = append(filter["INPUT"].rules, []string{"-j", "XSYN-LOG"})
 		raw["OTHER"] = &fakeChain{rules: [][]string{{"-p", "udp", "-j", "CT", "--notrack"}}}
 		raw["PREROUTING"].rules = append(raw["PREROUTING"].rules, []string{"-j", "OTHER"})
+		filter["OUTPUT"].rules = append(filter["OUTPUT"].rules, []string{"-p", "udp", "-m", "udp", "--dport", "53", "-j", "ACCEPT"})
 	}
+	return n
+}
+
+// withChain adds an empty user chain to the family's filter table.
+func (n *fakeNS) withChain(f spec.Family, name string) *fakeNS {
+	n.tables[f][TableFilter][name] = &fakeChain{}
 	return n
 }
 
@@ -311,7 +323,7 @@ func (f *fakeIPT) Delete(table, chain string, rulespec ...string) error {
 }
 
 func isTarget(s string) bool {
-	return slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "LOG", "CT", "SYNPROXY"}, s)
+	return slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "REJECT", "LOG", "CT", "SYNPROXY", "MARK", "DNAT", "REDIRECT"}, s)
 }
 
 func referenced(t map[string]*fakeChain, chain string) bool {

@@ -260,6 +260,77 @@ func checkSysctls(t *testing.T, when, loose, cookies string) {
 	}
 }
 
+// withoutEmptyChains drops from iptables-save text the declarations of builtin chains that
+// have no rules and the ACCEPT policy, and then the tables left empty: iptables-nft creates a
+// table and its base chains the first time a rule goes into them and leaves them behind when
+// the last rule goes, which changes nothing for packets.
+func withoutEmptyChains(save string) string {
+	isBuiltin := func(name string) bool {
+		for _, bs := range builtinChains {
+			if slices.Contains(bs, name) {
+				return true
+			}
+		}
+		return false
+	}
+	var out, block []string
+	flush := func() {
+		var kept []string
+		for _, l := range block {
+			if name, rest, ok := strings.Cut(strings.TrimPrefix(l, ":"), " "); ok && strings.HasPrefix(l, ":") &&
+				isBuiltin(name) && strings.HasPrefix(rest, "ACCEPT ") &&
+				!slices.ContainsFunc(block, func(r string) bool { return strings.HasPrefix(r, "-A "+name+" ") }) {
+				continue
+			}
+			kept = append(kept, l)
+		}
+		if len(kept) > 2 { // more than "*table" and "COMMIT"
+			out = append(out, kept...)
+		}
+		block = nil
+	}
+	for _, l := range strings.Split(save, "\n") {
+		block = append(block, l)
+		if l == "COMMIT" {
+			flush()
+		}
+	}
+	flush()
+	return strings.Join(out, "\n")
+}
+
+// saveAll is the namespace's rules in both families, as withoutEmptyChains leaves them.
+func (b backend) saveAll(t *testing.T) string {
+	t.Helper()
+	return withoutEmptyChains(b.save(t, spec.IPv4)) + "\n" + withoutEmptyChains(b.save(t, spec.IPv6))
+}
+
+// checkOrphansAfterOutput checks in the real filter OUTPUT of both families that every jump to
+// an orphan chain follows every jump to an OUTPUT chain.
+func checkOrphansAfterOutput(t *testing.T, b backend, when string) {
+	t.Helper()
+	for _, f := range families {
+		var jumps []string
+		lastOut, firstOrp := -1, -1
+		for _, l := range strings.Split(run(t, b.bin(f), "-S", "OUTPUT"), "\n") {
+			to, ok := strings.CutPrefix(l, "-A OUTPUT -j ")
+			oc, mine := parseChain(to)
+			if !ok || !mine {
+				continue
+			}
+			jumps = append(jumps, to)
+			if oc.kind.tag == kindOut.tag {
+				lastOut = len(jumps) - 1
+			} else if oc.kind.tag == kindOrphan.tag && firstOrp < 0 {
+				firstOrp = len(jumps) - 1
+			}
+		}
+		if lastOut < 0 || firstOrp < 0 || firstOrp < lastOut {
+			t.Errorf("%s: %s OUTPUT jumps to %v; want every orphan chain after every OUTPUT chain", when, f, jumps)
+		}
+	}
+}
+
 func TestNetfilter(t *testing.T) {
 	hostLoose, hostErr := ProcSys{Root: "/proc/sys"}.Get(tcpLoose)
 	t.Cleanup(func() { // after the parallel subtests
@@ -268,16 +339,34 @@ func TestNetfilter(t *testing.T) {
 		}
 	})
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel() // each in a namespace of its own
-			if b.ipt4 != "" {
-				if _, err := exec.LookPath(b.ipt4); err != nil {
-					t.Skipf("%s not installed", b.ipt4)
+		for _, c := range []struct {
+			name string
+			test func(*testing.T, backend)
+		}{{"simple", testNetfilter}, {"config", testNetfilterConfig}} {
+			t.Run(b.name+"/"+c.name, func(t *testing.T) {
+				t.Parallel() // each in a namespace of its own
+				if b.ipt4 != "" {
+					if _, err := exec.LookPath(b.ipt4); err != nil {
+						t.Skipf("%s not installed", b.ipt4)
+					}
 				}
-			}
-			enterNewNetNS(t)
-			testNetfilter(t, b)
-		})
+				enterNewNetNS(t)
+				c.test(t, b)
+			})
+		}
+	}
+}
+
+// addForeign gives the namespace someone else's rules, which xsyn must leave alone.
+func addForeign(t *testing.T, b backend) {
+	t.Helper()
+	for _, f := range families {
+		ipt := b.bin(f)
+		run(t, ipt, "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+		run(t, ipt, "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "ACCEPT")
+		run(t, ipt, "-t", "raw", "-N", "OTHER")
+		run(t, ipt, "-t", "raw", "-A", "OTHER", "-p", "udp", "-j", "CT", "--notrack")
+		run(t, ipt, "-t", "raw", "-A", "PREROUTING", "-j", "OTHER")
 	}
 }
 
@@ -287,20 +376,13 @@ func testNetfilter(t *testing.T, b backend) {
 		t.Fatalf("Interfaces in a fresh namespace = %v, %v", got, err)
 	}
 
-	// Someone else's rules, which xsyn must leave alone, and a non-default syncookies value to
-	// see it come back.
-	for _, f := range families {
-		ipt := b.bin(f)
-		run(t, ipt, "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
-		run(t, ipt, "-t", "raw", "-N", "OTHER")
-		run(t, ipt, "-t", "raw", "-A", "OTHER", "-p", "udp", "-j", "CT", "--notrack")
-		run(t, ipt, "-t", "raw", "-A", "PREROUTING", "-j", "OTHER")
-	}
+	// Someone else's rules, and a non-default syncookies value to see it come back.
+	addForeign(t, b)
 	if err := (ProcSys{Root: "/proc/sys"}).Set(syncookies, "2"); err != nil {
 		t.Fatal(err)
 	}
 	oldLoose := readSysctl(t, tcpLoose)
-	before := map[spec.Family]string{spec.IPv4: b.save(t, spec.IPv4), spec.IPv6: b.save(t, spec.IPv6)}
+	before := b.saveAll(t)
 	saved := []string{
 		`-A XSYN-SAVED -m comment --comment "sysctl net.netfilter.nf_conntrack_tcp_loose=` + oldLoose + `"`,
 		`-A XSYN-SAVED -m comment --comment "sysctl net.ipv4.tcp_syncookies=2"`,
@@ -318,11 +400,14 @@ func testNetfilter(t *testing.T, b backend) {
 		if first := strings.Split(run(t, b.bin(f), "-S", "INPUT"), "\n")[1]; first != "-A INPUT -j XSYN-IN-eth0" {
 			t.Errorf("%s INPUT starts with %q, want xsyn's jump first", f, first)
 		}
+		want := []string{"-A OUTPUT -j XSYN-OUT-eth0", "-A OUTPUT -j XSYN-ORP-eth0", "-A OUTPUT -p udp -m udp --dport 53 -j ACCEPT"}
+		if got := strings.Split(strings.TrimSpace(run(t, b.bin(f), "-S", "OUTPUT")), "\n")[1:]; !slices.Equal(got, want) {
+			t.Errorf("%s OUTPUT = %q, want %q", f, got, want)
+		}
 	}
 	checkSysctls(t, "after apply", "0", "1")
 
-	// Re-apply with another MSS and an IPv6 host only: the old rules are gone, nothing staged
-	// is left.
+	// Re-apply with another MSS: the old rules are gone, nothing staged is left.
 	p2 := mustBuild(t, "eth0", spec.Simple{Ports: []uint16{80, 443}, MSS: 1400, WScale: 5})
 	mustApply(t, a, p2)
 	checkView(t, b, spec.IPv4, wantView(t, spec.IPv4, saved, p2))
@@ -335,14 +420,17 @@ func testNetfilter(t *testing.T, b backend) {
 	}
 	checkSysctls(t, "after re-apply", "0", "1")
 
-	// A second interface shares the sysctls.
+	// A second interface shares the sysctls; its orphan chain goes after both OUTPUT chains.
 	p3 := mustBuild(t, "veth1", spec.Simple{Ports: []uint16{22}, Dst: "2001:db8::10", WScale: -1})
 	mustApply(t, a, p3)
 	checkView(t, b, spec.IPv4, wantView(t, spec.IPv4, saved, p2, p3))
 	checkView(t, b, spec.IPv6, wantView(t, spec.IPv6, nil, p2, p3))
+	checkOrphansAfterOutput(t, b, "with two interfaces")
 	if got := interfaces(t, a); !slices.Equal(got, []string{"eth0", "veth1"}) {
 		t.Errorf("Interfaces = %v, want [eth0 veth1]", got)
 	}
+	mustApply(t, a, p1) // re-apply eth0, below veth1's chains
+	checkOrphansAfterOutput(t, b, "after re-applying eth0")
 
 	mustRemove(t, a, "eth0")
 	checkView(t, b, spec.IPv4, wantView(t, spec.IPv4, saved, p3))
@@ -353,15 +441,108 @@ func testNetfilter(t *testing.T, b backend) {
 	}
 
 	mustRemove(t, a, "veth1")
-	for _, f := range families {
-		if got := b.save(t, f); got != before[f] {
-			t.Errorf("%s after removing every interface:\n%s\nwant what was there before:\n%s", f, got, before[f])
-		}
+	if got := b.saveAll(t); got != before {
+		t.Errorf("after removing every interface:\n%s\nwant what was there before:\n%s", got, before)
 	}
 	checkSysctls(t, "after removing every interface", oldLoose, "2")
 	mustRemove(t, a, "veth1")
 	if got := interfaces(t, a); len(got) != 0 {
 		t.Errorf("Interfaces after removing all = %v", got)
+	}
+}
+
+// netnsConf has a statement of every kind of action, for the interface xsyn.0 (a '.' in its
+// name, as VLAN interfaces have, to see route_localnet set through sysctl's '/').
+const netnsConf = `synproxy input inface xsyn.0 dport 2222 redirect to 22
+synproxy4 input inface xsyn.0 dst 198.51.100.1 dport 443 dnat to 10.0.0.6
+synproxy4 forward inface xsyn.0 dst 203.0.113.10 dport 80 dnat to 10.0.0.5:8080
+synproxy input inface xsyn.0 dport 23 reject loglimit "xsyn telnet"
+synproxy input inface xsyn.0 src not 10.0.0.0/8 dport 22 action TRAP
+synproxy6 forward inface xsyn.0 outface xsyn.1 dst 2001:db8:1::/64 dport 443,8443 accept
+`
+
+const (
+	ipForward    = "net.ipv4.ip_forward"
+	ip6Forward   = "net.ipv6.conf.all.forwarding"
+	localnet     = "net.ipv4.conf.xsyn/0.route_localnet"
+	localnetPath = "/proc/sys/net/ipv4/conf/xsyn.0/route_localnet"
+)
+
+// nsState is the namespace's rules and the sysctls xsyn reads or changes.
+func nsState(t *testing.T, b backend) string {
+	t.Helper()
+	s := b.saveAll(t)
+	for _, k := range []string{tcpLoose, syncookies, ipForward, ip6Forward, localnet} {
+		s += "\n" + k + "=" + readSysctl(t, k)
+	}
+	return s
+}
+
+func testNetfilterConfig(t *testing.T, b backend) {
+	run(t, "ip", "link", "add", "xsyn.0", "type", "veth", "peer", "name", "xsyn.1")
+	a := b.applier(t)
+	addForeign(t, b)
+	p, err := Build("xsyn.0", configSpec(t, "netns.conf", "xsyn.0", netnsConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Every requirement the namespace lacks refuses the plan before anything changes, and says
+	// how to meet it.
+	for _, step := range []struct {
+		msg string
+		fix []string // a command that meets the requirement
+	}{
+		{"net.ipv4.ip_forward is 0, it must be 1", []string{"sysctl", "-w", "net.ipv4.ip_forward=1"}},
+		{"chain TRAP does not exist in the ipv4 filter table; create it first (iptables -N TRAP)", []string{b.bin(spec.IPv4), "-N", "TRAP"}},
+		{"chain TRAP does not exist in the ipv6 filter table; create it first (ip6tables -N TRAP)", []string{b.bin(spec.IPv6), "-N", "TRAP"}},
+		{"net.ipv6.conf.all.forwarding is 0, it must be 1", []string{"sysctl", "-w", "net.ipv6.conf.all.forwarding=1"}},
+	} {
+		before := nsState(t, b)
+		err := a.Apply(p)
+		if !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), step.msg) {
+			t.Fatalf("Apply = %v, want ErrPrecondition saying %q", err, step.msg)
+		}
+		if got := nsState(t, b); got != before {
+			t.Fatalf("a refused plan (%v) changed the namespace:\n%s\nwant\n%s", err, got, before)
+		}
+		run(t, step.fix[0], step.fix[1:]...)
+	}
+
+	baseline := nsState(t, b)
+	loose := readSysctl(t, tcpLoose)
+	cookies := readSysctl(t, syncookies)
+	mustApply(t, a, p)
+	saved := []string{
+		`-A XSYN-SAVED -m comment --comment "sysctl net.netfilter.nf_conntrack_tcp_loose=` + loose + `"`,
+		`-A XSYN-SAVED -m comment --comment "sysctl net.ipv4.tcp_syncookies=` + cookies + `"`,
+		`-A XSYN-SAVED -m comment --comment "sysctl net.ipv4.conf.xsyn/0.route_localnet=0"`,
+	}
+	checkView(t, b, spec.IPv4, wantView(t, spec.IPv4, saved, p))
+	checkView(t, b, spec.IPv6, wantView(t, spec.IPv6, nil, p))
+	checkOrphansAfterOutput(t, b, "after apply")
+	if got := strings.TrimSpace(run(t, "cat", localnetPath)); got != "1" {
+		t.Errorf("%s = %s after apply, want 1", localnetPath, got)
+	}
+	installed := nsState(t, b)
+
+	// Snapshot round trip: the snapshot, applied over other rules, gives back what was there.
+	snap, ok, err := a.Snapshot("xsyn.0")
+	if err != nil || !ok {
+		t.Fatalf("Snapshot = %v, %v", ok, err)
+	}
+	mustApply(t, a, mustConfig(t, "xsyn.0", "synproxy4 input inface xsyn.0 dport 80 accept"))
+	if nsState(t, b) == installed {
+		t.Fatal("the other plan changed nothing; the round trip proves nothing")
+	}
+	mustApply(t, a, snap)
+	if got := nsState(t, b); got != installed {
+		t.Errorf("after applying the snapshot:\n%s\nwant what was installed:\n%s", got, installed)
+	}
+
+	mustRemove(t, a, "xsyn.0")
+	if got := nsState(t, b); got != baseline {
+		t.Errorf("after remove:\n%s\nwant what was there before apply:\n%s", got, baseline)
 	}
 }
 
@@ -501,7 +682,7 @@ func testNetfilterRollback(t *testing.T, b backend, reapply bool) {
 		run(t, b.bin(f), "-t", "raw", "-I", "PREROUTING", "1", "-p", "udp", "-j", "ACCEPT")
 	}
 	state := func() string {
-		return b.save(t, spec.IPv4) + "\n" + b.save(t, spec.IPv6) + "\n" +
+		return b.saveAll(t) + "\n" +
 			tcpLoose + "=" + readSysctl(t, tcpLoose) + " " + syncookies + "=" + readSysctl(t, syncookies)
 	}
 	before := state()

@@ -1,25 +1,45 @@
 // Package rules renders a spec into the netfilter rules and sysctls that let the kernel's
 // SYNPROXY complete the handshakes whose SYN-ACK our XDP program sent, and that protect the
-// services on their own when XDP is not available (the netfilter fallback).
+// services on their own when XDP is not available (the netfilter fallback). It follows the
+// design of FireHOL's synproxy helper.
 //
-// Per interface and family it owns two chains: XSYN-RAW-<iface> in the raw table, jumped to
-// from PREROUTING, marks the services' SYNs untracked; XSYN-IN-<iface> in the filter table,
-// jumped to from INPUT, hands untracked SYNs and the INVALID ACKs answering a cookie to
-// SYNPROXY and drops every other INVALID packet. The namespace's sysctls that SYNPROXY needs
-// are changed once for all interfaces; their previous values are kept in the never-jumped-to
-// chain XSYN-SAVED, so they live exactly as long as the rules do.
+// The path of one protected connection, and the chain (per interface and family) that handles
+// each step:
+//
+//   - the client's SYN is marked untracked in raw PREROUTING (XSYN-RAW-<iface>), so conntrack
+//     never holds a half-open entry;
+//   - SYNPROXY takes the untracked SYN and the cookie-carrying ACK (INVALID to conntrack) in
+//     filter INPUT (XSYN-IN-<iface>) for servers on this host, or FORWARD (XSYN-FWD-<iface>) for
+//     servers behind it; every other INVALID packet of the service is dropped there;
+//   - SYNPROXY's own SYN-ACK to the client leaves through filter OUTPUT (XSYN-OUT-<iface>),
+//     which lets it out whatever the rest of the firewall says;
+//   - once the cookie is valid SYNPROXY sends a SYN of its own to the server, with the client's
+//     address, through the OUTPUT path: mangle OUTPUT (XSYN-MRK-<iface>) marks it with xsyn's
+//     mark bits; nat OUTPUT (XSYN-NAT-<iface>) applies the statement's DNAT or REDIRECT (the
+//     cookie encodes the original destination, so NAT can only happen now) and keeps the marked
+//     SYN away from every other NAT rule; filter OUTPUT applies the statement's action (accept,
+//     reject, drop, a user chain) with its loglimit; a marked SYN that loops back through lo is
+//     accepted in INPUT; one that no statement claimed is logged as an orphan and dropped
+//     (XSYN-ORP-<iface>, jumped to after every XSYN-OUT chain).
+//
+// The namespace's sysctls that SYNPROXY needs are changed once for all interfaces; their
+// previous values are kept in the never-jumped-to chain XSYN-SAVED, so they live exactly as
+// long as the rules do.
 //
 // Build is pure and returns a Plan; an Applier carries the plan out through small interfaces
 // (IPTables, Sysctl) so that every failure path can be tested.
 //
 // XXX: SYNPROXY has no TTL option: SYN-ACKs sent by the netfilter fallback carry the
-// namespace's net.ipv4.ip_default_ttl (IPv6: the route's hop limit), not Service.TTL.
+// namespace's net.ipv4.ip_default_ttl (IPv6: the route's hop limit), not the spec's TTL.
+//
+// XXX: raw PREROUTING runs before routing, so a statement's outface cannot be matched there:
+// its SYNs are untracked whatever interface they would leave by, and only the SYNPROXY rule in
+// FORWARD checks the outface (a FireHOL limitation as well).
 package rules
 
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"unicode"
 
@@ -29,6 +49,8 @@ import (
 // Tables xsyn writes to.
 const (
 	TableRaw    = "raw"
+	TableMangle = "mangle"
+	TableNat    = "nat"
 	TableFilter = "filter"
 )
 
@@ -53,14 +75,20 @@ var (
 	// ErrBadPlan: a Plan not made by Build (or altered since) that would touch chains xsyn does
 	// not own.
 	ErrBadPlan = errors.New("bad plan")
+	// ErrUnsupported: a statement asks for something iptables cannot say.
+	ErrUnsupported = errors.New("unsupported statement")
+	// ErrPrecondition: the namespace lacks something the plan needs (a user chain, forwarding).
+	ErrPrecondition = errors.New("precondition not met")
 )
 
 // Plan is everything xsyn installs for one interface: per family the chains and the jumps to
 // them, and the namespace-wide sysctls. It is data: Render prints it, an Applier installs it.
 type Plan struct {
 	Iface    string
-	Families []FamilyPlan // IPv4 first; only families that have services
+	Settings spec.Settings
+	Families []FamilyPlan // IPv4 first; only families that have statements
 	Sysctls  []SysctlSetting
+	Requires []Requirement // checked before anything is changed
 }
 
 // FamilyPlan is what one family's iptables binary (iptables or ip6tables) installs.
@@ -74,13 +102,15 @@ type FamilyPlan struct {
 type Chain struct {
 	Table string
 	Name  string
+	Why   string // what the chain is for, for explain
 	Rules []Rule
 }
 
 // Rule is one rule of a chain.
 type Rule struct {
-	Service string   // the spec service the rule comes from (also in its comment)
-	Args    []string // rule specification as passed to iptables -A CHAIN, one argument each
+	Origin string   // the statement (or setting) the rule comes from; also in its comment
+	Why    string   // what the rule does in the SYNPROXY flow, for explain
+	Args   []string // rule specification as passed to iptables -A CHAIN, one argument each
 }
 
 // Jump sends a builtin chain's packets through an xsyn chain.
@@ -89,6 +119,9 @@ type Jump struct {
 	From     string // builtin chain, e.g. PREROUTING
 	To       string // xsyn chain
 	Position int    // 1-based position in From of a first install
+	// After, when set, is the tag of a chain kind whose jumps (of every interface) this one must
+	// follow in From: a first install goes right after the last of them instead of at Position.
+	After string
 }
 
 // Args is the jump's rule specification.
@@ -103,10 +136,28 @@ type SysctlSetting struct {
 
 // Path is the setting's file under /proc/sys.
 func (s SysctlSetting) Path() string {
-	return "/proc/sys/" + strings.ReplaceAll(s.Key, ".", "/")
+	return "/proc/sys/" + sysctlFile(s.Key)
 }
 
-// Family returns the plan of one family, if the spec has services of that family.
+// Requirement is something the namespace must already have for the plan to work; xsyn checks it
+// and does not create it (a user chain is the user's; turning routing on is a policy decision).
+type Requirement struct {
+	Origin string
+	Family spec.Family
+	Chain  string // a user chain that must exist in the filter table, or
+	Sysctl string // a sysctl that must have Value
+	Value  string
+	Why    string
+}
+
+func (r Requirement) String() string {
+	if r.Chain != "" {
+		return fmt.Sprintf("%s filter chain %s must exist (%s)", r.Family, r.Chain, r.Why)
+	}
+	return fmt.Sprintf("sysctl %s must be %s (%s)", r.Sysctl, r.Value, r.Why)
+}
+
+// Family returns the plan of one family, if the spec has statements of that family.
 func (p Plan) Family(f spec.Family) (FamilyPlan, bool) {
 	for _, fp := range p.Families {
 		if fp.Family == f {
@@ -120,16 +171,31 @@ func (p Plan) Family(f spec.Family) (FamilyPlan, bool) {
 // this table: the planner to generate rules, the applier to recognise xsyn's chains and the
 // builtin chain that jumps to them.
 type chainKind struct {
-	tag   string // RAW in XSYN-RAW-eth0
+	tag   string // RAW in XSYN-RAW-eth0; at most 3 characters, so staging names fit
 	table string
 	hook  string // builtin chain that jumps to it
-	rules func(iface string, svc spec.Service) [][]string
+	after string // tag of the kind whose jumps this kind's jump follows
+	why   string
 }
 
-var chainKinds = []chainKind{
-	{tag: "RAW", table: TableRaw, hook: "PREROUTING", rules: notrackRules},
-	{tag: "IN", table: TableFilter, hook: "INPUT", rules: synproxyRules},
-}
+var (
+	kindRaw = chainKind{tag: "RAW", table: TableRaw, hook: "PREROUTING",
+		why: "client SYNs of protected services skip conntrack: no half-open entries, SYNPROXY answers them"}
+	kindMark = chainKind{tag: "MRK", table: TableMangle, hook: "OUTPUT",
+		why: "mark the SYN that SYNPROXY sends to the server once the client's cookie is valid"}
+	kindNat = chainKind{tag: "NAT", table: TableNat, hook: "OUTPUT",
+		why: "destination NAT of SYNPROXY's marked SYN; keeps it away from every other NAT rule"}
+	kindIn = chainKind{tag: "IN", table: TableFilter, hook: "INPUT",
+		why: "SYNPROXY for servers on this host; loopback policy"}
+	kindFwd = chainKind{tag: "FWD", table: TableFilter, hook: "FORWARD",
+		why: "SYNPROXY for servers this host routes to"}
+	kindOut = chainKind{tag: "OUT", table: TableFilter, hook: "OUTPUT",
+		why: "let SYNPROXY's SYN-ACK out; apply each statement's action to SYNPROXY's SYN towards the server"}
+	kindOrphan = chainKind{tag: "ORP", table: TableFilter, hook: "OUTPUT", after: "OUT",
+		why: "a marked SYN that no statement claimed: log it and drop it"}
+)
+
+var chainKinds = []chainKind{kindRaw, kindMark, kindNat, kindIn, kindFwd, kindOut, kindOrphan}
 
 // stagingTag marks the chain built while the interface's current chain still serves:
 // XSYN-NEW-RAW-eth0 (13 + 15 characters, exactly MaxChainName).
@@ -185,24 +251,30 @@ func Build(iface string, s spec.Spec) (Plan, error) {
 	if err := s.Validate(); err != nil {
 		return Plan{}, fmt.Errorf("plan rules for %s: %w", iface, err)
 	}
-	p := Plan{Iface: iface, Sysctls: append([]SysctlSetting(nil), sysctls...)}
+	if len(s.Statements) == 0 {
+		return Plan{}, fmt.Errorf("plan rules for %s: %w", iface, spec.ErrNoServices)
+	}
+	if err := s.Settings.Validate(); err != nil {
+		return Plan{}, fmt.Errorf("plan rules for %s: %w", iface, err)
+	}
+	p := Plan{Iface: iface, Settings: s.Settings, Sysctls: append([]SysctlSetting(nil), sysctls...)}
 	for _, f := range []spec.Family{spec.IPv4, spec.IPv6} {
-		svcs := s.ByFamily(f)
-		if len(svcs) == 0 {
+		var stmts []spec.Statement
+		for _, st := range s.Statements {
+			if st.Family == f {
+				stmts = append(stmts, st)
+			}
+		}
+		if len(stmts) == 0 {
 			continue
 		}
-		fp := FamilyPlan{Family: f}
-		for _, k := range chainKinds {
-			c := Chain{Table: k.table, Name: k.name(iface)}
-			for _, svc := range svcs {
-				for _, args := range k.rules(iface, svc) {
-					c.Rules = append(c.Rules, Rule{Service: svc.String(), Args: args})
-				}
-			}
-			fp.Chains = append(fp.Chains, c)
-			fp.Jumps = append(fp.Jumps, Jump{Table: k.table, From: k.hook, To: c.Name, Position: 1})
+		fp, err := planFamily(iface, f, s.Settings, stmts)
+		if err != nil {
+			return Plan{}, fmt.Errorf("plan rules for %s: %w", iface, err)
 		}
 		p.Families = append(p.Families, fp)
+		p.Sysctls = append(p.Sysctls, familySysctls(iface, f, stmts)...)
+		p.Requires = append(p.Requires, requirements(f, stmts)...)
 	}
 	return p, nil
 }
@@ -237,52 +309,6 @@ func checkIface(iface string) error {
 	return nil
 }
 
-// match is the part every rule of a service shares: destination, interface, TCP port. The
-// order is the one iptables-save prints, so rendered rules read like the live ones.
-func match(iface string, svc spec.Service) []string {
-	var args []string
-	if svc.Dst.Bits() != 0 {
-		args = append(args, "-d", svc.Dst.String())
-	}
-	return append(args, "-i", iface, "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(int(svc.Port)))
-}
-
-func comment(svc spec.Service) []string {
-	return []string{"-m", "comment", "--comment", "xsyn: " + svc.String()}
-}
-
-// notrackRules keep the service's SYNs out of conntrack: SYNPROXY answers untracked SYNs
-// itself, and conntrack does not fill with half-open entries.
-func notrackRules(iface string, svc spec.Service) [][]string {
-	r := match(iface, svc)
-	r = append(r, "--tcp-flags", "FIN,SYN,RST,ACK", "SYN")
-	r = append(r, comment(svc)...)
-	return [][]string{append(r, "-j", "CT", "--notrack")}
-}
-
-// synproxyRules hand the untracked SYN and the cookie-carrying ACK (INVALID, as conntrack never
-// saw the handshake) to SYNPROXY with the spec's options, then drop every other INVALID packet.
-func synproxyRules(iface string, svc spec.Service) [][]string {
-	o := svc.Options
-	proxy := append(match(iface, svc), "-m", "conntrack", "--ctstate", "INVALID,UNTRACKED")
-	proxy = append(proxy, comment(svc)...)
-	proxy = append(proxy, "-j", "SYNPROXY")
-	if o.SACK {
-		proxy = append(proxy, "--sack-perm")
-	}
-	if o.Timestamps {
-		proxy = append(proxy, "--timestamp")
-	}
-	proxy = append(proxy, "--wscale", strconv.Itoa(int(o.WScale)), "--mss", strconv.Itoa(int(o.MSS)))
-	if o.ECN {
-		proxy = append(proxy, "--ecn")
-	}
-	drop := append(match(iface, svc), "-m", "conntrack", "--ctstate", "INVALID")
-	drop = append(drop, comment(svc)...)
-	drop = append(drop, "-j", "DROP")
-	return [][]string{proxy, drop}
-}
-
 // check makes sure a plan only names chains xsyn owns for its interface, so that an Applier
 // can never be steered into foreign chains.
 func (p Plan) check() error {
@@ -308,7 +334,7 @@ func (p Plan) check() error {
 			planned[c.Name] = c.Table
 		}
 		for _, j := range fp.Jumps {
-			if planned[j.To] != j.Table || j.Position < 1 || !isBuiltin(j.Table, j.From) {
+			if planned[j.To] != j.Table || j.Position < 1 || !isBuiltin(j.Table, j.From) || !knownTag(j.After) {
 				return fmt.Errorf("%w: jump %s/%s -> %s", ErrBadPlan, j.Table, j.From, j.To)
 			}
 		}
@@ -331,6 +357,18 @@ var builtinChains = map[string][]string{
 func isBuiltin(table, chain string) bool {
 	for _, c := range builtinChains[table] {
 		if c == chain {
+			return true
+		}
+	}
+	return false
+}
+
+func knownTag(tag string) bool {
+	if tag == "" {
+		return true
+	}
+	for _, k := range chainKinds {
+		if k.tag == tag {
 			return true
 		}
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,6 +35,30 @@ func mustBuild(t *testing.T, iface string, s spec.Simple) Plan {
 	return p
 }
 
+// configSpec parses a configuration (named name in positions) and returns iface's spec.
+func configSpec(t *testing.T, name, iface, src string) spec.Spec {
+	t.Helper()
+	cfg, err := spec.ParseConfig(name, []byte(src), nil)
+	if err != nil {
+		t.Fatalf("parse %s: %v\n%s", name, err, src)
+	}
+	s, err := cfg.For(iface)
+	if err != nil {
+		t.Fatalf("spec of %s for %s: %v", name, iface, err)
+	}
+	return s
+}
+
+// mustConfig plans the statements of configuration src that apply to iface.
+func mustConfig(t *testing.T, iface, src string) Plan {
+	t.Helper()
+	p, err := Build(iface, configSpec(t, "test.conf", iface, src))
+	if err != nil {
+		t.Fatalf("build plan for %s: %v\n%s", iface, err, src)
+	}
+	return p
+}
+
 func renderAll(t *testing.T, p Plan) string {
 	t.Helper()
 	var b bytes.Buffer
@@ -42,6 +68,24 @@ func renderAll(t *testing.T, p Plan) string {
 		}
 	}
 	return b.String()
+}
+
+// checkGolden compares got with testdata/NAME.golden, or rewrites it with -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (create it with go test ./rules -update): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the rendered plan (go test ./rules -update rewrites it):\n--- got\n%s--- want\n%s", path, got, want)
+	}
 }
 
 func TestRenderGolden(t *testing.T) {
@@ -58,84 +102,487 @@ func TestRenderGolden(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := renderAll(t, mustBuild(t, c.iface, c.spec))
-			path := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("read golden file (create it with go test ./rules -update): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("%s differs from the rendered plan (go test ./rules -update rewrites it):\n--- got\n%s--- want\n%s", path, got, want)
-			}
+			checkGolden(t, c.name, renderAll(t, mustBuild(t, c.iface, c.spec)))
 		})
 	}
 }
 
-func TestBuildShape(t *testing.T) {
-	p := mustBuild(t, "eth0", spec.Simple{Ports: []uint16{80, 443}, WScale: -1})
-	if p.Iface != "eth0" || len(p.Families) != 2 || p.Families[0].Family != spec.IPv4 || p.Families[1].Family != spec.IPv6 {
-		t.Fatalf("plan families = %+v, want ipv4 then ipv6 for eth0", p.Families)
+// configGolden are the configurations testdata/NAME.conf, planned for eth0 and rendered to
+// testdata/NAME.golden.
+var configGolden = []string{
+	"input_accept",   // accept, on this host, both families
+	"input_redirect", // redirect to a local port, both families, with route_localnet
+	"forward_dnat",   // dnat to IP:PORT (routed), to IP (input, server behind), to :PORT (local)
+	"forward_accept", // routed without NAT, with outface
+	"action_chain",   // a user chain
+	"reject",
+	"drop",
+	"negations", // src not a list (complement), src not one prefix, dport not one and a list
+	"ranges",    // address range, port ranges, sport
+	"multiport", // more ports than one multiport match holds
+	"loglimit",
+	"loopback_loose",
+	"loopback_none",
+	"custom_mark",
+}
+
+func TestRenderGoldenConfig(t *testing.T) {
+	for _, name := range configGolden {
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join("testdata", name+".conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Build("eth0", configSpec(t, name+".conf", "eth0", string(src)))
+			if err != nil {
+				t.Fatalf("build plan: %v", err)
+			}
+			checkGolden(t, name, renderAll(t, p))
+		})
 	}
-	for _, fp := range p.Families {
-		wantChains := []string{"XSYN-RAW-eth0", "XSYN-IN-eth0"}
-		var names []string
-		for _, c := range fp.Chains {
-			names = append(names, c.Name)
-			for _, r := range c.Rules {
-				i := slices.Index(r.Args, "--comment")
-				if i < 0 || r.Args[i+1] != "xsyn: "+r.Service || !strings.HasPrefix(r.Service, fp.Family.String()) {
-					t.Errorf("%s rule %q: comment does not name its service %q", c.Name, r.Args, r.Service)
-				}
-				if !slices.Contains(r.Args, "-i") || r.Args[slices.Index(r.Args, "-i")+1] != "eth0" {
-					t.Errorf("%s rule %q does not match -i eth0", c.Name, r.Args)
-				}
+	// Every configuration in testdata is a case, and every golden file belongs to one.
+	confs, _ := filepath.Glob(filepath.Join("testdata", "*.conf"))
+	for _, c := range confs {
+		if name := strings.TrimSuffix(filepath.Base(c), ".conf"); !slices.Contains(configGolden, name) {
+			t.Errorf("%s is not in configGolden", c)
+		}
+	}
+}
+
+// argAfter returns the argument following flag in args, or "".
+func argAfter(args []string, flag string) string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
+// target returns the rule's target and its options.
+func target(args []string) []string {
+	if i := slices.Index(args, "-j"); i >= 0 {
+		return args[i+1:]
+	}
+	return nil
+}
+
+const shapeConf = `synproxy4 input inface eth0 dst 198.51.100.1 dport 80 accept
+synproxy4 forward inface eth0 outface eth1 dst 203.0.113.10 dport 443 dnat to 10.0.0.5
+`
+
+func TestBuildShape(t *testing.T) {
+	p := mustConfig(t, "eth0", shapeConf)
+	stmts := strings.Split(strings.TrimSpace(shapeConf), "\n")
+	if p.Iface != "eth0" || len(p.Families) != 1 || p.Families[0].Family != spec.IPv4 {
+		t.Fatalf("plan families = %+v, want ipv4 only, for eth0", p.Families)
+	}
+	fp := p.Families[0]
+
+	// Every kind of chain, in the order of the packet's path, each jumped to once from its
+	// builtin chain; the orphan chain after every statement's OUTPUT chain.
+	wantJumps := []Jump{
+		{Table: "raw", From: "PREROUTING", To: "XSYN-RAW-eth0", Position: 1},
+		{Table: "mangle", From: "OUTPUT", To: "XSYN-MRK-eth0", Position: 1},
+		{Table: "nat", From: "OUTPUT", To: "XSYN-NAT-eth0", Position: 1},
+		{Table: "filter", From: "INPUT", To: "XSYN-IN-eth0", Position: 1},
+		{Table: "filter", From: "FORWARD", To: "XSYN-FWD-eth0", Position: 1},
+		{Table: "filter", From: "OUTPUT", To: "XSYN-OUT-eth0", Position: 1},
+		{Table: "filter", From: "OUTPUT", To: "XSYN-ORP-eth0", Position: 1, After: "OUT"},
+	}
+	if !slices.Equal(fp.Jumps, wantJumps) {
+		t.Errorf("jumps = %+v\nwant %+v", fp.Jumps, wantJumps)
+	}
+	var names []string
+	for _, c := range fp.Chains {
+		names = append(names, c.Table+"/"+c.Name)
+	}
+	wantNames := []string{"raw/XSYN-RAW-eth0", "mangle/XSYN-MRK-eth0", "nat/XSYN-NAT-eth0", "filter/XSYN-IN-eth0",
+		"filter/XSYN-FWD-eth0", "filter/XSYN-OUT-eth0", "filter/XSYN-ORP-eth0"}
+	if !slices.Equal(names, wantNames) {
+		t.Errorf("chains = %v, want %v", names, wantNames)
+	}
+
+	// targets[chain][origin] are the targets of the rules each statement put in each chain.
+	targets := map[string]map[string][]string{}
+	for _, c := range fp.Chains {
+		if c.Why == "" {
+			t.Errorf("%s says nothing about what it is for", c.Name)
+		}
+		targets[c.Name] = map[string][]string{}
+		for _, r := range c.Rules {
+			if got := argAfter(r.Args, "--comment"); got != "xsyn: "+r.Origin {
+				t.Errorf("%s rule %q: comment %q does not name its origin %q", c.Name, r.Args, got, r.Origin)
+			}
+			if r.Why == "" {
+				t.Errorf("%s rule %q says nothing about why", c.Name, r.Args)
+			}
+			if !slices.Contains(stmts, r.Origin) && !slices.Contains([]string{"loopback strict", "synproxy isolation", "orphans"}, r.Origin) {
+				t.Errorf("%s rule %q: origin %q is neither a statement nor a setting", c.Name, r.Args, r.Origin)
+			}
+			targets[c.Name][r.Origin] = append(targets[c.Name][r.Origin], strings.Join(target(r.Args), " "))
+			checkInterfaces(t, c, r, stmts, "eth1")
+		}
+	}
+
+	input, forward := stmts[0], stmts[1]
+	want := map[string]map[string][]string{
+		"XSYN-RAW-eth0": {
+			"loopback strict": {"DROP"},
+			input:             {"CT --notrack"},
+			forward:           {"CT --notrack"},
+		},
+		"XSYN-MRK-eth0": {
+			input:   {"MARK --set-xmark 0x20000000/0x20000000"},
+			forward: {"MARK --set-xmark 0x20000000/0x20000000"},
+		},
+		"XSYN-NAT-eth0": {
+			input:   {"ACCEPT"},
+			forward: {"DNAT --to-destination 10.0.0.5"},
+		},
+		"XSYN-IN-eth0": {
+			"loopback strict":    {"ACCEPT"},
+			"synproxy isolation": {"ACCEPT"},
+			input:                {"SYNPROXY --sack-perm --timestamp --wscale 7 --mss 1460", "DROP"},
+		},
+		"XSYN-FWD-eth0": {
+			// SYNPROXY, INVALID client->server, INVALID server->client
+			forward: {"SYNPROXY --sack-perm --timestamp --wscale 7 --mss 1460", "DROP", "DROP"},
+		},
+		"XSYN-OUT-eth0": {
+			// SYN-ACK to the client, the action, and (local server) INVALID server->client
+			input: {"ACCEPT", "ACCEPT", "DROP"},
+			// SYN-ACK to the client, the action; the server's packets pass FORWARD
+			forward: {"ACCEPT", "ACCEPT"},
+		},
+		"XSYN-ORP-eth0": {
+			"orphans": {"LOG --log-prefix xsyn ORPHAN SYNPROXY->SERVER ", "DROP"},
+		},
+	}
+	for chain, byOrigin := range want {
+		for origin, w := range byOrigin {
+			if got := targets[chain][origin]; !slices.Equal(got, w) {
+				t.Errorf("%s rules of %q have targets %q, want %q", chain, origin, got, w)
 			}
 		}
-		if !slices.Equal(names, wantChains) {
-			t.Errorf("%s chains = %v, want %v", fp.Family, names, wantChains)
-		}
-		if len(fp.Chains[0].Rules) != 2 || len(fp.Chains[1].Rules) != 4 {
-			t.Errorf("%s: %d raw and %d filter rules, want 2 and 4 (one NOTRACK, one SYNPROXY + one DROP per port)",
-				fp.Family, len(fp.Chains[0].Rules), len(fp.Chains[1].Rules))
-		}
-		wantJumps := []Jump{
-			{Table: "raw", From: "PREROUTING", To: "XSYN-RAW-eth0", Position: 1},
-			{Table: "filter", From: "INPUT", To: "XSYN-IN-eth0", Position: 1},
-		}
-		if !slices.Equal(fp.Jumps, wantJumps) {
-			t.Errorf("%s jumps = %+v, want %+v", fp.Family, fp.Jumps, wantJumps)
+		if len(targets[chain]) != len(byOrigin) {
+			t.Errorf("%s has rules of %d origins, want %d: %v", chain, len(targets[chain]), len(byOrigin), targets[chain])
 		}
 	}
-	want := []SysctlSetting{
+
+	// The forward statement's server is 10.0.0.5, behind the host: its INVALID packets to the
+	// client are dropped in FORWARD, matched by the server's address, not by the client's
+	// interface.
+	fwd := fp.Chains[slices.Index(names, "filter/XSYN-FWD-eth0")].Rules
+	if last := fwd[len(fwd)-1].Args; argAfter(last, "-s") != "10.0.0.5/32" || argAfter(last, "--sport") != "443" {
+		t.Errorf("server->client rule of the forward statement = %q, want -s 10.0.0.5/32 --sport 443", last)
+	}
+	// The action matches SYNPROXY's SYN by its original destination, after NAT.
+	for _, r := range fp.Chains[slices.Index(names, "filter/XSYN-OUT-eth0")].Rules {
+		if r.Origin == forward && slices.Contains(r.Args, "--mark") &&
+			(argAfter(r.Args, "--ctorigdst") != "203.0.113.10" || argAfter(r.Args, "--ctorigdstport") != "443") {
+			t.Errorf("action rule of the forward statement = %q, want --ctorigdst 203.0.113.10 --ctorigdstport 443", r.Args)
+		}
+	}
+
+	if len(p.Requires) != 1 || p.Requires[0].Sysctl != "net.ipv4.ip_forward" || p.Requires[0].Origin != forward {
+		t.Errorf("requires = %+v, want ip_forward for %q", p.Requires, forward)
+	}
+	wantSys := []SysctlSetting{
 		{Key: "net.netfilter.nf_conntrack_tcp_loose", Value: "0"},
 		{Key: "net.ipv4.tcp_syncookies", Value: "1"},
 	}
-	if len(p.Sysctls) != len(want) {
-		t.Fatalf("sysctls = %+v, want %+v", p.Sysctls, want)
+	if len(p.Sysctls) != len(wantSys) {
+		t.Fatalf("sysctls = %+v, want %+v", p.Sysctls, wantSys)
 	}
 	for i, s := range p.Sysctls {
-		if s.Key != want[i].Key || s.Value != want[i].Value || s.Why == "" {
-			t.Errorf("sysctl %d = %+v, want %s=%s with a reason", i, s, want[i].Key, want[i].Value)
+		if s.Key != wantSys[i].Key || s.Value != wantSys[i].Value || s.Why == "" {
+			t.Errorf("sysctl %d = %+v, want %s=%s with a reason", i, s, wantSys[i].Key, wantSys[i].Value)
 		}
 	}
 	if got := p.Sysctls[0].Path(); got != "/proc/sys/net/netfilter/nf_conntrack_tcp_loose" {
 		t.Errorf("path = %s", got)
 	}
+	if err := p.check(); err != nil {
+		t.Errorf("Build made a plan its own check refuses: %v", err)
+	}
 }
 
-func TestBuildOnlyFamiliesWithServices(t *testing.T) {
+// checkInterfaces checks the interface matches of a rule: the client's packets are matched by
+// the interface they arrive on (RAW, IN, FWD); SYNPROXY's own packets and the server's replies
+// have no such interface, and rules of chains jumped to from OUTPUT or PREROUTING cannot
+// match -i or -o respectively (iptables would refuse the rule in the builtin chain, and never
+// match it in a user chain).
+func checkInterfaces(t *testing.T, c Chain, r Rule, stmts []string, outface string) {
+	t.Helper()
+	oc, _ := parseChain(c.Name)
+	in, out := argAfter(r.Args, "-i"), argAfter(r.Args, "-o")
+	fromStmt := slices.Contains(stmts, r.Origin)
+	clientSide := slices.Contains(r.Args, "--dport") || slices.Contains(r.Args, "--dports")
+	switch oc.kind.hook {
+	case "PREROUTING":
+		if out != "" {
+			t.Errorf("%s rule %q matches -o before routing", c.Name, r.Args)
+		}
+		if fromStmt && in != "eth0" {
+			t.Errorf("%s rule %q does not match -i eth0", c.Name, r.Args)
+		}
+	case "OUTPUT":
+		if in != "" {
+			t.Errorf("%s rule %q matches -i on the OUTPUT path", c.Name, r.Args)
+		}
+	case "INPUT", "FORWARD":
+		switch {
+		case fromStmt && clientSide && in != "eth0":
+			t.Errorf("%s rule %q (the client's packets) does not match -i eth0", c.Name, r.Args)
+		case fromStmt && !clientSide && in != "":
+			t.Errorf("%s rule %q (the server's packets) matches -i %s", c.Name, r.Args, in)
+		case !fromStmt && in != "lo":
+			t.Errorf("%s rule %q (loopback policy) does not match -i lo", c.Name, r.Args)
+		}
+		if oc.kind.hook == "INPUT" && out != "" {
+			t.Errorf("%s rule %q matches -o in INPUT", c.Name, r.Args)
+		}
+		if oc.kind.hook == "FORWARD" && clientSide && out != outface {
+			t.Errorf("%s rule %q matches -o %q, want the statement's outface %q", c.Name, r.Args, out, outface)
+		}
+	}
+}
+
+// TestBuildInterfaces runs the interface checks over every configuration of testdata.
+func TestBuildInterfaces(t *testing.T) {
+	for _, name := range configGolden {
+		src, err := os.ReadFile(filepath.Join("testdata", name+".conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := configSpec(t, name, "eth0", string(src))
+		p, err := Build("eth0", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stmts []string
+		for _, st := range s.Statements {
+			stmts = append(stmts, st.Origin())
+		}
+		outface := ""
+		if name == "forward_accept" {
+			outface = "eth1"
+		}
+		for _, fp := range p.Families {
+			for _, c := range fp.Chains {
+				for _, r := range c.Rules {
+					checkInterfaces(t, c, r, stmts, outface)
+				}
+			}
+		}
+	}
+}
+
+func TestBuildOnlyFamiliesWithStatements(t *testing.T) {
 	p := mustBuild(t, "eth0", spec.Simple{Ports: []uint16{22}, Dst: "2001:db8::/64", WScale: -1})
 	if _, ok := p.Family(spec.IPv4); ok {
 		t.Errorf("an IPv6-only spec planned IPv4 rules: %+v", p.Families)
 	}
 	fp, ok := p.Family(spec.IPv6)
-	if !ok || !slices.Contains(fp.Chains[0].Rules[0].Args, "2001:db8::/64") {
-		t.Errorf("IPv6 plan = %+v, want rules for 2001:db8::/64", fp)
+	if !ok || fp.Chains[0].Name != "XSYN-RAW-eth0" || !slices.ContainsFunc(fp.Chains[0].Rules, func(r Rule) bool {
+		return argAfter(r.Args, "-d") == "2001:db8::/64" && slices.Contains(r.Args, "CT")
+	}) {
+		t.Errorf("IPv6 plan = %+v, want a NOTRACK rule for 2001:db8::/64", fp)
+	}
+	if len(p.Sysctls) != 2 || len(p.Requires) != 0 {
+		t.Errorf("sysctls %+v, requires %+v; want the two namespace sysctls only", p.Sysctls, p.Requires)
+	}
+}
+
+// TestBuildSysctlsAndRequires: what each action needs of the namespace.
+func TestBuildSysctlsAndRequires(t *testing.T) {
+	cases := []struct {
+		name     string
+		iface    string
+		conf     string
+		sysctls  []string // beyond the namespace's two, as key=value
+		paths    []string // of those
+		requires []string // Requirement.String()
+	}{
+		{name: "accept", iface: "eth0", conf: "synproxy input inface eth0 dport 80 accept"},
+		{name: "redirect", iface: "eth0.100", conf: "synproxy input inface eth0.100 dport 2222 redirect to 22",
+			sysctls: []string{"net.ipv4.conf.eth0/100.route_localnet=1"},
+			paths:   []string{"/proc/sys/net/ipv4/conf/eth0.100/route_localnet"}},
+		{name: "dnat to a local port", iface: "eth0", conf: "synproxy input inface eth0 dport 80 dnat to :8080"},
+		{name: "dnat to another host", iface: "eth0", conf: "synproxy4 input inface eth0 dport 80 dnat to 10.0.0.5",
+			requires: []string{"sysctl net.ipv4.ip_forward must be 1 (the server is behind this host: the client's and the server's packets are routed)"}},
+		{name: "forward, both families, twice", iface: "eth0", conf: "synproxy forward inface eth0 dport 80 accept\nsynproxy forward inface eth0 dport 81 reject",
+			requires: []string{
+				"sysctl net.ipv4.ip_forward must be 1 (the server is behind this host: the client's and the server's packets are routed)",
+				"sysctl net.ipv6.conf.all.forwarding must be 1 (the server is behind this host: the client's and the server's packets are routed)",
+			}},
+		{name: "user chain", iface: "eth0", conf: "synproxy input inface eth0 dport 22 action TRAP",
+			requires: []string{
+				"ipv4 filter chain TRAP must exist (the statement's action jumps to it)",
+				"ipv6 filter chain TRAP must exist (the statement's action jumps to it)",
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := mustConfig(t, c.iface, c.conf)
+			var sys, paths, reqs []string
+			for _, s := range p.Sysctls[2:] {
+				sys = append(sys, s.Key+"="+s.Value)
+				paths = append(paths, s.Path())
+				if err := checkSysctl(s.Key, s.Value); err != nil {
+					t.Errorf("the plan's own sysctl fails its check: %v", err)
+				}
+			}
+			for _, r := range p.Requires {
+				reqs = append(reqs, r.String())
+				if !strings.HasPrefix(c.conf, r.Origin) && !strings.Contains(c.conf, "\n"+r.Origin) {
+					t.Errorf("requirement %s: origin %q is not a statement of the configuration", r, r.Origin)
+				}
+			}
+			if !slices.Equal(sys, c.sysctls) || !slices.Equal(paths, c.paths) || !slices.Equal(reqs, c.requires) {
+				t.Errorf("sysctls %q at %q, requires %q\nwant %q at %q, requires %q", sys, paths, reqs, c.sysctls, c.paths, c.requires)
+			}
+		})
+	}
+}
+
+// ports lists the ports the multiport or tcp port option of args match.
+func ports(t *testing.T, args []string, flags ...string) []int {
+	t.Helper()
+	var out []int
+	for _, flag := range flags {
+		v := argAfter(args, flag)
+		if v == "" {
+			continue
+		}
+		for _, item := range strings.Split(v, ",") {
+			lo, hi, isRange := strings.Cut(item, ":")
+			if !isRange {
+				hi = lo
+			}
+			a, err1 := strconv.Atoi(lo)
+			b, err2 := strconv.Atoi(hi)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("port item %q of %q", item, args)
+			}
+			for p := a; p <= b; p++ {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func TestBuildMultiportChunks(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "multiport.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := configSpec(t, "multiport.conf", "eth0", string(src))
+	want := s.Statements[0].Match.Dport.Ports()
+	p, err := Build("eth0", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := p.Families[0].Chains[0]
+	var got []int
+	chunks := 0
+	for _, r := range raw.Rules {
+		if v := argAfter(r.Args, "--dports"); v != "" {
+			chunks++
+			weight := 0
+			for _, item := range strings.Split(v, ",") {
+				weight++
+				if strings.Contains(item, ":") {
+					weight++
+				}
+			}
+			if weight > maxMultiport {
+				t.Errorf("multiport match %s holds %d ports, iptables takes %d", v, weight, maxMultiport)
+			}
+			got = append(got, ports(t, r.Args, "--dports")...)
+		}
+	}
+	var wantInts []int
+	for _, p := range want {
+		wantInts = append(wantInts, int(p))
+	}
+	if chunks < 2 || !slices.Equal(got, wantInts) {
+		t.Errorf("%d multiport rules match ports %v, want the statement's %v in at least 2", chunks, got, wantInts)
+	}
+}
+
+func TestBuildNegations(t *testing.T) {
+	p := mustConfig(t, "eth0", "synproxy4 input inface eth0 src not 10.0.0.0/8,192.168.0.0/16 dport not 22 accept\n"+
+		"synproxy6 input inface eth0 src not fd00::/8 dport not 22,2222 accept\n"+
+		"synproxy4 input inface eth0 dst not 198.51.100.0/24 dport 80 accept\n")
+	v4, _ := p.Family(spec.IPv4)
+	v6, _ := p.Family(spec.IPv6)
+	raw4, raw6 := v4.Chains[0].Rules, v6.Chains[0].Rules
+
+	// A negated list becomes the prefixes of its complement, one rule each; none of them
+	// touches the negated ranges.
+	var srcs []netip.Prefix
+	for _, r := range raw4 {
+		if strings.HasPrefix(r.Origin, "synproxy4 input inface eth0 src not") {
+			if !slices.Equal(r.Args[len(r.Args)-2:], []string{"CT", "--notrack"}) || argAfter(r.Args, "!") != "--dport" || argAfter(r.Args, "--dport") != "22" {
+				t.Errorf("rule %q: want ! --dport 22 and NOTRACK", r.Args)
+			}
+			pfx, err := netip.ParsePrefix(argAfter(r.Args, "-s"))
+			if err != nil {
+				t.Fatalf("rule %q: -s %v", r.Args, err)
+			}
+			srcs = append(srcs, pfx)
+		}
+	}
+	var size float64
+	for _, pfx := range srcs {
+		for _, not := range []string{"10.0.0.0/8", "192.168.0.0/16"} {
+			if pfx.Overlaps(netip.MustParsePrefix(not)) {
+				t.Errorf("complement prefix %s overlaps %s", pfx, not)
+			}
+		}
+		size += float64(uint64(1) << (32 - pfx.Bits()))
+	}
+	if want := float64(uint64(1)<<32 - 1<<24 - 1<<16); size != want {
+		t.Errorf("complement prefixes %v cover %v addresses, want %v", srcs, size, want)
+	}
+
+	// One negated prefix, one negated port list: iptables negates them itself.
+	for _, r := range raw6 {
+		line := joinArgs(r.Args)
+		if strings.HasPrefix(r.Origin, "synproxy6") && (!strings.Contains(line, "! -s fd00::/8") ||
+			!strings.Contains(line, "-m multiport ! --dports 22,2222")) {
+			t.Errorf("rule %s: want ! -s fd00::/8 and ! --dports 22,2222", line)
+		}
+	}
+	// A negated destination: "! -d" for the client's packets, "! -s" for SYNPROXY's SYN-ACK,
+	// and for the action (conntrack cannot negate a list of addresses) the complement.
+	dstNot := "synproxy4 input inface eth0 dst not 198.51.100.0/24 dport 80 accept"
+	var saw []string
+	for _, c := range v4.Chains {
+		for _, r := range c.Rules {
+			if r.Origin != dstNot {
+				continue
+			}
+			line := joinArgs(r.Args)
+			switch {
+			case strings.Contains(line, "! -d 198.51.100.0/24"):
+				saw = append(saw, c.Name+" ! -d")
+			case strings.Contains(line, "! -s 198.51.100.0/24"):
+				saw = append(saw, c.Name+" ! -s")
+			case strings.Contains(line, "--ctorigdst "):
+				if pfx := netip.MustParsePrefix(argAfter(r.Args, "--ctorigdst")); pfx.Overlaps(netip.MustParsePrefix("198.51.100.0/24")) {
+					t.Errorf("action rule %q matches the negated destination", r.Args)
+				}
+			default:
+				t.Errorf("%s rule %q of a dst not statement matches no destination", c.Name, r.Args)
+			}
+		}
+	}
+	slices.Sort(saw)
+	saw = slices.Compact(saw)
+	if want := []string{"XSYN-IN-eth0 ! -d", "XSYN-MRK-eth0 ! -d", "XSYN-NAT-eth0 ! -d", "XSYN-OUT-eth0 ! -s", "XSYN-RAW-eth0 ! -d"}; !slices.Equal(saw, want) {
+		t.Errorf("negated destination matched as %q, want %q", saw, want)
 	}
 }
 
@@ -158,6 +605,11 @@ func TestBuildRejects(t *testing.T) {
 		{"dotdot", "..", good, ErrBadInterfaceName, "not a valid Linux interface name"},
 		{"empty spec", "eth0", spec.Spec{}, spec.ErrNoServices, "plan rules for eth0: nothing to protect"},
 		{"invalid service", "eth0", spec.Spec{Services: []spec.Service{{Family: spec.IPv4}}}, spec.ErrInvalid, "plan rules for eth0: invalid service"},
+		{"services without statements", "eth0", spec.Spec{Services: good.Services}, spec.ErrNoServices, "plan rules for eth0: nothing to protect"},
+		{"bad settings", "eth0", spec.Spec{Statements: good.Statements}, spec.ErrInvalid, "plan rules for eth0: invalid service: mark mask is 0"},
+		{"outface not several", "eth0",
+			configSpec(t, "x.conf", "eth0", "\nsynproxy4 forward inface eth0 outface not eth1,eth2 dport 80 accept"),
+			ErrUnsupported, "plan rules for eth0: x.conf:2: unsupported statement: -o not with several interfaces (not eth1,eth2)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -194,10 +646,24 @@ func TestLongestNamesFit(t *testing.T) {
 	}
 }
 
-func TestParseChainIgnoresForeign(t *testing.T) {
-	for _, n := range []string{"INPUT", "XSYN-SAVED", "XSYN-LOG", "XSYN-RAW-", "XSYN-IN-a b", "MY-XSYN-IN-eth0", "XSYN-NEW-FWD-eth0"} {
+func TestParseChain(t *testing.T) {
+	for _, n := range []string{"INPUT", "XSYN-SAVED", "XSYN-LOG", "XSYN-RAW-", "XSYN-IN-a b", "MY-XSYN-IN-eth0",
+		"XSYN-NEW-XYZ-eth0", "XSYN-NEW-eth0", "XSYN-NEW-NEW-IN-eth0", "XSYN-ORP-eth+", "xsyn-IN-eth0"} {
 		if oc, ok := parseChain(n); ok {
 			t.Errorf("parseChain(%q) claimed a foreign chain: %+v", n, oc)
+		}
+	}
+	for _, c := range []struct {
+		name, tag, iface string
+		staging          bool
+	}{
+		{"XSYN-NEW-FWD-eth0", "FWD", "eth0", true},
+		{"XSYN-ORP-eth0.100", "ORP", "eth0.100", false},
+		{"XSYN-MRK-NEW-x", "MRK", "NEW-x", false},
+	} {
+		oc, ok := parseChain(c.name)
+		if !ok || oc.kind.tag != c.tag || oc.iface != c.iface || oc.staging != c.staging {
+			t.Errorf("parseChain(%q) = %+v, %v; want %s of %s, staging %v", c.name, oc, ok, c.tag, c.iface, c.staging)
 		}
 	}
 }
@@ -209,6 +675,7 @@ func TestArgsRoundTrip(t *testing.T) {
 		{"-m", "comment", "--comment", "plain_word"},
 		{"-m", "comment", "--comment", "x:y"},
 		{"-m", "comment", "--comment", "tab\tand  two spaces"},
+		{"-m", "comment", "--comment", `xsyn: synproxy4 input dport 80 accept loglimit "SYNPROXY HTTP"`, "-j", "LOG", "--log-prefix", "SYNPROXY HTTP "},
 	}
 	for _, args := range cases {
 		line := joinArgs(args)
@@ -234,6 +701,10 @@ func TestParseSaved(t *testing.T) {
 	if err != nil || !ok || k != "net.ipv4.tcp_syncookies" || v != "2" {
 		t.Errorf("parseSaved = %q %q %v %v", k, v, ok, err)
 	}
+	k, v, ok, err = parseSaved(`-A XSYN-SAVED -m comment --comment "sysctl net.ipv4.conf.eth0/100.route_localnet=0"`)
+	if err != nil || !ok || k != "net.ipv4.conf.eth0/100.route_localnet" || v != "0" {
+		t.Errorf("parseSaved of a dotted interface's sysctl = %q %q %v %v", k, v, ok, err)
+	}
 	if _, _, ok, err := parseSaved("-N XSYN-SAVED"); ok || err != nil {
 		t.Errorf("parseSaved(-N) = %v, %v; want no record, no error", ok, err)
 	}
@@ -242,6 +713,8 @@ func TestParseSaved(t *testing.T) {
 		`-A XSYN-SAVED -m comment --comment "sysctl net.ipv4.tcp_syncookies"`,
 		`-A XSYN-SAVED -m comment --comment "note net.ipv4.tcp_syncookies=1"`,
 		`-A XSYN-SAVED -m comment --comment "sysctl NET/x=1"`,
+		`-A XSYN-SAVED -m comment --comment "sysctl net..x=1"`,
+		`-A XSYN-SAVED -m comment --comment "sysctl net.//.//.//.etc.passwd=1"`,
 	} {
 		if _, _, _, err := parseSaved(bad); err == nil {
 			t.Errorf("parseSaved(%s) accepted a broken record", bad)
@@ -249,13 +722,35 @@ func TestParseSaved(t *testing.T) {
 	}
 }
 
+func TestCheckSysctl(t *testing.T) {
+	for _, key := range []string{"net.ipv4.tcp_syncookies", "net.ipv4.conf.eth0/100.route_localnet", "net.ipv4.conf.br-lan.route_localnet", "net.ipv6.conf.all.forwarding"} {
+		if err := checkSysctl(key, "1"); err != nil {
+			t.Errorf("checkSysctl(%s): %v", key, err)
+		}
+	}
+	for _, key := range []string{"", "net", "../../etc/passwd", "net..x", ".net.x", "net.x.", "net.//.x", "net./.x", "net.ipv4 x", "net.ipv4.x=1"} {
+		if err := checkSysctl(key, "1"); err == nil {
+			t.Errorf("checkSysctl(%q) accepted a key that is no sysctl under /proc/sys", key)
+		}
+	}
+	if err := checkSysctl("net.ipv4.x", `1"`); err == nil {
+		t.Error("checkSysctl accepted a value with a quote")
+	}
+}
+
 func TestProcSys(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "net", "netfilter")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	vlan := filepath.Join(root, "net", "ipv4", "conf", "eth0.100")
+	for _, d := range []string{dir, vlan} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "nf_conntrack_tcp_loose"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vlan, "route_localnet"), []byte("0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ps := ProcSys{Root: root}
@@ -267,6 +762,16 @@ func TestProcSys(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "nf_conntrack_tcp_loose")); string(b) != "0\n" {
 		t.Errorf("file holds %q after Set, want \"0\\n\"", b)
+	}
+	// A '/' in a key stands for a '.' in a name, as sysctl(8) writes it.
+	if v, err := ps.Get("net.ipv4.conf.eth0/100.route_localnet"); err != nil || v != "0" {
+		t.Errorf("Get of a dotted interface's sysctl = %q, %v; want 0", v, err)
+	}
+	if err := ps.Set("net.ipv4.conf.eth0/100.route_localnet", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(vlan, "route_localnet")); string(b) != "1\n" {
+		t.Errorf("eth0.100/route_localnet holds %q after Set, want \"1\\n\"", b)
 	}
 	if err := ps.Set("net.netfilter.nope", "0"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Set of a missing sysctl = %v, want not-exist (and no file created)", err)

@@ -10,17 +10,23 @@ import (
 )
 
 // Render prints the rules of family f in iptables-save form, the way iptables-save shows them
-// once installed, preceded by the sysctl changes as comments. Jumps print as -A although they
-// are inserted at their Position.
+// once installed, preceded by the sysctl changes and requirements as comments. Each chain is
+// introduced by what it is for, and each run of rules by the statement it comes from and what
+// it does in the SYNPROXY flow. Jumps print as -A although they are inserted at their Position.
 func (p Plan) Render(w io.Writer, f spec.Family) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "# xsyn rules for %s, %s\n", p.Iface, f)
 	for _, s := range p.Sysctls {
-		fmt.Fprintf(bw, "# sysctl %s=%s (%s): %s\n", s.Key, s.Value, s.Path(), s.Why)
+		fmt.Fprintf(bw, "# sysctl %s=%s: %s\n", s.Key, s.Value, s.Why)
+	}
+	for _, r := range p.Requires {
+		if r.Family == f {
+			fmt.Fprintf(bw, "# requires: %s\n", r)
+		}
 	}
 	fp, ok := p.Family(f)
 	if !ok {
-		fmt.Fprintf(bw, "# no %s services\n", f)
+		fmt.Fprintf(bw, "# no %s statements\n", f)
 		return bw.Flush()
 	}
 	for _, table := range tablesOf(fp) {
@@ -39,7 +45,15 @@ func (p Plan) Render(w io.Writer, f spec.Family) error {
 			if c.Table != table {
 				continue
 			}
+			if c.Why != "" {
+				fmt.Fprintf(bw, "# %s: %s\n", c.Name, c.Why)
+			}
+			var last Rule
 			for _, r := range c.Rules {
+				if r.Why != "" && (r.Why != last.Why || r.Origin != last.Origin) {
+					fmt.Fprintf(bw, "#   [%s] %s\n", r.Origin, r.Why)
+				}
+				last = r
 				fmt.Fprintf(bw, "-A %s %s\n", c.Name, joinArgs(r.Args))
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -20,8 +21,15 @@ type ProcSys struct {
 }
 
 func (p ProcSys) path(key string) string {
-	return filepath.Join(p.Root, strings.ReplaceAll(key, ".", "/"))
+	return filepath.Join(p.Root, sysctlFile(key))
 }
+
+// sysctlFile turns a dotted key into its path under /proc/sys the way sysctl(8) does: a '.'
+// separates directories, a '/' stands for a '.' inside a name (net.ipv4.conf.eth0/100.rp_filter
+// is net/ipv4/conf/eth0.100/rp_filter).
+func sysctlFile(key string) string { return keyToFile.Replace(key) }
+
+var keyToFile = strings.NewReplacer(".", "/", "/", ".")
 
 // Get returns the value of key without its trailing newline. Errors are *os.PathError, which
 // name the file.
@@ -86,8 +94,14 @@ func parseSaved(line string) (key, value string, ok bool, err error) {
 
 // checkSysctl accepts keys and values that a saved record can hold and give back unchanged.
 func checkSysctl(key, value string) error {
-	if key == "" || strings.Trim(key, "abcdefghijklmnopqrstuvwxyz0123456789_.") != "" {
-		return fmt.Errorf("sysctl key %q: want lowercase letters, digits, '_' and '.'", key)
+	if key == "" || strings.Trim(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/") != "" {
+		return fmt.Errorf("sysctl key %q: want letters, digits, '_', '-', '/' (a '.' in an interface name) and '.'", key)
+	}
+	// Each part is one file name under /proc/sys: never empty, never "." or ".." (a part of
+	// slashes only), so a key cannot reach outside its directory.
+	parts := strings.Split(key, ".")
+	if len(parts) < 2 || slices.ContainsFunc(parts, func(part string) bool { return strings.Trim(part, "/") == "" }) {
+		return fmt.Errorf("sysctl key %q: want at least two parts separated by '.', none empty or made of '/' only", key)
 	}
 	if len(value) > maxSavedValue || strings.ContainsAny(value, "\n\"\\'") {
 		return fmt.Errorf("sysctl %s value %q cannot be saved in an iptables comment", key, value)

@@ -102,13 +102,24 @@ var (
 	ErrInvalid    = errors.New("invalid service")
 )
 
-// Validate checks every service and that no two services claim the same destination.
+// Validate checks the settings and every statement and service, and that no two services claim
+// the same destination.
 func (s Spec) Validate() error {
 	if len(s.Services) == 0 && len(s.Statements) == 0 {
 		return ErrNoServices
 	}
 	if len(s.Services) > MaxServices {
 		return fmt.Errorf("%w: %d services, at most %d fit in the XDP maps", ErrInvalid, len(s.Services), MaxServices)
+	}
+	if len(s.Statements) > 0 {
+		if err := s.Settings.Validate(); err != nil {
+			return err
+		}
+	}
+	for _, st := range s.Statements {
+		if err := st.Validate(s.Settings); err != nil {
+			return err
+		}
 	}
 	type key struct {
 		dst  netip.Prefix

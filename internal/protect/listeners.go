@@ -164,7 +164,8 @@ func ListeningServices(ifaceAddrs []netip.Addr, ls []Listener, st spec.Stack) []
 	return out
 }
 
-// ListeningSpec is ListeningServices for an interface of this namespace, read from the kernel.
+// ListeningSpec is ListeningServices for an interface of this namespace, read from the kernel,
+// as `input accept` statements.
 func ListeningSpec(iface string) (spec.Spec, error) {
 	l, err := netlink.LinkByName(iface)
 	if err != nil {
@@ -194,9 +195,9 @@ func ListeningSpec(iface string) (spec.Spec, error) {
 	if err != nil {
 		return spec.Spec{}, err
 	}
-	s := spec.Spec{Services: ListeningServices(ifaceAddrs, ls, st)}
-	if len(s.Services) == 0 {
+	svcs := ListeningServices(ifaceAddrs, ls, st)
+	if len(svcs) == 0 {
 		return spec.Spec{}, fmt.Errorf("%w: nothing listens on the addresses of %s (%d listeners elsewhere, e.g. loopback); give --port", ErrNoListeners, iface, len(ls))
 	}
-	return s, s.Validate()
+	return spec.FromServices(spec.DefaultSettings(), iface, svcs)
 }

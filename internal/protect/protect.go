@@ -24,6 +24,7 @@ type Rules interface {
 	Remove(iface string) error
 	Installed(iface string) (bool, error)
 	Interfaces() ([]string, error)
+	Snapshot(iface string) (rules.Plan, bool, error)
 }
 
 // Protector applies and removes protection. Its fields are the side effects, replaceable in tests.
@@ -87,15 +88,10 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 	default:
 		return nil, err
 	}
-	hadRules, err := p.Rules.Installed(iface)
+	// What the interface has now, to put back if the XDP step fails after the rules changed.
+	prevRules, hadRules, err := p.Rules.Snapshot(iface)
 	if err != nil {
 		return nil, err
-	}
-	var prev []spec.Service
-	if cur != nil {
-		if prev, err = cur.Services(); err != nil {
-			return nil, err
-		}
 	}
 	// Can this kernel run the XDP program at all? Decided before any change: a forced XDP mode
 	// fails here, auto falls back to netfilter-only protection.
@@ -115,17 +111,10 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 	}
 	undoRules := func(cause error) error {
 		var rerr error
-		switch {
-		case !hadRules:
+		if hadRules {
+			rerr = p.Rules.Apply(prevRules)
+		} else {
 			rerr = p.Rules.Remove(iface)
-		case len(prev) > 0:
-			if old, err := rules.Build(iface, spec.Spec{Services: prev}); err == nil {
-				rerr = p.Rules.Apply(old)
-			} else {
-				rerr = err
-			}
-		default:
-			rerr = errors.New("the previous netfilter-only rule set cannot be rebuilt; the new rules stay")
 		}
 		if rerr != nil {
 			return fmt.Errorf("%w (and restoring the previous rules failed: %v)", cause, rerr)
