@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
+	"strings"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -14,50 +16,53 @@ const attachHelp = `Protects TCP ports on IFACE against SYN floods. An XDP progr
 ports with a SYN cookie; ACKs carrying a valid cookie go on to netfilter's SYNPROXY, which opens
 the real connection to the server; forged ACKs are dropped in XDP. The netfilter rules (raw
 NOTRACK, SYNPROXY, INVALID drop) and the sysctls SYNPROXY needs are installed too.
+'xsyn explain' shows, without changing anything, what attach would install and why.
 
-Without --port, attach protects what this host serves on IFACE: every TCP port listening on one
-of IFACE's addresses or on a wildcard address, on each of IFACE's addresses, and prints it.
-Ports listening only on other addresses (loopback, say) are left alone.
+What to protect comes from one of three places:
+  --config FILE   synproxy statements, as FireHOL writes them (docs/config.md). attach installs
+                  the statements that apply to IFACE (no inface, or one naming IFACE).
+  --port P        the flag form: these ports on every address (or on --dst), with the option
+                  flags; one 'input ... accept' statement per family.
+  neither         what this host serves on IFACE: every TCP port listening on one of IFACE's
+                  addresses or on a wildcard address, on each of IFACE's addresses. Ports
+                  listening only on other addresses (loopback, say) are left alone.
+--config cannot be combined with --port, --dst or the option flags: the file says it all.
 
-Running attach again with other flags updates the configuration in place, without a moment
-unprotected. Where the kernel cannot run the XDP program (before Linux 6.0), the same netfilter
-rules protect on their own (netfilter-only mode) and attach says so.
+A configuration file, for instance /etc/xsyn/eth0.conf:
+  # the host's SSH, moved to port 2200 outside, logged
+  synproxy4 in inface eth0 dst 203.0.113.10 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"
+  # a web server behind this router
+  synproxy6 forward inface eth0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]
+A file with errors is reported line by line (FILE:LINE:COL: message) and attach exits 1 with
+nothing changed; so does a statement that needs what the host lacks (the user chain of an
+'action CHAIN', forwarding for a server behind this host).
+
+Running attach again updates the configuration in place, without a moment unprotected. Where
+the kernel cannot run the XDP program (before Linux 6.0), the same netfilter rules protect on
+their own (netfilter-only mode) and attach says so. Statements XDP cannot answer (those
+matching a source address or port, or an outgoing interface) are answered by SYNPROXY alone.
 
 The TCP options must match what the protected server offers (SYNPROXY opens the real connection
 with the options the client accepted from us). By default they are what this host's own stack
 offers: MSS from the interface MTU (1460, or 1440 for IPv6, on a 1500-byte link), window scale
-from the receive buffer limits (7 on a stock kernel), SACK and timestamps on.
+from the receive buffer limits (7 on a stock kernel), SACK and timestamps on. Before changing
+anything, attach connects to every server it can name (the destination of an accept, the
+target of a redirect or dnat; 2s each) and warns where the server offers other options; with
+--probe it adopts the server's options instead. A server that does not answer is a warning.
 
 Examples:
   xsyn attach eth0
   xsyn attach eth0 --port 80,443
   xsyn attach eth0 --port 22 --dst 203.0.113.10 --mss 1400
   xsyn attach eth0 --port 8000-8010 --dst 2001:db8::/64 --no-timestamps
+  xsyn attach eth0 --config /etc/xsyn/eth0.conf --probe
 `
 
 func runAttach(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("attach", "attach IFACE [--port P[,P...]] [flags]", attachHelp, stdout)
-	var (
-		ports string
-		f     = spec.Simple{WScale: -1}
-		mode  string
-	)
-	fs.StringVar(&ports, "port", "", "TCP `ports` to protect: 80,443 or 8000-8010 (default: the ports listening on IFACE's addresses)")
-	fs.StringVar(&f.Dst, "dst", "", "protect only this destination `address[/len]` (default: every address, IPv4 and IPv6)")
-	fs.IntVar(&f.MSS, "mss", 0, "`MSS` announced in the SYN-ACK (default: the interface MTU less headers)")
-	fs.Func("wscale", "window scale `shift` announced, 0-14 (default: what the local stack offers)", func(v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("not a number")
-		}
-		f.WScale = n
-		return nil
-	})
-	fs.BoolVar(&f.NoSACK, "no-sack", false, "do not offer SACK")
-	fs.BoolVar(&f.NoTimestamps, "no-timestamps", false, "do not offer timestamps (then neither window scaling nor SACK can be offered)")
-	fs.BoolVar(&f.ECN, "ecn", false, "accept ECN when the client asks for it")
-	fs.IntVar(&f.TTL, "ttl", 0, "IPv4 TTL / IPv6 hop limit of the SYN-ACK (default 64)")
-	fs.StringVar(&mode, "mode", "auto", "`auto` (native XDP, else generic), native, generic, or netfilter (no XDP)")
+	fs := newFlags("attach", "attach IFACE [--config FILE | --port P[,P...] [flags]] [--probe] [--mode M]", attachHelp, stdout)
+	sf := addSpecFlags(fs)
+	mode := fs.String("mode", "auto", "`auto` (native XDP, else generic), native, generic, or netfilter (no XDP)")
+	probe := fs.Bool("probe", false, "adopt the TCP options each server offers (default: warn where they differ)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -66,34 +71,30 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		return usagef("need exactly one interface, got %d arguments", len(pos))
 	}
 	iface := pos[0]
-	if st, err := protect.LocalStack(iface); err == nil {
-		f.Stack = &st
-	} // else: the interface is missing, which Apply reports
-	var s spec.Spec
-	if ports == "" {
-		if f.Dst != "" {
-			return usagef("--dst needs --port: without --port, attach protects the listening ports on IFACE's own addresses")
-		}
-		if s, err = listeningSpec(iface, f); err != nil {
-			return err
-		}
-	} else {
-		if f.Ports, err = spec.ParsePorts(ports); err != nil {
-			return usageError{err}
-		}
-		if s, err = f.Build(); err != nil {
-			return usageError{err}
-		}
+	req, err := sf.request(fs, iface)
+	if err != nil {
+		return err
+	}
+	b, err := build(req)
+	if err != nil {
+		return err
+	}
+	if b.StackErr != nil {
+		return b.StackErr // no such interface
 	}
 	if err := requireRoot(); err != nil {
 		return err
 	}
 
+	s, notes, err := checkServers(b, *probe, func(w string) { fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w) })
+	if err != nil {
+		return err
+	}
 	p, err := protect.New()
 	if err != nil {
 		return err
 	}
-	res, err := p.Apply(iface, s, mode)
+	res, err := p.Apply(iface, s, *mode)
 	if err != nil {
 		return err
 	}
@@ -105,8 +106,76 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		verb = "updated; protecting"
 	}
 	fmt.Fprintf(stdout, "%s: %s (%s)\n", iface, verb, describeMode(res.Mode, res.Holder, res.StateDir))
-	printServices(stdout, s.Services)
+	xdp := res.Mode != protect.ModeNetfilterOnly
+	printStatements(stdout, s.Statements, xdp, notes)
+	if xdp {
+		printXDPServices(stdout, s.Services)
+	}
 	return nil
+}
+
+// checkServers probes the servers of b's statements. Without adopt it warns where a server
+// offers other options than its statement; with adopt it returns the spec with the servers'
+// options, and notes saying what was adopted, by statement. A server that cannot be probed is
+// a warning either way.
+func checkServers(b *source.Built, adopt bool, warn func(string)) (spec.Spec, map[int][]string, error) {
+	s := b.Spec
+	c := source.Checker{AskedECN: source.AsksECN()}
+	findings := c.Check(context.Background(), s, b.Addrs)
+	for _, f := range findings {
+		if f.Err != nil {
+			warn(fmt.Sprintf("%s: %v; its TCP options are not checked", source.Where(s.Statements[f.Stmt]), f.Err))
+		}
+	}
+	notes := map[int][]string{}
+	if !adopt {
+		for _, f := range findings {
+			if len(f.Mismatches) > 0 {
+				warn(mismatchWarning(b.Kind, s.Statements[f.Stmt], f))
+			}
+		}
+		return s, notes, nil
+	}
+	adopted, as, err := source.Adopt(b.Iface, s, findings)
+	if err != nil {
+		return spec.Spec{}, nil, err
+	}
+	for _, a := range as {
+		notes[a.Stmt] = append(notes[a.Stmt], fmt.Sprintf("adopted from server %s (--probe): %s", joinAddrs(a.Servers), strings.Join(source.Changes(a.From, a.To), ", ")))
+	}
+	// What even the adopted options cannot match (a server without window scaling, say).
+	for _, f := range findings {
+		if f.Err != nil {
+			continue
+		}
+		if m := f.Offer.Mismatches(adopted.Statements[f.Stmt].Options); len(m) > 0 {
+			warn(fmt.Sprintf("%s: server %s: %s: no SYN-ACK option can match that", source.Where(s.Statements[f.Stmt]), f.Server, strings.Join(m, "; ")))
+		}
+	}
+	return adopted, notes, nil
+}
+
+// mismatchWarning says where a server differs from its statement and how to make them agree.
+func mismatchWarning(k source.Kind, st spec.Statement, f source.Finding) string {
+	msg := fmt.Sprintf("%s: server %s offers other TCP options than the SYN-ACK (%s): run with --probe to adopt the server's options",
+		source.Where(st), f.Server, strings.Join(f.Mismatches, "; "))
+	want := f.Offer.Apply(st.Options)
+	if k == source.FromConfig {
+		if w := source.ConfigWords(st.Options, want); w != "" {
+			msg += ", or set " + w
+		}
+	} else if w := source.FlagWords(st.Options, want); w != "" {
+		msg += ", or give " + w
+	}
+	return msg
+}
+
+func joinAddrs[T fmt.Stringer](as []T) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func requireRoot() error {
@@ -114,20 +183,4 @@ func requireRoot() error {
 		return fmt.Errorf("must run as root (needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN): try sudo")
 	}
 	return nil
-}
-
-// listeningSpec is zero-config attach: the listening ports of iface, with the option flags.
-func listeningSpec(iface string, f spec.Simple) (spec.Spec, error) {
-	s, err := protect.ListeningSpec(iface)
-	if err != nil {
-		return spec.Spec{}, err
-	}
-	for i, svc := range s.Services {
-		o, ttl, err := f.Options(svc.Family)
-		if err != nil {
-			return spec.Spec{}, usageError{err}
-		}
-		s.Services[i].Options, s.Services[i].TTL = o, ttl
-	}
-	return s, s.Validate()
 }

@@ -27,6 +27,18 @@ func TestHelp(t *testing.T) {
 			t.Errorf("xsyn %s --help: exit %d, want 0 with usage and an example:\n%s", c.name, code, out)
 		}
 	}
+	// The commands that take a configuration show one, and where it is documented.
+	for _, c := range []string{"attach", "explain"} {
+		_, out, _ := runCLI(c, "--help")
+		for _, want := range []string{"-config FILE", "docs/config.md",
+			`synproxy4 in inface eth0 dst 203.0.113.10 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"`,
+			"synproxy6 forward inface eth0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]",
+			"-probe", "FILE:LINE:COL"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("xsyn %s --help lacks %q", c, want)
+			}
+		}
+	}
 }
 
 // Usage errors exit 2 and say what was wrong, before anything touches the kernel.
@@ -46,6 +58,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"attach", "eth0", "--port", "80", "--wscale", "15"}, "wscale 15 is above 14"},
 		{[]string{"attach", "eth0", "--port", "80", "--mss", "100"}, "mss 100 is outside"},
 		{[]string{"attach", "eth0", "--port", "80", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"attach", "eth0", "--config", "eth0.conf", "--port", "80"}, "--config cannot be combined with --port: the configuration file says"},
+		{[]string{"attach", "eth0", "--config", "eth0.conf", "--mss", "1400", "--no-sack"}, "--config cannot be combined with --mss, --no-sack"},
+		{[]string{"attach", "eth0", "--config", ""}, "--config needs a file name"},
+		{[]string{"explain"}, "need exactly one interface, got 0"},
+		{[]string{"explain", "eth0", "--dst", "192.0.2.1", "--config", "eth0.conf"}, "--config cannot be combined with --dst"},
+		{[]string{"explain", "eth0", "--port", "80", "--wscale", "15"}, "wscale 15 is above 14"},
 		{[]string{"detach"}, "need exactly one interface, got 0"},
 		{[]string{"status", "a", "b"}, "at most one interface, got 2"},
 	} {

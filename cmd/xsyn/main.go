@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Exit codes.
@@ -31,6 +32,7 @@ func commands() []command {
 	return []command{
 		{"attach", "protect TCP ports on an interface (XDP + netfilter SYNPROXY)", runAttach},
 		{"detach", "remove every trace of xsyn from an interface", runDetach},
+		{"explain", "show what attach would install on an interface, and why (changes nothing)", runExplain},
 		{"status", "show what is protected, how, and the counters", runStatus},
 		{"serve", "serve the counters to Prometheus (read-only; 127.0.0.1:9377)", runServe},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
@@ -62,7 +64,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "xsyn %s: %v\nRun 'xsyn %s --help' for usage.\n", c.name, err, c.name)
 			return exitUsage
 		default:
-			fmt.Fprintf(stderr, "xsyn %s: %v\n", c.name, err)
+			// One line per error: a configuration file reports every wrong line.
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintf(stderr, "xsyn %s: %s\n", c.name, line)
+			}
 			return exitError
 		}
 	}
@@ -85,10 +90,13 @@ Commands:
 	fmt.Fprint(w, `
 Examples:
   xsyn attach eth0 --port 80,443        protect the web server on every address of eth0
+  xsyn explain eth0 --config eth0.conf  what attach would install from a configuration, and why
+  xsyn attach eth0 --config eth0.conf   protect what the configuration says (docs/config.md)
   xsyn status eth0                      what is protected, in which mode, with counters
   xsyn detach eth0                      remove program, pins, rules and sysctl changes
 
-Exit codes: 0 ok, 1 error (nothing left half-changed), 2 usage.
+Exit codes: 0 ok, 1 error (nothing left half-changed; a configuration file with errors is one),
+2 usage (the command line itself is wrong).
 Run 'xsyn COMMAND --help' for the flags of a command.
 `)
 }

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// writeConfig writes a configuration file that anyone may read, and returns its path.
+func writeConfig(t *testing.T, name, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir makes both 0700
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// state is everything attach may change: every rule and user chain of both families, the
+// sysctls, the XDP program on d0 and the services in its maps.
+func (l *e2eLab) state(t *testing.T) string {
+	t.Helper()
+	nf, err := l.dut.Run(netfilterState[0], netfilterState[1:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := l.dut.Run("ip", "-d", "link", "show", "d0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xdp []string
+	for _, line := range strings.Split(link, "\n") {
+		if strings.Contains(line, "prog/xdp") {
+			xdp = append(xdp, strings.TrimSpace(line))
+		}
+	}
+	// What status reads from the XDP maps, without the counters.
+	var st statusJSON
+	if out, _, code := l.xsyn(t, "status", "d0", "--json"); code == 0 {
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range st.Interfaces {
+		st.Interfaces[i].Counters = nil
+	}
+	status, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s\nxdp: %v\nstatus: %s", nf, xdp, status)
+}
+
+const explainConf = `# the host's SSH, moved to port 2200 outside, logged
+synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"
+# a web server behind this host
+synproxy6 forward inface d0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]
+# mail, from one network only: SYNPROXY alone, XDP does not match sources
+synproxy4 in inface d0 src 198.51.100.0/24 dport 25 accept
+`
+
+// explain shows statements, rules with their reasons and the sysctls, as an unprivileged user,
+// and changes nothing.
+func TestExplainConfig(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsynex", enterers["ip-netns-exec"])
+	conf := writeConfig(t, "d0.conf", explainConf)
+	if err := os.Chmod(filepath.Dir(xsynBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := l.state(t)
+	argv := append(l.enter(l.dut), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", xsynBin, "explain", "d0", "--config", conf)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("xsyn explain as nobody: %v\n%s%s", err, so.String(), se.String())
+	}
+	out := so.String()
+	ws := strconv.Itoa(int(l.stackWScale(t)))
+	for _, want := range []string{
+		"How a connection to a protected service goes",
+		"mark 0x20000000/0x20000000",
+		"loopback strict",
+		"1. " + conf + `:2: synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"`,
+		"ipv4: mss 1460 wscale " + ws + " sack timestamps, ttl 64",
+		"XDP answers its SYNs with cookies",
+		"server: 127.0.0.1:22",
+		"2. " + conf + ":4: synproxy6 forward",
+		"server: [2001:db8:1::5]:80, [2001:db8:1::5]:443",
+		"3. " + conf + ":6: synproxy4 in inface d0 src 198.51.100.0/24 dport 25 accept",
+		"SYNPROXY answers its SYNs, not XDP: it matches the source address",
+		"ipv4    192.0.2.2/32      2200", // the XDP services table
+		"ipv6    2001:db8::10/128  443",
+		"ipv4 rules, as 'iptables-save' shows them",
+		"ipv6 rules, as 'ip6tables-save' shows them",
+		`-A XSYN-NAT-d0 -d 192.0.2.2/32 -p tcp -m tcp --dport 2200 -m mark --mark 0x20000000/0x20000000 -m comment --comment "xsyn: synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit \"SYNPROXY SSH\"" -j REDIRECT --to-ports 22`,
+		"#   [synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit \"SYNPROXY SSH\"] REDIRECT after cookie validation",
+		"-j SYNPROXY --sack-perm --timestamp --wscale " + ws + " --mss 1460",
+		"-j DNAT --to-destination [2001:db8:1::5]",
+		"net.ipv4.conf.d0.route_localnet=1 (now 0)",
+		"net.netfilter.nf_conntrack_tcp_loose=0 (now 1)",
+		"sysctl net.ipv6.conf.all.forwarding must be 1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("explain output:\n%s", out)
+	}
+	if after := l.state(t); after != before {
+		t.Errorf("explain changed the namespace:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// An interface that does not exist: still explained, with xsyn's defaults, saying so.
+	any := writeConfig(t, "any.conf", "synproxy4 in dst 192.0.2.9 dport 22 accept\n")
+	out, errOut, code := l.xsyn(t, "explain", "nosuch0", "--config", any)
+	if code != 0 || !strings.Contains(out, `Note: no such interface: "nosuch0"`) || !strings.Contains(out, "ipv4: mss 1460 wscale 7 sack timestamps") ||
+		!strings.Contains(out, "-A XSYN-IN-nosuch0") {
+		t.Errorf("explain of a missing interface: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// A configuration attach cannot install fails with a precise message, exit 1, and leaves the
+// rules, the sysctls and the XDP program exactly as they were.
+func TestAttachConfigErrors(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsyncf", enterers["ip-netns-exec"])
+	good := writeConfig(t, "good.conf", "synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept\n")
+	out := l.mustXsyn(t, "attach", "d0", "--config", good)
+	if !strings.Contains(out, "1. "+good+":1: synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept") || !strings.Contains(out, "XDP answers its SYNs") {
+		t.Errorf("attach --config output:\n%s", out)
+	}
+	before := l.state(t)
+	if !strings.Contains(before, "XSYN-IN-d0") || !strings.Contains(before, "prog/xdp") {
+		t.Fatalf("state after attach lacks rules or XDP:\n%s", before)
+	}
+
+	for _, tc := range []struct {
+		name, iface, conf string
+		extra             []string
+		code              int
+		want              []string
+	}{
+		{"broken line", "d0", "synproxy4 in inface d0 dst 192.0.2.2 dport 8081 accept\nsynproxy4 in inface d0 dport 22 bogus accept\nsynproxy4 in dport\n", nil, 1,
+			[]string{`CONF:2:33: unknown parameter "bogus"`, "CONF:3:19: expected ports after \"dport\"", "CONF has errors: nothing was changed"}},
+		{"unknown interface", "nosuch0", "synproxy4 in dport 22 accept\n", nil, 1, []string{`no such interface: "nosuch0"`}},
+		{"missing chain", "d0", "synproxy4 in inface d0 dst 192.0.2.2 dport 8080 action NOSUCHCHAIN\n", nil, 1,
+			[]string{"chain NOSUCHCHAIN does not exist in the ipv4 filter table; create it first (iptables -N NOSUCHCHAIN)"}},
+		{"port out of range", "d0", "synproxy4 in inface d0 dport 70000 accept\n", nil, 1, []string{"CONF:1:30: port 70000 is outside 1-65535"}},
+		{"redirect without strict loopback", "d0", "loopback loose\nsynproxy4 in inface d0 dport 2200 redirect to 22\n", nil, 1,
+			[]string{"CONF:2:", "redirect needs `loopback strict`, but line 1 sets loose"}},
+		{"config and port", "d0", "synproxy4 in dport 22 accept\n", []string{"--port", "80"}, 2,
+			[]string{"--config cannot be combined with --port"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := writeConfig(t, "x.conf", tc.conf)
+			out, errOut, code := l.xsyn(t, append([]string{"attach", tc.iface, "--config", conf}, tc.extra...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errOut)
+			}
+			for _, w := range tc.want {
+				if w = strings.ReplaceAll(w, "CONF", conf); !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if after := l.state(t); after != before {
+				t.Errorf("a failed attach changed the namespace:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+	l.mustXsyn(t, "detach", "d0")
+}
+
+// backendLab is an e2e lab with a server behind the DUT: d1 (10.9.0.1) - s0 (10.9.0.2) in a third
+// namespace, whose stack offers other TCP options than the DUT's: a larger window scale (its
+// receive buffers are larger) and a smaller MSS (MTU 1400 on the link).
+func backendLab(t *testing.T, prefix string) (*e2eLab, *netlab.Host) {
+	t.Helper()
+	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	srv, err := p.Lab.Host("srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := netlab.Veth(p.Server, "d1", []netip.Prefix{netip.MustParsePrefix("10.9.0.1/24")}, srv, "s0", []netip.Prefix{netip.MustParsePrefix("10.9.0.2/24")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		h    *netlab.Host
+		args []string
+	}{
+		{p.Server, []string{"ip", "link", "set", "d1", "mtu", "1400"}},
+		{srv, []string{"ip", "link", "set", "s0", "mtu", "1400"}},
+		{srv, []string{"ip", "route", "add", "default", "via", "10.9.0.1"}},
+		{srv, []string{"sysctl", "-w", "net.ipv4.tcp_rmem=4096 131072 268435456"}},
+		{p.Server, []string{"sysctl", "-w", "net.ipv4.ip_forward=1"}},
+	} {
+		if _, err := c.h.Run(c.args[0], c.args[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &e2eLab{cli: p.Client, dut: p.Server, cliL: p.ClientLink, dutL: p.ServerLink, enter: enterers["ip-netns-exec"]}, srv
+}
+
+// attach probes the server a dnat statement hands connections to: it warns where the server
+// offers other options than the SYN-ACK would, and with --probe adopts them, in XDP and
+// SYNPROXY alike. A server that does not answer is a warning.
+func TestAttachProbe(t *testing.T) {
+	requireRootForTest(t)
+	l, srv := backendLab(t, "xsynpb")
+	stop, err := srv.ServeClientAddr(8080, netip.MustParseAddr("10.9.0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	wsDUT := l.stackWScale(t)
+	out, err := srv.Run("sh", "-c", "cut -f3 /proc/sys/net/ipv4/tcp_rmem; cat /proc/sys/net/core/rmem_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	biggest := 0
+	for _, f := range strings.Fields(out) {
+		n, _ := strconv.Atoi(f)
+		biggest = max(biggest, n)
+	}
+	wsSrv := spec.WScaleForBuffer(biggest)
+	if wsSrv == wsDUT {
+		t.Fatalf("the server's window scale %d is the DUT's: the lab does not make them differ", wsSrv)
+	}
+	conf := writeConfig(t, "d0.conf", `synproxy4 in inface d0 dst 192.0.2.2 dport 8080 dnat to 10.9.0.2:8080
+synproxy4 in inface d0 dst 192.0.2.2 dport 9090 dnat to 10.9.0.2:9090
+`)
+	unreachable := fmt.Sprintf("xsyn attach: warning: %s:2: probe backend 10.9.0.2:9090: connect: connection refused: is the server listening?; its TCP options are not checked", conf)
+
+	// explain --probe shows what the servers offer, and what attach --probe would adopt.
+	out = l.mustXsyn(t, "explain", "d0", "--config", conf, "--probe")
+	for _, want := range []string{
+		fmt.Sprintf("10.9.0.2:8080 differs: mss 1460, server offers 1360; wscale %d, server offers %d; attach --probe would adopt: mss 1460 -> 1360, wscale %d -> %d", wsDUT, wsSrv, wsDUT, wsSrv),
+		"probe backend 10.9.0.2:9090: connect: connection refused",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain --probe lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Without --probe: the statement's options (the DUT's stack), and a warning saying how to fix it.
+	out, errOut, code := l.xsyn(t, "attach", "d0", "--config", conf)
+	want := fmt.Sprintf("xsyn attach: warning: %s:1: server 10.9.0.2:8080 offers other TCP options than the SYN-ACK "+
+		"(mss 1460, server offers 1360; wscale %d, server offers %d): run with --probe to adopt the server's options, or set mss 1360 wscale %d",
+		conf, wsDUT, wsSrv, wsSrv)
+	if code != 0 || !strings.Contains(errOut, want) || !strings.Contains(errOut, unreachable) {
+		t.Errorf("attach without --probe: exit %d\nstdout: %s\nstderr: %s\nwant warnings:\n%s\n%s", code, out, errOut, want, unreachable)
+	}
+	if st := l.status(t); len(st.Services) != 2 || st.Services[0].WScale != wsDUT || st.Services[0].MSS != 1460 {
+		t.Errorf("services without --probe: %+v; want wscale %d, mss 1460", st.Services, wsDUT)
+	}
+
+	// With --probe: the server's options, said so, and nothing left to warn about but the
+	// server that does not answer.
+	out, errOut, code = l.xsyn(t, "attach", "d0", "--config", conf, "--probe")
+	want = fmt.Sprintf("adopted from server 10.9.0.2:8080 (--probe): mss 1460 -> 1360, wscale %d -> %d", wsDUT, wsSrv)
+	if code != 0 || !strings.Contains(out, want) || strings.TrimSpace(errOut) != unreachable {
+		t.Errorf("attach --probe: exit %d\nstdout: %s\nstderr: %s\nwant %q", code, out, errOut, want)
+	}
+	st := l.status(t)
+	for _, svc := range st.Services {
+		if svc.Port == 8080 && (svc.WScale != wsSrv || svc.MSS != 1360) {
+			t.Errorf("XDP service after --probe: %+v; want the server's wscale %d, mss 1360", svc, wsSrv)
+		}
+	}
+	rules, err := l.dut.Run("iptables-save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("--dport 8080 -m conntrack --ctstate INVALID,UNTRACKED -m comment --comment \"xsyn: synproxy4 in inface d0 dst 192.0.2.2 dport 8080 dnat to 10.9.0.2:8080\" -j SYNPROXY --sack-perm --timestamp --wscale %d --mss 1360", wsSrv); !strings.Contains(rules, want) {
+		t.Errorf("SYNPROXY rule after --probe lacks %q:\n%s", want, rules)
+	}
+
+	// A client goes through XDP, SYNPROXY and the DNAT to the server behind the DUT.
+	if seen, err := l.connect("192.0.2.2:8080"); err != nil || seen != cli4.Addr().String() {
+		t.Errorf("client through the dnat statement: server saw %q, %v", seen, err)
+	}
+	l.mustXsyn(t, "detach", "d0")
+}

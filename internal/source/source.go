@@ -1,0 +1,163 @@
+// Package source builds the Spec that `xsyn attach` installs and `xsyn explain` describes, from
+// one of its three sources: a configuration file, the flag form (--port and the option flags),
+// or the TCP listeners of the interface (zero-config). Whatever the source, the result is made
+// of statements compiled by package spec, so netfilter and XDP read one model. The package also
+// checks the statements' TCP options against what their servers really offer (probe.go).
+package source
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// Kind says where a spec came from.
+type Kind int
+
+// The sources of a spec.
+const (
+	FromConfig    Kind = iota // --config FILE
+	FromFlags                 // --port and the option flags
+	FromListeners             // zero-config: what listens on the interface's addresses
+)
+
+// Request is what the command line asked for.
+type Request struct {
+	Iface  string
+	Config string // path of a configuration file; "" for the flag form or zero-config
+	// Flags is the flag form. Without Ports (and without Config) it is zero-config: the
+	// listening ports of Iface, with the options the flags set. Flags.Stack is filled in by
+	// Build.
+	Flags spec.Simple
+}
+
+// Host is what Build reads of the system. Local reads the caller's network namespace; tests
+// give their own.
+type Host struct {
+	// Stack is what the TCP stack offers on iface. Its error wraps loader.ErrNoInterface when
+	// there is no such interface.
+	Stack func(iface string) (spec.Stack, error)
+	// Addrs are the addresses of iface.
+	Addrs func(iface string) ([]netip.Addr, error)
+	// Listening is zero-config: the listening ports of iface as services.
+	Listening func(iface string) (spec.Spec, error)
+}
+
+// Local is the Host of the caller's network namespace.
+func Local() Host {
+	return Host{Stack: localStack, Addrs: localAddrs, Listening: protect.ListeningSpec}
+}
+
+// Built is the spec of one interface and what it was built from.
+type Built struct {
+	Iface string
+	Kind  Kind
+	Spec  spec.Spec
+	// Stack is the local stack the default TCP options come from. It is nil when the interface
+	// could not be read (StackErr says why): the defaults are then xsyn's own
+	// (spec.DefaultOptions), not this host's.
+	Stack    *spec.Stack
+	StackErr error
+	Addrs    []netip.Addr // of the interface, for servers on a wildcard destination
+}
+
+// FlagError is an error in the flag form: a usage error.
+type FlagError struct{ Err error }
+
+func (e *FlagError) Error() string { return e.Err.Error() }
+func (e *FlagError) Unwrap() error { return e.Err }
+
+// Build makes the spec of req.Iface from the source the request names. A configuration file
+// with errors returns them all (errors.Join of *spec.ConfigError); errors in the flag form are
+// *FlagError. A missing interface is not an error here (a configuration can be read for an
+// interface that does not exist yet) except for zero-config, which needs its listeners; it is
+// in Built.StackErr.
+func Build(req Request, h Host) (*Built, error) {
+	b := &Built{Iface: req.Iface}
+	if st, err := h.Stack(req.Iface); err != nil {
+		b.StackErr = err
+	} else {
+		b.Stack = &st
+		if b.Addrs, err = h.Addrs(req.Iface); err != nil {
+			return nil, err
+		}
+	}
+	f := req.Flags
+	f.Stack = b.Stack
+	var err error
+	switch {
+	case req.Config != "":
+		b.Kind = FromConfig
+		var cfg spec.Config
+		if cfg, err = spec.ParseConfigFile(req.Config, b.Stack); err != nil {
+			return nil, err
+		}
+		b.Spec, err = cfg.For(req.Iface)
+	case len(f.Ports) > 0:
+		b.Kind = FromFlags
+		if b.Spec, err = f.Build(); err != nil {
+			err = &FlagError{err}
+		}
+	default:
+		b.Kind = FromListeners
+		if b.StackErr != nil {
+			return nil, b.StackErr
+		}
+		b.Spec, err = listening(req.Iface, f, h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// listening is zero-config: the listening services of iface, with the options of the flags,
+// compiled into statements as the flag form is.
+func listening(iface string, f spec.Simple, h Host) (spec.Spec, error) {
+	ls, err := h.Listening(iface)
+	if err != nil {
+		return spec.Spec{}, err
+	}
+	svcs := make([]spec.Service, len(ls.Services))
+	for i, svc := range ls.Services {
+		o, ttl, err := f.Options(svc.Family)
+		if err != nil {
+			return spec.Spec{}, &FlagError{err}
+		}
+		svc.Options, svc.TTL = o, ttl
+		svcs[i] = svc
+	}
+	return spec.FromServices(spec.DefaultSettings(), iface, svcs)
+}
+
+func localStack(iface string) (spec.Stack, error) {
+	st, err := protect.LocalStack(iface)
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
+		return st, fmt.Errorf("%w: %q in this network namespace (see `ip link`)", loader.ErrNoInterface, iface)
+	}
+	return st, err
+}
+
+func localAddrs(iface string) ([]netip.Addr, error) {
+	l, err := netlink.LinkByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", iface, err)
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("read addresses of %s: %w", iface, err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
+}
