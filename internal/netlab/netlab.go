@@ -152,6 +152,12 @@ func (h *Host) setupLink(name string, addrs []netip.Prefix) (*Link, error) {
 		if err != nil {
 			return err
 		}
+		// No duplicate address detection for the link-local address either: until it is done
+		// the link cannot send neighbour solicitations, and the first IPv6 packet routed out
+		// of it waits about a second for its neighbour.
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/accept_dad", []byte("0"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("turn off DAD on %s: %w", name, err)
+		}
 		for _, p := range addrs {
 			a := &netlink.Addr{IPNet: prefixToIPNet(p)}
 			if p.Addr().Is6() {
