@@ -63,19 +63,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	sf := addSpecFlags(fs)
 	mode := fs.String("mode", "auto", "`auto` (native XDP, else generic), native, generic, or netfilter (no XDP)")
 	probe := fs.Bool("probe", false, "adopt the TCP options each server offers (default: warn where they differ)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("need exactly one interface, got %d arguments", len(pos))
-	}
-	iface := pos[0]
-	req, err := sf.request(fs, iface)
-	if err != nil {
-		return err
-	}
-	b, err := build(req)
+	iface, b, err := parseSpec(fs, sf, args)
 	if err != nil {
 		return err
 	}

@@ -62,19 +62,7 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 	fs := newFlags("explain", "explain IFACE [--config FILE | --port P[,P...] [flags]] [--probe]", explainHelp, stdout)
 	sf := addSpecFlags(fs)
 	probe := fs.Bool("probe", false, "also connect to each server and compare the TCP options it offers")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("need exactly one interface, got %d arguments", len(pos))
-	}
-	iface := pos[0]
-	req, err := sf.request(fs, iface)
-	if err != nil {
-		return err
-	}
-	b, err := build(req)
+	iface, b, err := parseSpec(fs, sf, args)
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,24 @@ func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error)
 }
 
 // build builds the spec; errors in the flag form are usage errors.
+// parseSpec parses a command line of the form IFACE plus spec flags, and builds the spec for
+// IFACE from it: what attach and explain share.
+func parseSpec(fs *cmdFlags, sf *specFlags, args []string) (string, *source.Built, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(pos) != 1 {
+		return "", nil, usagef("need exactly one interface, got %d arguments", len(pos))
+	}
+	req, err := sf.request(fs, pos[0])
+	if err != nil {
+		return "", nil, err
+	}
+	b, err := build(req)
+	return pos[0], b, err
+}
+
 func build(req source.Request) (*source.Built, error) {
 	b, err := source.Build(req, source.Local())
 	switch {
