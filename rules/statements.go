@@ -38,10 +38,10 @@ func planFamily(iface string, f spec.Family, set spec.Settings, stmts []spec.Sta
 	}
 	mark := set.MarkString()
 	b.add(kindOrphan, "orphans", "log (rate-limited) a SYNPROXY SYN that no statement claimed",
-		[]string{"-m", "mark", "--mark", mark, "-m", "limit", "--limit", "6/min",
+		[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-m", "limit", "--limit", "6/min",
 			"-j", "LOG", "--log-prefix", "xsyn ORPHAN SYNPROXY->SERVER "})
 	b.add(kindOrphan, "orphans", "and drop it: it escaped every statement",
-		[]string{"-m", "mark", "--mark", mark, "-j", "DROP"})
+		[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-j", "DROP"})
 
 	fp := FamilyPlan{Family: f}
 	for _, k := range chainKinds {
@@ -146,6 +146,12 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 		b.add(proxyKind, origin, "SYNPROXY answers the untracked SYN with a cookie SYN-ACK",
 			product(src, dst, [][]string{in}, out, tcp(sport, dport, nil),
 				[][]string{append([]string{"-m", "conntrack", "--ctstate", "UNTRACKED", "-j", "SYNPROXY"}, synproxyOptions(st.Options)...)})...)
+		if st.LogLimit != "" {
+			b.add(proxyKind, origin, "loglimit: log the client that is rejected (rate-limited)",
+				product(src, dst, [][]string{in}, out, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
+					[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "1/sec",
+						"-j", "LOG", "--log-prefix", st.LogLimit + " "}})...)
+		}
 		b.add(proxyKind, origin, "reject: the client's ACK (its cookie checked by XDP when XDP is on) gets a reset it accepts; rate-limited, since without XDP forged ACKs get here too",
 			product(src, dst, [][]string{in}, out, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
 				[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "100/sec", "--limit-burst", "200",
