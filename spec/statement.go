@@ -131,16 +131,7 @@ func (s PortSet) Positive() []PortRange {
 	if len(s.Ranges) == 0 && !s.Not {
 		return []PortRange{{1, 65535}}
 	}
-	rs := append([]PortRange(nil), s.Ranges...)
-	slices.SortFunc(rs, func(a, b PortRange) int { return int(a.Lo) - int(b.Lo) })
-	var merged []PortRange
-	for _, r := range rs {
-		if n := len(merged); n > 0 && int(r.Lo) <= int(merged[n-1].Hi)+1 {
-			merged[n-1].Hi = max(merged[n-1].Hi, r.Hi)
-			continue
-		}
-		merged = append(merged, r)
-	}
+	merged := mergeRanges(slices.Clone(s.Ranges))
 	if !s.Not {
 		return merged
 	}
