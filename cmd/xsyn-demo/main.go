@@ -83,12 +83,13 @@ func demo(ctx context.Context, bin string, dur time.Duration, clients, rate int,
 	}
 	defer stopServer()
 
-	xsyn := func(args ...string) error {
-		fmt.Fprintf(out, "$ ip netns exec %s xsyn %s\n", dut.Name, strings.Join(args, " "))
+	xsynTo := func(w io.Writer, args ...string) error {
+		fmt.Fprintf(w, "$ ip netns exec %s xsyn %s\n", dut.Name, strings.Join(args, " "))
 		cmd := exec.Command("ip", append([]string{"netns", "exec", dut.Name, bin}, args...)...)
-		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Stdout, cmd.Stderr = w, w
 		return cmd.Run()
 	}
+	xsyn := func(args ...string) error { return xsynTo(out, args...) }
 	say("protecting the server's port %d", port)
 	if err := xsyn("attach", "d0", "--port", fmt.Sprint(port)); err != nil {
 		return fmt.Errorf("attach: %w", err)
@@ -108,10 +109,24 @@ func demo(ctx context.Context, bin string, dur time.Duration, clients, rate int,
 	var sent atomic.Int64
 	floodDone := make(chan error, 1)
 	go func() { floodDone <- flood(fctx, il, frames, rate, &sent) }()
+	// What an operator sees during the attack: the rates over a second, a third of the way in.
+	var during strings.Builder
+	duringDone := make(chan error, 1)
+	go func() {
+		select {
+		case <-time.After(dur / 3):
+			duringDone <- xsynTo(&during, "status", "d0", "--interval", "1s")
+		case <-fctx.Done():
+			duringDone <- nil
+		}
+	}()
 	res := connectLoop(fctx, inet, clients, dur)
 	<-fctx.Done()
 	if err := <-floodDone; err != nil {
 		return err
+	}
+	if err := <-duringDone; err != nil {
+		return fmt.Errorf("status during the flood: %w\n%s", err, during.String())
 	}
 
 	say("results")
@@ -135,8 +150,12 @@ func demo(ctx context.Context, bin string, dur time.Duration, clients, rate int,
 	if ns, err := dut.Run("nstat", "-az", "TcpPassiveOpens", "TcpExtSyncookiesSent"); err == nil {
 		fmt.Fprintf(out, "the server's TCP stack (only real clients reach it):\n%s", ns)
 	}
-	say("xsyn's view")
-	return xsyn("status", "d0")
+	if during.Len() > 0 {
+		say("xsyn's view during the flood")
+		fmt.Fprint(out, during.String())
+	}
+	say("xsyn's view after it")
+	return xsyn("status", "d0", "--interval", "0")
 }
 
 type connectResult struct {

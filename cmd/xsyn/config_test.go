@@ -51,7 +51,7 @@ func (l *e2eLab) state(t *testing.T) string {
 	}
 	// What status reads from the XDP maps, without the counters.
 	var st statusJSON
-	if out, _, code := l.xsyn(t, "status", "d0", "--json"); code == 0 {
+	if out, _, code := l.xsyn(t, "status", "d0", "--json", "--interval", "0"); code == 0 {
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatal(err)
 		}

@@ -104,7 +104,7 @@ func (l *e2eLab) mustXsyn(t *testing.T, args ...string) string {
 func (l *e2eLab) status(t *testing.T) ifaceJSON {
 	t.Helper()
 	var st statusJSON
-	if err := json.Unmarshal([]byte(l.mustXsyn(t, "status", "d0", "--json")), &st); err != nil {
+	if err := json.Unmarshal([]byte(l.mustXsyn(t, "status", "d0", "--json", "--interval", "0")), &st); err != nil {
 		t.Fatal(err)
 	}
 	if len(st.Interfaces) != 1 {

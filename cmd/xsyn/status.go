@@ -1,11 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
+	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/loader"
@@ -14,17 +22,42 @@ import (
 
 const statusHelp = `Shows, for IFACE or every protected interface of this network namespace: the mode (native or
 generic XDP, or netfilter-only), what holds the program attached, the protected services with
-their SYN-ACK options, and the XDP counters by family. Reads the kernel's state only; changes
-nothing. The --json output is stable; its fields are documented in docs/status-json.md.
+their SYN-ACK options, the XDP counters by family, and their rates per second.
+
+xsyn keeps no daemon and no history: the rates are measured by reading the counters twice,
+--interval apart, so status takes that long (--interval 0: counters only, at once). --watch
+keeps reading and refreshes the screen in place like top, one frame per interval, until
+Ctrl-C; with --json it prints one JSON document per line instead (JSON Lines). A failed read
+(e.g. the interface was detached) ends the watch with that error.
+
+Reads the kernel's state only; changes nothing. The --json output is stable; its fields are
+documented in docs/status-json.md.
 
 Examples:
   xsyn status
-  xsyn status eth0 --json
+  xsyn status eth0 --watch
+  xsyn status eth0 --json --interval 0
+  xsyn status eth0 --watch --json --interval 5s --count 12 > eth0.jsonl
 `
 
+// minInterval keeps --watch from spinning: counters are summed over every CPU per read.
+const minInterval = 100 * time.Millisecond
+
+type statusOpts struct {
+	iface    string
+	json     bool
+	watch    bool
+	interval time.Duration
+	count    int
+}
+
 func runStatus(args []string, stdout, _ io.Writer) error {
-	fs := newFlags("status", "status [IFACE] [--json]", statusHelp, stdout)
-	asJSON := fs.Bool("json", false, "print JSON (stable format)")
+	fs := newFlags("status", "status [IFACE] [--json] [--watch] [--interval DURATION] [--count N]", statusHelp, stdout)
+	o := statusOpts{}
+	fs.BoolVar(&o.json, "json", false, "print JSON (stable format; JSON Lines with --watch)")
+	fs.BoolVar(&o.watch, "watch", false, "refresh every --interval until Ctrl-C")
+	fs.DurationVar(&o.interval, "interval", time.Second, "`duration` over which rates are measured, and between --watch frames; 0: no rates")
+	fs.IntVar(&o.count, "count", 0, "with --watch: stop after `N` frames (0: until Ctrl-C)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -32,9 +65,20 @@ func runStatus(args []string, stdout, _ io.Writer) error {
 	if len(pos) > 1 {
 		return usagef("at most one interface, got %d", len(pos))
 	}
-	iface := ""
 	if len(pos) == 1 {
-		iface = pos[0]
+		o.iface = pos[0]
+	}
+	switch {
+	case o.interval < 0:
+		return usagef("--interval %s: want a duration of 0 or more, e.g. 1s", o.interval)
+	case o.interval != 0 && o.interval < minInterval:
+		return usagef("--interval %s: want 0 (no rates) or at least %s", o.interval, minInterval)
+	case o.watch && o.interval == 0:
+		return usagef("--watch needs an --interval above 0, e.g. 1s")
+	case o.count < 0:
+		return usagef("--count %d: want 0 (until Ctrl-C) or more", o.count)
+	case o.count != 0 && !o.watch:
+		return usagef("--count only applies to --watch")
 	}
 	if err := requireRoot(); err != nil {
 		return err
@@ -43,24 +87,181 @@ func runStatus(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sts, err := p.Statuses(iface)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	v := statusView{opts: o, read: func() ([]protect.Status, error) { return p.Statuses(o.iface) },
+		now: time.Now, wait: waitCtx, out: stdout, terminal: isTerminal(stdout)}
+	if o.watch {
+		return v.watch(ctx)
+	}
+	return v.once(ctx)
+}
+
+// statusView reads statuses and renders them; the clock and the wait are parameters so the
+// rendering and the rates can be tested without a kernel.
+type statusView struct {
+	opts     statusOpts
+	read     func() ([]protect.Status, error)
+	now      func() time.Time
+	wait     func(ctx context.Context, d time.Duration) bool // false: ctx ended first
+	out      io.Writer
+	terminal bool // --watch redraws in place
+}
+
+// sample is one read of the kernel's state, and when it was taken.
+type sample struct {
+	at  time.Time
+	sts []protect.Status
+}
+
+func (v statusView) sample() (sample, error) {
+	at := v.now()
+	sts, err := v.read()
+	return sample{at: at, sts: sts}, err
+}
+
+// once reads, waits an interval and reads again for the rates. Interrupted while waiting, it
+// prints nothing: the operator asked it to stop.
+func (v statusView) once(ctx context.Context) error {
+	cur, err := v.sample()
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(stdout, sts)
-	}
-	if len(sts) == 0 {
-		fmt.Fprintln(stdout, "no interface is protected by xsyn in this network namespace")
-		return nil
-	}
-	for i, st := range sts {
-		if i > 0 {
-			fmt.Fprintln(stdout)
+	var prev *sample
+	if v.opts.interval > 0 {
+		if !v.wait(ctx, v.opts.interval) {
+			return nil
 		}
-		writeText(stdout, st)
+		first := cur
+		if cur, err = v.sample(); err != nil {
+			return err
+		}
+		prev = &first
 	}
-	return nil
+	return v.render(prev, cur)
+}
+
+// watch renders a frame at once (counters only) and then one per interval with the rates since
+// the previous frame.
+func (v statusView) watch(ctx context.Context) error {
+	var prev *sample
+	for frame := 1; ; frame++ {
+		cur, err := v.sample()
+		if err != nil {
+			return err
+		}
+		if err := v.render(prev, cur); err != nil {
+			return err
+		}
+		if v.opts.count != 0 && frame >= v.opts.count {
+			return nil
+		}
+		if !v.wait(ctx, v.opts.interval) {
+			return nil
+		}
+		prev = &cur
+	}
+}
+
+func (v statusView) render(prev *sample, cur sample) error {
+	rates := map[string]measured{}
+	if prev != nil {
+		dt := cur.at.Sub(prev.at)
+		for _, st := range cur.sts {
+			for _, old := range prev.sts {
+				if old.Iface == st.Iface {
+					if r, ok := ratesBetween(old.Counters, st.Counters, dt); ok {
+						rates[st.Iface] = measured{r, dt}
+					}
+				}
+			}
+		}
+	}
+	if v.opts.json {
+		return writeJSON(v.out, cur.sts, rates, !v.opts.watch)
+	}
+	var b strings.Builder
+	if v.opts.watch {
+		fmt.Fprintf(&b, "xsyn status, every %s, %s (Ctrl-C quits)\n\n", v.opts.interval, cur.at.Format("2006-01-02 15:04:05"))
+	}
+	if len(cur.sts) == 0 {
+		fmt.Fprintln(&b, "no interface is protected by xsyn in this network namespace")
+	}
+	for i, st := range cur.sts {
+		if i > 0 {
+			fmt.Fprintln(&b)
+		}
+		r, ok := rates[st.Iface]
+		writeText(&b, st, r.perSecond, ok || prev == nil)
+	}
+	frame := b.String()
+	switch {
+	case v.opts.watch && v.terminal:
+		// Home, each line cleared to its end, then the rest of the screen: no flicker.
+		frame = "\x1b[H" + strings.ReplaceAll(frame, "\n", "\x1b[K\n") + "\x1b[J"
+	case v.opts.watch:
+		frame += "\n"
+	}
+	_, err := io.WriteString(v.out, frame)
+	return err
+}
+
+func waitCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// familyRates are counters per second by family ("ipv4", "ipv6", "other") and counter name.
+type familyRates map[string]map[string]float64
+
+// measured is an interface's rates and the time they were measured over.
+type measured struct {
+	perSecond familyRates
+	over      time.Duration
+}
+
+// families names the counters of each family the way --json and the metrics do.
+func families(c *loader.FamilyCounters) map[string][]loader.CounterField {
+	return map[string][]loader.CounterField{
+		"ipv4": loader.Fields(c.IPv4), "ipv6": loader.Fields(c.IPv6), "other": loader.Fields(c.Other),
+	}
+}
+
+// ratesBetween is the change of every counter from prev to cur, per second. False when there is
+// nothing to compare (netfilter-only has no counters) or a counter went down: the program was
+// attached afresh in between (detach, then attach), and the difference means nothing.
+func ratesBetween(prev, cur *loader.FamilyCounters, dt time.Duration) (familyRates, bool) {
+	if prev == nil || cur == nil || dt <= 0 {
+		return nil, false
+	}
+	out, now := familyRates{}, families(cur)
+	for fam, before := range families(prev) {
+		m := map[string]float64{}
+		for i, f := range before {
+			after := now[fam][i]
+			if after.Value < f.Value {
+				return nil, false
+			}
+			m[f.Name] = float64(after.Value-f.Value) / dt.Seconds()
+		}
+		out[fam] = m
+	}
+	return out, true
 }
 
 func describeMode(mode string, holder loader.Holder, dir string) string {
@@ -99,7 +300,9 @@ func onOff(b bool) string {
 	return "off"
 }
 
-func writeText(w io.Writer, st protect.Status) {
+// writeText prints one interface. rates is nil when none were measured; fresh says why: false
+// when the counters were reset between the two reads.
+func writeText(w io.Writer, st protect.Status, rates familyRates, fresh bool) {
 	fmt.Fprintf(w, "%s: %s\n", st.Iface, describeMode(st.Mode, st.Holder, st.StateDir))
 	if st.ProgID != 0 {
 		fmt.Fprintf(w, "  program id %d; netfilter rules %s\n", st.ProgID, map[bool]string{true: "installed", false: "MISSING (run attach again)"}[st.Rules])
@@ -110,23 +313,78 @@ func writeText(w io.Writer, st protect.Status) {
 	if st.Counters == nil {
 		return
 	}
-	v4, v6, other := loader.Fields(st.Counters.IPv4), loader.Fields(st.Counters.IPv6), loader.Fields(st.Counters.Other)
+	switch {
+	case rates != nil:
+		fmt.Fprintf(w, "  per second: %s\n", summary(rates))
+	case !fresh:
+		fmt.Fprintln(w, "  per second: unknown, the counters were reset (attached afresh) between reads")
+	}
+	fams := families(st.Counters)
+	order := []string{"ipv4", "ipv6", "other"}
 	var rows []string
-	for i := range v4 {
-		if v4[i].Value+v6[i].Value+other[i].Value != 0 {
-			rows = append(rows, fmt.Sprintf("  %s\t%d\t%d\t%d\t", v4[i].Name, v4[i].Value, v6[i].Value, other[i].Value))
+	for i, f := range fams["ipv4"] {
+		if f.Value+fams["ipv6"][i].Value+fams["other"][i].Value == 0 {
+			continue
 		}
+		row := "  " + f.Name + "\t"
+		for _, fam := range order {
+			row += strconv.FormatUint(fams[fam][i].Value, 10) + "\t"
+			if rates != nil {
+				row += formatRate(rates[fam][f.Name]) + "\t"
+			}
+		}
+		rows = append(rows, row)
 	}
 	if len(rows) == 0 {
 		fmt.Fprintln(w, "  counters: no packets yet")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  COUNTER\tIPV4\tIPV6\tOTHER\t")
+	header := "  COUNTER\t"
+	for _, fam := range order {
+		header += strings.ToUpper(fam) + "\t"
+		if rates != nil {
+			header += "/s\t"
+		}
+	}
+	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		fmt.Fprintln(tw, r)
 	}
 	tw.Flush()
+}
+
+// summary is the line to read first during an attack: SYNs in and cookies out, ACKs that came
+// back valid or forged, established traffic, and everything XDP dropped.
+func summary(r familyRates) string {
+	total := func(match func(string) bool) float64 {
+		var sum float64
+		for _, m := range r {
+			for name, v := range m {
+				if match(name) {
+					sum += v
+				}
+			}
+		}
+		return sum
+	}
+	is := func(n string) func(string) bool { return func(s string) bool { return s == n } }
+	return fmt.Sprintf("SYN %s, SYN-ACK %s, ACK cookie valid %s, invalid %s, established %s, dropped %s",
+		formatRate(total(is("syn_received"))), formatRate(total(is("synack_sent"))),
+		formatRate(total(is("ack_cookie_valid"))), formatRate(total(is("ack_cookie_invalid"))),
+		formatRate(total(is("established_passed"))),
+		formatRate(total(func(s string) bool { return strings.HasPrefix(s, "drop__") })))
+}
+
+func formatRate(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v < 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
 }
 
 // The --json format (docs/status-json.md). Fields are only ever added.
@@ -135,14 +393,16 @@ type statusJSON struct {
 }
 
 type ifaceJSON struct {
-	Interface      string                       `json:"interface"`
-	Mode           string                       `json:"mode"`
-	HeldBy         string                       `json:"held_by,omitempty"`
-	StateDir       string                       `json:"state_dir,omitempty"`
-	ProgramID      uint32                       `json:"program_id,omitempty"`
-	NetfilterRules bool                         `json:"netfilter_rules"`
-	Services       []serviceJSON                `json:"services"`
-	Counters       map[string]map[string]uint64 `json:"counters,omitempty"`
+	Interface      string                        `json:"interface"`
+	Mode           string                        `json:"mode"`
+	HeldBy         string                        `json:"held_by,omitempty"`
+	StateDir       string                        `json:"state_dir,omitempty"`
+	ProgramID      uint32                        `json:"program_id,omitempty"`
+	NetfilterRules bool                          `json:"netfilter_rules"`
+	Services       []serviceJSON                 `json:"services"`
+	Counters       map[string]map[string]uint64  `json:"counters,omitempty"`
+	Rates          map[string]map[string]float64 `json:"rates,omitempty"`
+	RatesInterval  float64                       `json:"rates_interval_seconds,omitempty"`
 }
 
 type serviceJSON struct {
@@ -157,7 +417,8 @@ type serviceJSON struct {
 	TTL         uint8  `json:"ttl"`
 }
 
-func writeJSON(w io.Writer, sts []protect.Status) error {
+// writeJSON prints one document: indented for a single status, one line per frame with --watch.
+func writeJSON(w io.Writer, sts []protect.Status, rates map[string]measured, indent bool) error {
 	out := statusJSON{Interfaces: []ifaceJSON{}}
 	for _, st := range sts {
 		j := ifaceJSON{Interface: st.Iface, Mode: st.Mode, HeldBy: string(st.Holder), StateDir: st.StateDir,
@@ -167,19 +428,24 @@ func writeJSON(w io.Writer, sts []protect.Status) error {
 			j.Services = append(j.Services, serviceJSON{Family: s.Family.String(), Destination: s.Dst.String(),
 				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL})
 		}
-		if c := st.Counters; c != nil {
+		if st.Counters != nil {
 			j.Counters = map[string]map[string]uint64{}
-			for fam, fc := range map[string]loader.Counters{"ipv4": c.IPv4, "ipv6": c.IPv6, "other": c.Other} {
+			for fam, fields := range families(st.Counters) {
 				m := map[string]uint64{}
-				for _, f := range loader.Fields(fc) {
+				for _, f := range fields {
 					m[f.Name] = f.Value
 				}
 				j.Counters[fam] = m
 			}
 		}
+		if r, ok := rates[st.Iface]; ok {
+			j.Rates, j.RatesInterval = r.perSecond, r.over.Seconds()
+		}
 		out.Interfaces = append(out.Interfaces, j)
 	}
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	if indent {
+		enc.SetIndent("", "  ")
+	}
 	return enc.Encode(out)
 }
