@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/internal/source"
+	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -61,7 +65,15 @@ Examples:
 func runAttach(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("attach", "attach IFACE [--config FILE | --port P[,P...] [flags]] [--probe] [--mode M]", attachHelp, stdout)
 	sf := addSpecFlags(fs)
-	mode := fs.String("mode", "auto", "`auto` (native XDP, else generic), native, generic, or netfilter (no XDP)")
+	mode := "auto"
+	fs.Func("mode", "protect in mode `M`: auto (the default: native XDP, else generic), native, generic, or netfilter (SYNPROXY alone, no XDP)", func(v string) error {
+		switch v {
+		case "auto", "native", "generic", protect.ModeNetfilter:
+			mode = v
+			return nil
+		}
+		return errors.New("want auto, native, generic or netfilter")
+	})
 	probe := fs.Bool("probe", false, "adopt the TCP options each server offers (default: warn where they differ)")
 	iface, b, err := parseSpec(fs, sf, args)
 	if err != nil {
@@ -82,9 +94,9 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res, err := p.Apply(iface, s, *mode)
+	res, err := p.Apply(iface, s, mode)
 	if err != nil {
-		return err
+		return attachHint(err, iface, mode)
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w)
@@ -164,6 +176,18 @@ func joinAddrs[T fmt.Stringer](as []T) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// attachHint adds, on a line of its own, what to do about the errors of attach that another
+// --mode avoids.
+func attachHint(err error, iface, mode string) error {
+	switch {
+	case errors.Is(err, loader.ErrFeatureMissing):
+		return fmt.Errorf("%w\nthe XDP fast path cannot run on this kernel: --mode auto protects %s with netfilter SYNPROXY alone, and says so (--mode netfilter asks for that outright)", err, iface)
+	case mode == string(loader.ModeNative) && errors.Is(err, unix.EOPNOTSUPP):
+		return fmt.Errorf("%w\nthe driver of %s has no native XDP: --mode generic (or auto, which falls back to it and warns) attaches after the kernel has built the skb: slower, but protected", err, iface)
+	}
+	return err
 }
 
 func requireRoot() error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -32,6 +33,9 @@ func runDetach(args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	if err := p.Remove(pos[0]); err != nil {
+		if errors.Is(err, protect.ErrNotProtected) {
+			return fmt.Errorf("%w\n'xsyn status' lists the interfaces xsyn protects in this network namespace", err)
+		}
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: xsyn removed\n", pos[0])

@@ -35,11 +35,28 @@ func commands() []command {
 		{"explain", "show what attach would install on an interface, and why (changes nothing)", runExplain},
 		{"status", "show what is protected, how, and the counters", runStatus},
 		{"serve", "serve the counters to Prometheus (read-only; 127.0.0.1:9377)", runServe},
-		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
-			fmt.Fprintln(stdout, "xsyn", version)
-			return nil
-		}},
+		{"version", "print the version", runVersion},
 	}
+}
+
+const versionHelp = `Prints the version of this xsyn binary: set when it is built (make build), "dev" for a plain
+go build.
+
+Example:
+  xsyn version
+`
+
+func runVersion(args []string, stdout, _ io.Writer) error {
+	fs := newFlags("version", "version", versionHelp, stdout)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("no arguments expected, got %q", pos)
+	}
+	fmt.Fprintln(stdout, "xsyn", version)
+	return nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -119,7 +136,13 @@ func newFlags(name, synopsis, help string, stdout io.Writer) *cmdFlags {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	return &cmdFlags{FlagSet: fs, help: func() {
-		fmt.Fprintf(stdout, "Usage: xsyn %s\n\n%s\nFlags:\n", synopsis, help)
+		fmt.Fprintf(stdout, "Usage: xsyn %s\n\n%s", synopsis, help)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n == 0 {
+			return
+		}
+		fmt.Fprintf(stdout, "\nFlags:\n")
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 	}}
