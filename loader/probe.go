@@ -51,16 +51,19 @@ func Probe() error {
 }
 
 // findFunc looks a kfunc up in vmlinux BTF, then in nf_conntrack's module BTF where conntrack is
-// a module (it must be loaded; installing the netfilter rules loads it).
+// a module. That module must be loaded: the conntrack rules of xsyn load it, which is why
+// protect.Apply probes after installing them.
 func findFunc(kernel *btf.Spec, name string) (*btf.Func, error) {
 	var fn *btf.Func
 	if err := kernel.TypeByName(name, &fn); err == nil {
 		return fn, nil
 	}
-	if mod, err := btf.LoadKernelModuleSpec("nf_conntrack"); err == nil {
-		if err := mod.TypeByName(name, &fn); err == nil {
-			return fn, nil
-		}
+	mod, err := btf.LoadKernelModuleSpec("nf_conntrack")
+	if err != nil {
+		return nil, fmt.Errorf("%s is not in vmlinux BTF, and nf_conntrack has none (not loaded?): %w", name, err)
 	}
-	return nil, fmt.Errorf("%s is in neither vmlinux nor nf_conntrack BTF (is nf_conntrack loaded?)", name)
+	if err := mod.TypeByName(name, &fn); err != nil {
+		return nil, fmt.Errorf("%s is in neither vmlinux nor nf_conntrack BTF: %w", name, err)
+	}
+	return fn, nil
 }

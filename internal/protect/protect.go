@@ -93,19 +93,6 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	// Can this kernel run the XDP program at all? Decided before any change: a forced XDP mode
-	// fails here, auto falls back to netfilter-only protection.
-	var missing error
-	if mode != ModeNetfilter && cur == nil {
-		probe := p.Loader.Probe
-		if probe == nil {
-			probe = loader.Probe
-		}
-		if missing = probe(); missing != nil && xdpMode != loader.ModeAuto {
-			return nil, missing
-		}
-	}
-
 	if err := p.Rules.Apply(plan); err != nil {
 		return nil, err
 	}
@@ -120,6 +107,20 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 			return fmt.Errorf("%w (and restoring the previous rules failed: %v)", cause, rerr)
 		}
 		return cause
+	}
+	// Can this kernel run the XDP program at all? Asked after the rules went in: where conntrack
+	// is a module, its rules are what load it, and with it the BTF of the conntrack kfuncs the
+	// probe looks for. A forced XDP mode fails here (rules restored); auto falls back to
+	// netfilter-only protection.
+	var missing error
+	if mode != ModeNetfilter && cur == nil {
+		probe := p.Loader.Probe
+		if probe == nil {
+			probe = loader.Probe
+		}
+		if missing = probe(); missing != nil && xdpMode != loader.ModeAuto {
+			return nil, undoRules(missing)
+		}
 	}
 
 	res := &Result{Iface: iface}

@@ -82,6 +82,20 @@ func TestFallbackToNetfilter(t *testing.T) {
 		if on, err := a.Installed("d0"); err != nil || on {
 			t.Errorf("rules after Remove: %v, %v", on, err)
 		}
+
+		// The probe runs with the rules in (where conntrack is a module, they load it and the
+		// BTF of its kfuncs); refused, they go again and the interface is as it was.
+		rulesAtProbe := false
+		p.Loader.Probe = func() error {
+			rulesAtProbe, _ = a.Installed("d0")
+			return old
+		}
+		if _, err := p.Apply("d0", other, "native"); !errors.Is(err, loader.ErrFeatureMissing) {
+			t.Errorf("Apply --mode native on an old kernel, unprotected: %v; want ErrFeatureMissing", err)
+		}
+		if on, err := a.Installed("d0"); err != nil || on || !rulesAtProbe {
+			t.Errorf("rules during the probe: %v; after the refused apply: %v, %v; want in, then gone", rulesAtProbe, on, err)
+		}
 		return nil
 	})
 	if err != nil {
