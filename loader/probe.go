@@ -10,8 +10,9 @@ import (
 	"github.com/cilium/ebpf/features"
 )
 
-// Probe checks that the running kernel has everything the XDP program uses. It returns nil or
-// errors joining one *FeatureError per missing feature.
+// Probe checks that the running kernel has everything the XDP program uses. It returns nil,
+// errors joining one *FeatureError per missing feature, or another error when it cannot tell
+// (no permission to load BPF programs).
 func Probe() error {
 	var errs []error
 	for _, h := range []struct {
@@ -25,8 +26,14 @@ func Probe() error {
 		{asm.FnTcpRawCheckSyncookieIpv6, "bpf_tcp_raw_check_syncookie_ipv6", "Linux 6.0"},
 		{asm.FnXdpAdjustTail, "bpf_xdp_adjust_tail", "Linux 4.18"},
 	} {
-		if err := features.HaveProgramHelper(ebpf.XDP, h.fn); err != nil {
+		err := features.HaveProgramHelper(ebpf.XDP, h.fn)
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
 			errs = append(errs, &FeatureError{Feature: "BPF helper " + h.name + " for XDP", Since: h.since, Err: err})
+		case err != nil:
+			// Not an old kernel: this process may not load BPF programs (capabilities, a
+			// seccomp filter without bpf(2)). Falling back to netfilter-only would hide that.
+			return fmt.Errorf("probe BPF helper %s: %w (loading the XDP program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)", h.name, err)
 		}
 	}
 

@@ -151,7 +151,7 @@ func TestBinaryNotRoot(t *testing.T) {
 		{"serve", "--web.listen-address", "127.0.0.1:0"},
 	} {
 		code, out, errOut := nobody(args...)
-		want := fmt.Sprintf("xsyn %s: must run as root (needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN): try sudo\n", args[0])
+		want := fmt.Sprintf("xsyn %s: must run as root (needs CAP_NET_ADMIN and CAP_SYS_ADMIN): try sudo\n", args[0])
 		if code != exitError || out != "" || errOut != want {
 			t.Errorf("xsyn %s as nobody: exit %d, want 1 and only %q\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, out, errOut)
 		}
@@ -439,6 +439,28 @@ func TestBinaryFallbacks(t *testing.T) {
 			t.Errorf("state after detach differs from before attach:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 	})
+}
+
+// Not a fallback: a process that may not load BPF programs (here: root with only
+// CAP_NET_ADMIN, as a unit or container with too few capabilities) is told so, with nothing
+// changed, rather than "protected" in netfilter-only mode as if the kernel were old.
+func TestBinaryWithoutBPFCapability(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsynbc", enterers["ip-netns-exec"])
+	l.echoServer(t, 8080)
+	noBPF := *l
+	noBPF.enter = func(h *netlab.Host) []string {
+		return []string{"ip", "netns", "exec", h.Name, "setpriv", "--bounding-set=-all,+net_admin", "--inh-caps=-all", "--"}
+	}
+	before := l.nsState(t)
+	out, errOut, code := noBPF.xsyn(t, "attach", "d0", "--port", "8080")
+	if code != exitError || out != "" || !strings.Contains(errOut, "xsyn attach: probe BPF helper ") ||
+		!strings.Contains(errOut, "operation not permitted (loading the XDP program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)") {
+		t.Errorf("attach without CAP_BPF/CAP_SYS_ADMIN: exit %d, want 1 naming the capabilities\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if after := l.nsState(t); after != before {
+		t.Errorf("attach without CAP_BPF changed the namespace:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 }
 
 // synproxyStat sums the DUT's /proc/net/stat/synproxy over CPUs, by column name.

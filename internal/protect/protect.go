@@ -118,7 +118,8 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		if probe == nil {
 			probe = loader.Probe
 		}
-		if missing = probe(); missing != nil && xdpMode != loader.ModeAuto {
+		missing = probe()
+		if missing != nil && (xdpMode != loader.ModeAuto || !errors.Is(missing, loader.ErrFeatureMissing)) {
 			return nil, undoRules(missing)
 		}
 	}
@@ -165,13 +166,15 @@ func (p *Protector) Remove(iface string) error {
 		return err
 	}
 	defer w.Unlock()
-	xdpErr := w.Detach(iface)
-	if xdpErr != nil && !errors.Is(xdpErr, loader.ErrNotAttached) && !errors.Is(xdpErr, loader.ErrNoInterface) {
-		return xdpErr
-	}
+	// Read the rules first: a process that cannot (no CAP_NET_ADMIN, no iptables) stops here,
+	// before the program is gone and the rules are not.
 	had, err := p.Rules.Installed(iface)
 	if err != nil {
 		return err
+	}
+	xdpErr := w.Detach(iface)
+	if xdpErr != nil && !errors.Is(xdpErr, loader.ErrNotAttached) && !errors.Is(xdpErr, loader.ErrNoInterface) {
+		return xdpErr
 	}
 	if err := p.Rules.Remove(iface); err != nil {
 		return err
