@@ -9,8 +9,11 @@
 //   - the client's SYN is marked untracked in raw PREROUTING (XSYN-RAW-<iface>), so conntrack
 //     never holds a half-open entry;
 //   - SYNPROXY takes the untracked SYN and the cookie-carrying ACK (INVALID to conntrack) in
-//     filter INPUT (XSYN-IN-<iface>) for servers on this host, or FORWARD (XSYN-FWD-<iface>) for
-//     servers behind it; every other INVALID packet of the service is dropped there;
+//     filter INPUT (XSYN-IN-<iface>) when the client asked for one of this host's addresses,
+//     or FORWARD (XSYN-FWD-<iface>) when its packets are routed; a forward statement that
+//     translates the destination (dnat to, redirect to) has it in both, since the address it
+//     fronts for may be this host's own; every other INVALID packet of the service is dropped
+//     there;
 //   - SYNPROXY's own SYN-ACK to the client leaves through filter OUTPUT (XSYN-OUT-<iface>),
 //     which lets it out whatever the rest of the firewall says;
 //   - once the cookie is valid SYNPROXY sends a SYN of its own to the server, with the client's
@@ -34,7 +37,9 @@
 //
 // XXX: raw PREROUTING runs before routing, so a statement's outface cannot be matched there:
 // its SYNs are untracked whatever interface they would leave by, and only the SYNPROXY rule in
-// FORWARD checks the outface (a FireHOL limitation as well).
+// FORWARD checks the outface (a FireHOL limitation as well). INPUT cannot match it at all: a
+// forward statement with an outface has no SYNPROXY in INPUT and protects routed destinations
+// only (see proxyKinds).
 package rules
 
 import (
@@ -186,9 +191,9 @@ var (
 	kindNat = chainKind{tag: "NAT", table: TableNat, hook: "OUTPUT",
 		why: "destination NAT of SYNPROXY's marked SYN; keeps it away from every other NAT rule"}
 	kindIn = chainKind{tag: "IN", table: TableFilter, hook: "INPUT",
-		why: "SYNPROXY for servers on this host; loopback policy"}
+		why: "SYNPROXY for clients of this host's own addresses; loopback policy"}
 	kindFwd = chainKind{tag: "FWD", table: TableFilter, hook: "FORWARD",
-		why: "SYNPROXY for servers this host routes to"}
+		why: "SYNPROXY for clients whose packets this host routes"}
 	kindOut = chainKind{tag: "OUT", table: TableFilter, hook: "OUTPUT",
 		why: "let SYNPROXY's SYN-ACK out; apply each statement's action to SYNPROXY's SYN towards the server"}
 	kindOrphan = chainKind{tag: "ORP", table: TableFilter, hook: "OUTPUT", after: "OUT",

@@ -112,7 +112,8 @@ func TestRenderGolden(t *testing.T) {
 var configGolden = []string{
 	"input_accept",   // accept, on this host, both families
 	"input_redirect", // redirect to a local port, both families, with route_localnet
-	"forward_dnat",   // dnat to IP:PORT (routed), to IP (input, server behind), to :PORT (local)
+	"forward_dnat",   // dnat to IP:PORT (forward), to IP (input, server behind), to :PORT (local)
+	"forward_front",  // forward dnat and redirect: SYNPROXY in INPUT and FORWARD
 	"forward_accept", // routed without NAT, with outface
 	"action_chain",   // a user chain
 	"reject",
@@ -239,6 +240,7 @@ func TestBuildShape(t *testing.T) {
 			forward: {"DNAT --to-destination 10.0.0.5"},
 		},
 		"XSYN-IN-eth0": {
+			// Not the forward statement: its outface limits it to routed destinations.
 			"loopback strict":    {"ACCEPT"},
 			"synproxy isolation": {"ACCEPT"},
 			input:                {"SYNPROXY --sack-perm --timestamp --wscale 7 --mss 1460", "DROP"},
@@ -583,6 +585,70 @@ func TestBuildNegations(t *testing.T) {
 	saw = slices.Compact(saw)
 	if want := []string{"XSYN-IN-eth0 ! -d", "XSYN-MRK-eth0 ! -d", "XSYN-NAT-eth0 ! -d", "XSYN-OUT-eth0 ! -s", "XSYN-RAW-eth0 ! -d"}; !slices.Equal(saw, want) {
 		t.Errorf("negated destination matched as %q, want %q", saw, want)
+	}
+}
+
+// TestBuildProxyChains: SYNPROXY sits where the client's packets pass. A forward statement
+// whose action translates the destination also has it in INPUT, since the address the client
+// asks for may be this host's own (FireHOL's "forward ... dst YOUR_INTERNET_IP ... dnat to"),
+// unless an outface limits it to routed destinations.
+func TestBuildProxyChains(t *testing.T) {
+	cases := []struct {
+		stmt string
+		want []string // chains with the statement's SYNPROXY and INVALID drop rules
+	}{
+		{"synproxy4 input inface eth0 dst 192.0.2.1 dport 80 accept", []string{"XSYN-IN-eth0"}},
+		{"synproxy4 input inface eth0 dst 192.0.2.1 dport 80 dnat to 10.0.0.5", []string{"XSYN-IN-eth0"}},
+		{"synproxy4 forward inface eth0 dst 192.0.2.1 dport 80 dnat to 10.0.0.5", []string{"XSYN-IN-eth0", "XSYN-FWD-eth0"}},
+		{"synproxy6 forward inface eth0 dst 2001:db8::10 dport 80 dnat to [2001:db8:1::5]:8080", []string{"XSYN-IN-eth0", "XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 dport 80 dnat to :8080", []string{"XSYN-IN-eth0", "XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 dst 192.0.2.1 dport 2222 redirect to 22", []string{"XSYN-IN-eth0", "XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 outface eth1 dst 192.0.2.1 dport 80 dnat to 10.0.0.5", []string{"XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 outface not eth1 dst 192.0.2.1 dport 80 dnat to 10.0.0.5", []string{"XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 dst 203.0.113.10 dport 80 accept", []string{"XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 dst 203.0.113.10 dport 80 reject", []string{"XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 dst 203.0.113.10 dport 80 drop", []string{"XSYN-FWD-eth0"}},
+		{"synproxy4 forward inface eth0 dst 203.0.113.10 dport 80 action TRAP", []string{"XSYN-FWD-eth0"}},
+	}
+	for _, c := range cases {
+		t.Run(c.stmt, func(t *testing.T) {
+			p := mustConfig(t, "eth0", c.stmt)
+			var got []string
+			for _, fp := range p.Families {
+				for _, ch := range fp.Chains {
+					var synproxy, drops int
+					for _, r := range ch.Rules {
+						if r.Origin != c.stmt || !(slices.Contains(r.Args, "--dport") || slices.Contains(r.Args, "--dports")) {
+							continue
+						}
+						switch strings.Join(target(r.Args), " ") {
+						case "DROP":
+							drops++
+						case "ACCEPT", "CT --notrack", "MARK --set-xmark 0x20000000/0x20000000":
+						default:
+							if slices.Contains(r.Args, "SYNPROXY") {
+								synproxy++
+							}
+						}
+						if ch.Table == TableFilter && argAfter(r.Args, "-i") != "eth0" {
+							t.Errorf("%s rule %q does not match the client's interface", ch.Name, r.Args)
+						}
+						if ch.Name == "XSYN-IN-eth0" && slices.Contains(r.Args, "-o") {
+							t.Errorf("%s rule %q matches -o, which INPUT refuses", ch.Name, r.Args)
+						}
+					}
+					if synproxy > 0 || drops > 0 {
+						if synproxy != 1 || drops != 1 {
+							t.Errorf("%s: %d SYNPROXY and %d INVALID drop rules of the statement, want one each", ch.Name, synproxy, drops)
+						}
+						got = append(got, ch.Name)
+					}
+				}
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("SYNPROXY in %v, want %v", got, c.want)
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -130,40 +131,17 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	b.add(kindRaw, origin, "the client's SYN skips conntrack: SYNPROXY (or XDP) answers it with a cookie",
 		product(src, dst, [][]string{in}, tcp(sport, dport, syn), [][]string{{"-j", "CT", "--notrack"}})...)
 
-	// SYNPROXY where the client's packets pass: INPUT or FORWARD.
-	proxyKind := kindIn
-	if st.Direction == spec.Forward {
-		proxyKind = kindFwd
-	} else {
-		out = [][]string{nil} // no outface on INPUT
+	// SYNPROXY where the client's packets pass: INPUT, FORWARD, or both.
+	if st.Direction == spec.Input {
+		out = [][]string{nil} // nothing is routed: no outface in any chain
 	}
-	if st.Action.Kind == spec.Reject {
-		// A reset for SYNPROXY's SYN to the server would carry sequence number 0, outside the
-		// window of the client's (already established) connection: the client would ignore it
-		// and time out. So reject answers the client's ACK itself: the reset takes its sequence
-		// number from the ACK and the client sees ECONNRESET. With XDP in front only ACKs with
-		// a valid cookie get here; without it any ACK would, so the resets are rate-limited.
-		b.add(proxyKind, origin, "SYNPROXY answers the untracked SYN with a cookie SYN-ACK",
-			product(src, dst, [][]string{in}, out, tcp(sport, dport, nil),
-				[][]string{append([]string{"-m", "conntrack", "--ctstate", "UNTRACKED", "-j", "SYNPROXY"}, synproxyOptions(st.Options)...)})...)
-		if st.LogLimit != "" {
-			b.add(proxyKind, origin, "loglimit: log the client that is rejected (rate-limited)",
-				product(src, dst, [][]string{in}, out, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
-					[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "1/sec",
-						"-j", "LOG", "--log-prefix", st.LogLimit + " "}})...)
+	for _, pk := range proxyKinds(st) {
+		o := out
+		if pk == kindIn {
+			o = [][]string{nil} // -o is refused in INPUT
 		}
-		b.add(proxyKind, origin, "reject: the client's ACK (its cookie checked by XDP when XDP is on) gets a reset it accepts; rate-limited, since without XDP forged ACKs get here too",
-			product(src, dst, [][]string{in}, out, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
-				[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "100/sec", "--limit-burst", "200",
-					"-j", "REJECT", "--reject-with", "tcp-reset"}})...)
-	} else {
-		b.add(proxyKind, origin, "SYNPROXY answers the untracked SYN with a cookie SYN-ACK, and validates the client's ACK (INVALID to conntrack)",
-			product(src, dst, [][]string{in}, out, tcp(sport, dport, nil),
-				[][]string{append([]string{"-m", "conntrack", "--ctstate", "INVALID,UNTRACKED", "-j", "SYNPROXY"}, synproxyOptions(st.Options)...)})...)
+		proxyRules(b, pk, st, product(src, dst, [][]string{in}, o), sport, dport)
 	}
-	b.add(proxyKind, origin, "any other packet of the service that conntrack does not know is dropped (forged ACKs, stray RSTs)",
-		product(src, dst, [][]string{in}, out, tcp(sport, dport, nil),
-			[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
 
 	// SYNPROXY's SYN-ACK back to the client: the reverse of the match.
 	rsrc, _ := addrAlternatives("-s", m.Dst, f)
@@ -225,6 +203,80 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	b.add(replyKind, origin, "an INVALID packet from the server to the client is dropped, not leaked",
 		product(saddr, tcp(sport2, anyPort, nil), [][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
 	return nil
+}
+
+// proxyKinds are the chains where SYNPROXY meets the client's packets. An input statement's
+// client asks for one of this host's addresses: INPUT. A forward statement's packets are
+// routed: FORWARD. But when a forward statement's action moves the connection elsewhere (dnat
+// to, redirect to), the address the client asks for is only the front the server hides
+// behind, and it may well be this host's own: FireHOL's "synproxy forward inface dsl0 dst
+// YOUR_INTERNET_IP dport 80 dnat to ...". The client's packets then pass INPUT, so such a
+// statement gets SYNPROXY in both chains and works whichever the address is. Everything
+// after the handshake (mark, NAT, action, the server's INVALID packets) is on the OUTPUT
+// path or matched by the server's address, the same either way.
+//
+// XXX: INPUT cannot match -o, and a packet for this host leaves by no interface, so a forward
+// statement with an outface gets SYNPROXY in FORWARD only: it protects routed destinations
+// alone (SYNPROXY's SYN to one of this host's addresses would not be marked either: mangle
+// OUTPUT sees it leave by lo, not by the outface). Its SYNs to this host's addresses are still
+// untracked in raw PREROUTING, which cannot match the outface, and then meet no SYNPROXY:
+// those connections fail. docs/config.md tells users to leave outface out for them.
+func proxyKinds(st spec.Statement) []chainKind {
+	if st.Direction == spec.Input {
+		return []chainKind{kindIn}
+	}
+	switch st.Action.Kind {
+	case spec.DNAT, spec.Redirect:
+		if st.Match.Outface.Any() {
+			return []chainKind{kindFwd, kindIn}
+		}
+	}
+	return []chainKind{kindFwd}
+}
+
+// ProxiesLocal reports whether the statement has SYNPROXY in INPUT, where the client's packets
+// go when the address it asks for is one of this host's own (see proxyKinds).
+func ProxiesLocal(st spec.Statement) bool {
+	return slices.Contains(proxyKinds(st), kindIn)
+}
+
+// proxyRules add to chain kind k the rules that hand the client's packets of statement st to
+// SYNPROXY; match is the address and interface part of the client's packets, before -p tcp.
+func proxyRules(b *chainBuilder, k chainKind, st spec.Statement, match, sport, dport [][]string) {
+	origin := st.Origin()
+	why := func(s string) string {
+		if k == kindIn && st.Direction == spec.Forward {
+			return s + "; in INPUT as well as FORWARD: the address the client asks for, translated by the action, may be this host's own"
+		}
+		return s
+	}
+	if st.Action.Kind == spec.Reject {
+		// A reset for SYNPROXY's SYN to the server would carry sequence number 0, outside the
+		// window of the client's (already established) connection: the client would ignore it
+		// and time out. So reject answers the client's ACK itself: the reset takes its sequence
+		// number from the ACK and the client sees ECONNRESET. With XDP in front only ACKs with
+		// a valid cookie get here; without it any ACK would, so the resets are rate-limited.
+		b.add(k, origin, why("SYNPROXY answers the untracked SYN with a cookie SYN-ACK"),
+			product(match, tcp(sport, dport, nil),
+				[][]string{append([]string{"-m", "conntrack", "--ctstate", "UNTRACKED", "-j", "SYNPROXY"}, synproxyOptions(st.Options)...)})...)
+		if st.LogLimit != "" {
+			b.add(k, origin, why("loglimit: log the client that is rejected (rate-limited)"),
+				product(match, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
+					[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "1/sec",
+						"-j", "LOG", "--log-prefix", st.LogLimit + " "}})...)
+		}
+		b.add(k, origin, why("reject: the client's ACK (its cookie checked by XDP when XDP is on) gets a reset it accepts; rate-limited, since without XDP forged ACKs get here too"),
+			product(match, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
+				[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "100/sec", "--limit-burst", "200",
+					"-j", "REJECT", "--reject-with", "tcp-reset"}})...)
+	} else {
+		b.add(k, origin, why("SYNPROXY answers the untracked SYN with a cookie SYN-ACK, and validates the client's ACK (INVALID to conntrack)"),
+			product(match, tcp(sport, dport, nil),
+				[][]string{append([]string{"-m", "conntrack", "--ctstate", "INVALID,UNTRACKED", "-j", "SYNPROXY"}, synproxyOptions(st.Options)...)})...)
+	}
+	b.add(k, origin, why("any other packet of the service that conntrack does not know is dropped (forged ACKs, stray RSTs)"),
+		product(match, tcp(sport, dport, nil),
+			[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
 }
 
 func synproxyOptions(o spec.TCPOptions) []string {

@@ -72,6 +72,8 @@ synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit "SYNPROX
 synproxy6 forward inface d0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]
 # mail, from one network only: SYNPROXY alone, XDP does not match sources
 synproxy4 in inface d0 src 198.51.100.0/24 dport 25 accept
+# a mistake: forward with accept, to this host's own address
+synproxy4 forward inface d0 dst 192.0.2.2 dport 8080 accept
 `
 
 // explain shows statements, rules with their reasons and the sysctls, as an unprivileged user,
@@ -105,6 +107,8 @@ func TestExplainConfig(t *testing.T) {
 		"server: [2001:db8:1::5]:80, [2001:db8:1::5]:443",
 		"3. " + conf + ":6: synproxy4 in inface d0 src 198.51.100.0/24 dport 25 accept",
 		"SYNPROXY answers its SYNs, not XDP: it matches the source address",
+		"4. " + conf + ":8: synproxy4 forward inface d0 dst 192.0.2.2 dport 8080 accept",
+		"warning: it matches 192.0.2.2, of d0, but its action (accept) keeps the destination: SYNPROXY is in FORWARD only",
 		"ipv4    192.0.2.2/32      2200", // the XDP services table
 		"ipv6    2001:db8::10/128  443",
 		"ipv4 rules, as 'iptables-save' shows them",
@@ -134,6 +138,33 @@ func TestExplainConfig(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `Note: no such interface: "nosuch0"`) || !strings.Contains(out, "ipv4: mss 1460 wscale 7 sack timestamps") ||
 		!strings.Contains(out, "-A XSYN-IN-nosuch0") {
 		t.Errorf("explain of a missing interface: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestLocalWarning: explain warns about a statement that matches the interface's own addresses
+// but has no SYNPROXY in INPUT, and about no other.
+func TestLocalWarning(t *testing.T) {
+	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("fe80::1")}
+	cases := []struct{ stmt, want string }{
+		{"synproxy4 in inface d0 dst 192.0.2.2 dport 80 accept", ""},
+		{"synproxy4 forward inface d0 dst 192.0.2.2 dport 80 dnat to 10.0.0.5", ""},
+		{"synproxy6 forward inface d0 dst 2001:db8::10 dport 80 redirect to 8080", ""},
+		{"synproxy4 forward inface d0 dst 203.0.113.10 dport 80 accept", ""},
+		{"synproxy4 forward inface d0 dst 192.0.2.2 dport 80 accept", "warning: it matches 192.0.2.2, of d0, but its action (accept) keeps the destination: " +
+			"SYNPROXY is in FORWARD only and connections to this host's own addresses fail; write 'in' for them"},
+		{"synproxy6 forward inface d0 dport 80 action TRAP", "warning: it matches 2001:db8::10, of d0, but its action (action TRAP) keeps the destination"},
+		{"synproxy4 forward inface d0 outface d1 dst 192.0.2.0/24 dport 80 dnat to 10.0.0.5", "warning: it matches 192.0.2.2, of d0, but it has an outface, which INPUT cannot match: " +
+			"SYNPROXY is in FORWARD only and connections to this host's own addresses fail; leave outface out"},
+	}
+	for _, c := range cases {
+		cfg, err := spec.ParseConfig("w.conf", []byte(c.stmt), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := localWarning(cfg.Statements[0], "d0", addrs)
+		if c.want == "" && got != "" || !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: warning %q, want %q", c.stmt, got, c.want)
+		}
 	}
 }
 

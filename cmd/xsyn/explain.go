@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/xsyn-project/xsyn/internal/source"
@@ -46,8 +48,8 @@ const flowText = `How a connection to a protected service goes:
      SYNPROXY (the SYN skips conntrack: raw NOTRACK). No socket or conntrack entry is spent,
      so a flood of forged SYNs costs a SYN-ACK each and nothing else.
   2. ACK: a real client sends the cookie back in its ACK. XDP drops ACKs with a wrong cookie;
-     SYNPROXY validates the rest, in filter INPUT for servers on this host, FORWARD for
-     servers behind it.
+     SYNPROXY validates the rest, in filter INPUT when the client dialled one of this host's
+     addresses, FORWARD when this host routes its packets.
   3. SYN to the server: only now SYNPROXY opens the real connection, with a SYN of its own
      carrying the client's address and the TCP options the client accepted. mangle OUTPUT
      marks it; nat OUTPUT applies the statement's redirect or dnat (the cookie holds the
@@ -109,6 +111,9 @@ func explainSpec(w io.Writer, b *source.Built, findings []source.Finding) {
 	notes := map[int][]string{}
 	for i, st := range b.Spec.Statements {
 		notes[i] = serverNotes(i, st, b, findings)
+		if w := localWarning(st, b.Iface, b.Addrs); w != "" {
+			notes[i] = append(notes[i], w)
+		}
 	}
 	printStatements(w, b.Spec.Statements, true, notes)
 	fmt.Fprintln(w)
@@ -123,6 +128,34 @@ var loopbackWhy = map[spec.LoopbackPolicy]string{
 	spec.LoopbackStrict: "lo is trusted only between loopback addresses, and a packet for a loopback address arriving on any other interface is dropped",
 	spec.LoopbackLoose:  "everything on lo is accepted",
 	spec.LoopbackNone:   "no loopback rules; the rest of the firewall decides",
+}
+
+// localWarning warns about a statement whose destinations include addresses of the interface
+// but that has no SYNPROXY in INPUT, where the client's packets to them go: a forward statement
+// that keeps the destination, or that has an outface. Its SYNs are answered (by XDP, or
+// NOTRACKed for SYNPROXY in FORWARD) and nothing completes the handshake.
+func localWarning(st spec.Statement, iface string, addrs []netip.Addr) string {
+	if rules.ProxiesLocal(st) {
+		return ""
+	}
+	var hit []string
+	for _, a := range addrs {
+		if a.IsLinkLocalUnicast() || a.Is4() != (st.Family == spec.IPv4) {
+			continue
+		}
+		if slices.ContainsFunc(st.Match.Dst.Positive(st.Family), func(p netip.Prefix) bool { return p.Contains(a) }) {
+			hit = append(hit, a.String())
+		}
+	}
+	if len(hit) == 0 {
+		return ""
+	}
+	why, fix := "its action ("+st.Action.String()+") keeps the destination", "write 'in' for them"
+	if k := st.Action.Kind; k == spec.DNAT || k == spec.Redirect {
+		why, fix = "it has an outface, which INPUT cannot match", "leave outface out"
+	}
+	return fmt.Sprintf("warning: it matches %s, of %s, but %s: SYNPROXY is in FORWARD only and connections to this host's own addresses fail; %s",
+		strings.Join(hit, ", "), iface, why, fix)
 }
 
 // serverNotes says which servers statement i hands its connections to and, when they were

@@ -31,8 +31,8 @@ import (
 //
 //	client (c0) ---- (f0) firewall (f1) ---- (b0) backend
 //
-// xsyn protects f0 of the firewall; servers run on the firewall (input statements) or on the
-// backend (forward statements).
+// xsyn protects f0 of the firewall; servers run on the firewall or on the backend, as each
+// statement's type and action say.
 
 // labNet is one family's addressing of the lab (documentation prefixes only).
 type labNet struct {
@@ -541,6 +541,33 @@ var actionCases = []actionCase{
 		},
 	},
 	{
+		// FireHOL's DMZ form: the address the client asks for is the firewall's own, the
+		// server is behind it. The client's packets pass INPUT, not FORWARD.
+		name:    "forward-dnat-local",
+		forward: true,
+		stmt: func(n labNet) string {
+			return fmt.Sprintf("forward inface f0 dst %s dport 80 dnat to %s", n.fw.Addr(), dnatAddr(n.be.Addr()))
+		},
+		dial: func(n labNet) netip.AddrPort { return netip.AddrPortFrom(n.fw.Addr(), 80) },
+		server: func(l *actionLab) (*netlab.Host, netip.AddrPort) {
+			return l.be, netip.AddrPortFrom(l.net.be.Addr(), 80)
+		},
+	},
+	{
+		// The same with redirect: the server is the firewall itself, which needs no routing.
+		name: "forward-redirect-local",
+		stmt: func(n labNet) string {
+			return fmt.Sprintf("forward inface f0 dst %s dport 2200 redirect to 22", n.fw.Addr())
+		},
+		dial: func(n labNet) netip.AddrPort { return netip.AddrPortFrom(n.fw.Addr(), 2200) },
+		server: func(l *actionLab) (*netlab.Host, netip.AddrPort) {
+			if l.fam == spec.IPv6 {
+				return l.fw, netip.AddrPortFrom(netip.IPv6Unspecified(), 22)
+			}
+			return l.fw, netip.AddrPortFrom(netip.IPv4Unspecified(), 22)
+		},
+	},
+	{
 		name:    "forward-accept",
 		forward: true,
 		stmt:    func(n labNet) string { return fmt.Sprintf("forward inface f0 dst %s dport 80 accept", n.be.Addr()) },
@@ -569,6 +596,14 @@ var actionCases = []actionCase{
 			return l.fw, netip.AddrPortFrom(l.net.fw.Addr(), 80)
 		},
 	},
+}
+
+// dnatAddr is an address as "dnat to" takes it: IPv6 in brackets.
+func dnatAddr(a netip.Addr) string {
+	if a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return a.String()
 }
 
 func famNum(f spec.Family) int {
