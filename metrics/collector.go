@@ -71,6 +71,7 @@ type Collector struct {
 	fields    []fieldMetric
 	synDescs  []*prometheus.Desc // by synproxyColumns
 	attached  *prometheus.Desc
+	rules     *prometheus.Desc
 	services  *prometheus.Desc
 	buildInfo *prometheus.Desc
 	errors    prometheus.Counter
@@ -93,6 +94,11 @@ func New(src Source, opts Options) *Collector {
 		attached: prometheus.NewDesc("xsyn_attached",
 			"1 for each interface xsyn protects, labelled with how: native or generic XDP (in front of netfilter SYNPROXY), or netfilter-only (the fallback without XDP).",
 			[]string{"iface", "mode"}, nil),
+		rules: prometheus.NewDesc("xsyn_netfilter_rules_complete",
+			"1 when the interface has every netfilter chain and jump that xsyn attach installed; 0 when some are gone, "+
+				"e.g. a firewall reload replaced the filter table: the ACKs of real clients may then meet no SYNPROXY and fail. "+
+				"xsyn status IFACE names what is missing; xsyn attach again (systemctl reload xsyn@IFACE) repairs it.",
+			[]string{"iface"}, nil),
 		services: prometheus.NewDesc("xsyn_services",
 			"Services (family, destination, port) the XDP program protects on the interface; absent in netfilter-only mode.",
 			[]string{"iface"}, nil),
@@ -146,6 +152,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	ch <- c.attached
+	ch <- c.rules
 	ch <- c.services
 	ch <- c.buildInfo
 	c.errors.Describe(ch)
@@ -200,6 +207,11 @@ func (c *Collector) collectSynproxy(ch chan<- prometheus.Metric) error {
 
 func (c *Collector) collectInterface(ch chan<- prometheus.Metric, st protect.Status) {
 	ch <- prometheus.MustNewConstMetric(c.attached, prometheus.GaugeValue, 1, st.Iface, st.Mode)
+	complete := 0.0
+	if st.RulesComplete() {
+		complete = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.rules, prometheus.GaugeValue, complete, st.Iface)
 	if st.Counters == nil {
 		return // netfilter-only: no XDP program, no maps
 	}

@@ -279,3 +279,31 @@ func TestCollectionErrors(t *testing.T) {
 		t.Error("failed listing: eth0, which was listed, is missing")
 	}
 }
+
+// xsyn_netfilter_rules_complete is 1 only with every rule there, in either mode: 0 when a reload
+// took some of them (the interface is still listed by what is left) and when XDP is attached
+// without any rules at all.
+func TestRulesComplete(t *testing.T) {
+	gone := []string{"ipv4 filter INPUT: chain XSYN-IN-eth1 and the jump to it are gone"}
+	src := fakeSource{
+		ifaces: []string{"eth0", "eth1", "eth2", "eth3"},
+		statuses: map[string]protect.Status{
+			"eth0": {Iface: "eth0", Mode: "native", Rules: true, Counters: &loader.FamilyCounters{}},
+			"eth1": {Iface: "eth1", Mode: protect.ModeNetfilterOnly, Rules: true, RulesMissing: gone},
+			"eth2": {Iface: "eth2", Mode: "generic", Rules: false, RulesMissing: gone, Counters: &loader.FamilyCounters{}},
+			"eth3": {Iface: "eth3", Mode: protect.ModeNetfilterOnly, Rules: true},
+		},
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(src, Options{SynproxyStats: synproxyFixture}))
+	want := `# HELP xsyn_netfilter_rules_complete 1 when the interface has every netfilter chain and jump that xsyn attach installed; 0 when some are gone, e.g. a firewall reload replaced the filter table: the ACKs of real clients may then meet no SYNPROXY and fail. xsyn status IFACE names what is missing; xsyn attach again (systemctl reload xsyn@IFACE) repairs it.
+# TYPE xsyn_netfilter_rules_complete gauge
+xsyn_netfilter_rules_complete{iface="eth0"} 1
+xsyn_netfilter_rules_complete{iface="eth1"} 0
+xsyn_netfilter_rules_complete{iface="eth2"} 0
+xsyn_netfilter_rules_complete{iface="eth3"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "xsyn_netfilter_rules_complete"); err != nil {
+		t.Error(err)
+	}
+}

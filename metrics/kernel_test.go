@@ -184,6 +184,36 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 		}
 	}
 
+	// A firewall reload that replaces the filter table takes the SYNPROXY rules of both
+	// interfaces: the gauge says so for both (lo still listed, by its raw rules), and attach
+	// again puts it back to 1.
+	rulesComplete := func(d0, lo int) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for iface, want := range map[string]int{"d0": d0, "lo": lo} {
+			if v, ok := find(mfs, "xsyn_netfilter_rules_complete", map[string]string{"iface": iface}); !ok || v != float64(want) {
+				t.Errorf("xsyn_netfilter_rules_complete{iface=%q} = %v (found %v), want %d", iface, v, ok, want)
+			}
+		}
+		if _, ok := find(mfs, "xsyn_attached", map[string]string{"iface": "lo", "mode": "netfilter-only"}); !ok {
+			t.Error("lo, with some of its rules left, is not listed as attached")
+		}
+	}
+	rulesComplete(1, 1)
+	if out, err := srv.Run("sh", "-c", `printf '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n' | iptables-restore`); err != nil {
+		t.Fatalf("iptables-restore: %v\n%s", err, out)
+	}
+	rulesComplete(0, 0)
+	for iface, mode := range map[string]string{"d0": "native", "lo": protect.ModeNetfilter} {
+		if err := srv.Do(func() error { _, err := prot.Apply(iface, s, mode); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rulesComplete(1, 1)
+
 	problems, err := testutil.CollectAndLint(col)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %+v", err, problems)

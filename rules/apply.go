@@ -106,7 +106,8 @@ func (a *Applier) Remove(iface string) error {
 	return nil
 }
 
-// Installed reports whether the interface has xsyn chains in either family.
+// Installed reports whether the interface has xsyn chains in either family; Check says whether
+// they are all there.
 func (a *Applier) Installed(iface string) (bool, error) {
 	if err := checkIface(iface); err != nil {
 		return false, fmt.Errorf("look up rules: %w", err)

@@ -305,7 +305,14 @@ func onOff(b bool) string {
 func writeText(w io.Writer, st protect.Status, rates familyRates, fresh bool) {
 	fmt.Fprintf(w, "%s: %s\n", st.Iface, describeMode(st.Mode, st.Holder, st.StateDir))
 	if st.ProgID != 0 {
-		fmt.Fprintf(w, "  program id %d; netfilter rules %s\n", st.ProgID, map[bool]string{true: "installed", false: "MISSING (run attach again)"}[st.Rules])
+		fmt.Fprintf(w, "  program id %d; netfilter rules %s\n", st.ProgID, rulesState(st))
+	} else if !st.RulesComplete() {
+		fmt.Fprintf(w, "  netfilter rules %s\n", rulesState(st))
+	}
+	if st.Rules && !st.RulesComplete() {
+		for _, m := range st.RulesMissing {
+			fmt.Fprintf(w, "    %s\n", m)
+		}
 	}
 	if len(st.Services) > 0 {
 		printServices(w, st.Services)
@@ -354,6 +361,21 @@ func writeText(w io.Writer, st protect.Status, rates familyRates, fresh bool) {
 	tw.Flush()
 }
 
+// rulesState says whether the interface has all its netfilter rules, and what to do when not:
+// without them the valid ACKs XDP passes on (every ACK, netfilter-only) may meet no SYNPROXY and
+// clients fail, e.g. after a firewall reload replaced the filter table. writeText lists what is
+// gone below it.
+func rulesState(st protect.Status) string {
+	again := fmt.Sprintf("run attach again (systemctl reload xsyn@%s)", st.Iface)
+	switch {
+	case st.RulesComplete():
+		return "installed"
+	case !st.Rules:
+		return "MISSING; " + again
+	}
+	return "INCOMPLETE; " + again
+}
+
 // summary is the line to read first during an attack: SYNs in and cookies out, ACKs that came
 // back valid or forged, established traffic, and everything XDP dropped.
 func summary(r familyRates) string {
@@ -399,6 +421,7 @@ type ifaceJSON struct {
 	StateDir       string                        `json:"state_dir,omitempty"`
 	ProgramID      uint32                        `json:"program_id,omitempty"`
 	NetfilterRules bool                          `json:"netfilter_rules"`
+	RulesMissing   []string                      `json:"netfilter_rules_missing,omitempty"`
 	Services       []serviceJSON                 `json:"services"`
 	Counters       map[string]map[string]uint64  `json:"counters,omitempty"`
 	Rates          map[string]map[string]float64 `json:"rates,omitempty"`
@@ -422,7 +445,7 @@ func writeJSON(w io.Writer, sts []protect.Status, rates map[string]measured, ind
 	out := statusJSON{Interfaces: []ifaceJSON{}}
 	for _, st := range sts {
 		j := ifaceJSON{Interface: st.Iface, Mode: st.Mode, HeldBy: string(st.Holder), StateDir: st.StateDir,
-			ProgramID: st.ProgID, NetfilterRules: st.Rules, Services: []serviceJSON{}}
+			ProgramID: st.ProgID, NetfilterRules: st.RulesComplete(), RulesMissing: st.RulesMissing, Services: []serviceJSON{}}
 		for _, s := range st.Services {
 			o := s.Options
 			j.Services = append(j.Services, serviceJSON{Family: s.Family.String(), Destination: s.Dst.String(),

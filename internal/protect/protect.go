@@ -6,6 +6,7 @@ package protect
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
@@ -23,6 +24,7 @@ type Rules interface {
 	Apply(rules.Plan) error
 	Remove(iface string) error
 	Installed(iface string) (bool, error)
+	Check(iface string) (rules.State, error)
 	Interfaces() ([]string, error)
 	Snapshot(iface string) (rules.Plan, bool, error)
 }
@@ -192,10 +194,19 @@ type Status struct {
 	Holder   loader.Holder
 	StateDir string
 	ProgID   uint32
-	Rules    bool
-	Services []spec.Service         // from the XDP maps; empty when netfilter-only
-	Counters *loader.FamilyCounters // nil when netfilter-only
+	Rules    bool // some of xsyn's netfilter rules for the interface are there
+	// RulesMissing says what is gone of the rules attach installs (rules.FamilyState.Missing),
+	// e.g. after a firewall reload replaced a table; empty when they are complete. With XDP in
+	// front, a family whose services the program answers and that has no rules at all is
+	// missing too.
+	RulesMissing []string
+	Services     []spec.Service         // from the XDP maps; empty when netfilter-only
+	Counters     *loader.FamilyCounters // nil when netfilter-only
 }
+
+// RulesComplete reports whether the interface has all of xsyn's netfilter rules (as far as the
+// kernel shows what attach installed: rules.Applier.Check).
+func (s Status) RulesComplete() bool { return s.Rules && len(s.RulesMissing) == 0 }
 
 // Statuses reports the given interface, or every protected one when iface is "".
 func (p *Protector) Statuses(iface string) ([]Status, error) {
@@ -224,10 +235,11 @@ func (p *Protector) Statuses(iface string) ([]Status, error) {
 
 func (p *Protector) status(iface string) (Status, error) {
 	st := Status{Iface: iface}
-	var err error
-	if st.Rules, err = p.Rules.Installed(iface); err != nil {
+	nf, err := p.Rules.Check(iface)
+	if err != nil {
 		return st, err
 	}
+	st.Rules = nf.Installed()
 	a, err := loader.Open(iface, true, p.Loader)
 	switch {
 	case err == nil:
@@ -241,6 +253,15 @@ func (p *Protector) status(iface string) (Status, error) {
 			return st, err
 		}
 		st.Counters = &c
+		// Every service comes from a statement of its family, and every statement has rules:
+		// the valid ACKs that XDP passes on need SYNPROXY.
+		var fams []spec.Family
+		for _, svc := range st.Services {
+			if !slices.Contains(fams, svc.Family) {
+				fams = append(fams, svc.Family)
+			}
+		}
+		nf = nf.Expect(fams...)
 	case errors.Is(err, loader.ErrNotAttached) || errors.Is(err, loader.ErrNoInterface) || errors.Is(err, loader.ErrForeignProgram):
 		// Another tool's XDP program does not make our rules less of a protection.
 		if !st.Rules {
@@ -253,6 +274,7 @@ func (p *Protector) status(iface string) (Status, error) {
 	default:
 		return st, err
 	}
+	st.RulesMissing = nf.Missing()
 	return st, nil
 }
 
