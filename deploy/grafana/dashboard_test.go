@@ -320,6 +320,8 @@ func busyHost(until time.Duration) xprom.History {
 			{Sel: `xsyn_attached{iface="eth0",mode="native"}`, Phases: g(1)},
 			{Sel: `xsyn_attached{iface="eth1",mode="netfilter-only"}`, Phases: g(1)},
 			{Sel: `xsyn_services{iface="eth0"}`, Phases: g(2)},
+			{Sel: `xsyn_netfilter_rules_complete{iface="eth0"}`, Phases: g(1)},
+			{Sel: `xsyn_netfilter_rules_complete{iface="eth1"}`, Phases: g(1)},
 			{Sel: `xsyn_collection_errors_total`, Counter: true, Phases: r(0)},
 			{Sel: `xsyn_passed_total{iface="eth0",family="ipv4",reason="no_room"}`, Counter: true, Phases: r(1)},
 			{Sel: `xsyn_passed_total{iface="eth0",family="other",reason="not_ip"}`, Counter: true, Phases: r(3)},
@@ -455,5 +457,59 @@ func TestProtectionPanel(t *testing.T) {
 				t.Errorf("shown:\n got %v\nwant %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestNetfilterRulesPanel reads the netfilter rules panel's answer through its value mappings:
+// an interface whose rules are gone must be red, in either mode.
+func TestNetfilterRulesPanel(t *testing.T) {
+	d := loadDashboard(t)
+	i := slices.IndexFunc(d.Panels, func(p panel) bool { return p.Title == "Netfilter rules" })
+	if i < 0 {
+		t.Fatal("no Netfilter rules panel")
+	}
+	p := d.Panels[i]
+	if p.Type != "stat" || len(p.Targets) != 1 || !p.Targets[0].Instant {
+		t.Fatalf("Netfilter rules: want a stat panel with one instant query")
+	}
+	expr, err := expandAll(p.Targets[0].Expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := time.Minute
+	gauge := func(iface string, phases ...xprom.Phase) xprom.Series {
+		return xprom.Series{Sel: fmt.Sprintf(`xsyn_netfilter_rules_complete{iface=%q}`, iface), Phases: phases}
+	}
+	h := xprom.History{
+		Target:   map[string]string{"job": "xsyn", "instance": "edge1:9377"},
+		Interval: 15 * time.Second,
+		Until:    50 * m,
+		Series: []xprom.Series{
+			gauge("eth0", xprom.Value(0, 1)),
+			gauge("eth1", xprom.Value(0, 1), xprom.Value(30*m, 0)), // a firewall reload at 30m
+		},
+	}
+	st, err := h.Storage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := xprom.NewEngine()
+	defer eng.Close()
+	vec, err := xprom.Instant(eng, st, expr, 40*m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range vec {
+		got[s.Metric.Get("iface")] = fmt.Sprintf("unmapped %v", s.F)
+		for _, mp := range p.FieldConfig.Defaults.Mappings {
+			if o, ok := mp.Options[fmt.Sprint(s.F)]; ok && mp.Type == "value" {
+				got[s.Metric.Get("iface")] = o.Text + "/" + o.Color
+			}
+		}
+	}
+	want := map[string]string{"eth0": "complete/green", "eth1": "INCOMPLETE: xsyn attach again/red"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("shown:\n got %v\nwant %v", got, want)
 	}
 }

@@ -81,7 +81,7 @@ func TestRuleFile(t *testing.T) {
 		}
 	}
 	want := []string{"XsynUnderAttack", "XsynForgedAcks", "XsynFallbackActive", "XsynXDPGenericMode",
-		"XsynInterfaceUnprotected", "XsynExporterDown", "XsynExporterCollectionErrors"}
+		"XsynInterfaceUnprotected", "XsynNetfilterRulesIncomplete", "XsynExporterDown", "XsynExporterCollectionErrors"}
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
 	}
@@ -126,10 +126,10 @@ func TestChecker(t *testing.T) {
 
 	want := []string{"xsyn_ack_cookie_invalid_total", "xsyn_ack_cookie_valid_total", "xsyn_attached",
 		"xsyn_build_info", "xsyn_collection_errors_total", "xsyn_dropped_total", "xsyn_established_passed_total",
-		"xsyn_netfilter_synproxy_conn_reopened_total", "xsyn_netfilter_synproxy_cookie_invalid_total",
-		"xsyn_netfilter_synproxy_cookie_retrans_total", "xsyn_netfilter_synproxy_cookie_valid_total",
-		"xsyn_netfilter_synproxy_syn_received_total", "xsyn_passed_total", "xsyn_services",
-		"xsyn_syn_received_total", "xsyn_synack_sent_total"}
+		"xsyn_netfilter_rules_complete", "xsyn_netfilter_synproxy_conn_reopened_total",
+		"xsyn_netfilter_synproxy_cookie_invalid_total", "xsyn_netfilter_synproxy_cookie_retrans_total",
+		"xsyn_netfilter_synproxy_cookie_valid_total", "xsyn_netfilter_synproxy_syn_received_total",
+		"xsyn_passed_total", "xsyn_services", "xsyn_syn_received_total", "xsyn_synack_sent_total"}
 	if got := cat.Xsyn(); !slices.Equal(got, want) {
 		t.Errorf("xsyn's metrics:\n got %v\nwant %v (docs/metrics.md, and the dashboard, may need the change too)", got, want)
 	}
@@ -285,6 +285,7 @@ func quietHost(until time.Duration) History {
 			{Sel: `up`, Phases: []Phase{Value(0, 1)}},
 			{Sel: `xsyn_attached{iface="eth0",mode="native"}`, Phases: []Phase{Value(0, 1)}},
 			{Sel: `xsyn_services{iface="eth0"}`, Phases: []Phase{Value(0, 2)}},
+			{Sel: `xsyn_netfilter_rules_complete{iface="eth0"}`, Phases: []Phase{Value(0, 1)}},
 			{Sel: `xsyn_collection_errors_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
 			{Sel: `xsyn_syn_received_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: []Phase{Rate(0, 200)}},
 			{Sel: `xsyn_syn_received_total{iface="eth0",family="ipv6"}`, Counter: true, Phases: []Phase{Rate(0, 50)}},
@@ -391,6 +392,31 @@ func TestAlertsOnSyntheticSeries(t *testing.T) {
 		history: quietHost(30 * m).With(
 			Series{Sel: `xsyn_attached{iface="eth1",mode="generic"}`, Phases: []Phase{Value(0, 1)}}),
 		expect: []expect{{at: 10 * m}, {at: 20 * m, firing: []string{`XsynXDPGenericMode{iface="eth1",mode="generic"}`}}},
+	}, {
+		name: "firewall reload at 30m takes eth0's netfilter chains, xsyn attach again at 40m",
+		history: quietHost(50 * m).With(
+			Series{Sel: `xsyn_netfilter_rules_complete{iface="eth0"}`, Phases: []Phase{Value(0, 1), Value(30*m, 0), Value(40*m, 1)}}),
+		expect: []expect{
+			{at: 29 * m},
+			{at: 30*m + 30*time.Second}, // pending: for 1m
+			{at: 32 * m, firing: []string{`XsynNetfilterRulesIncomplete{iface="eth0"}`}},
+			{at: 39 * m, firing: []string{`XsynNetfilterRulesIncomplete{iface="eth0"}`}},
+			{at: 41 * m},
+		},
+	}, {
+		name: "netfilter-only eth1 loses its netfilter chains at 30m",
+		history: quietHost(40*m).With(
+			Series{Sel: `xsyn_attached{iface="eth1",mode="netfilter-only"}`, Phases: []Phase{Value(0, 1)}},
+			Series{Sel: `xsyn_netfilter_rules_complete{iface="eth1"}`, Phases: []Phase{Value(0, 1), Value(30*m, 0)}}),
+		expect: []expect{
+			{at: 29 * m, firing: []string{`XsynFallbackActive{iface="eth1",mode="netfilter-only"}`}},
+			{at: 35 * m, firing: []string{`XsynFallbackActive{iface="eth1",mode="netfilter-only"}`, `XsynNetfilterRulesIncomplete{iface="eth1"}`}},
+		},
+	}, {
+		name: "xsyn attach replaces eth0's rules: one scrape reads 0",
+		history: quietHost(50 * m).With(
+			Series{Sel: `xsyn_netfilter_rules_complete{iface="eth0"}`, Phases: []Phase{Value(0, 1), Value(30*m, 0), Value(30*m+scrape, 1)}}),
+		expect: []expect{{at: 30 * m}, {at: 31 * m}, {at: 32 * m}, {at: 40 * m}},
 	}, {
 		name: "exporter down from 30m: every xsyn series gone, up 0",
 		history: func() History {
