@@ -29,12 +29,17 @@ check-generated: generate ## fail if the committed BPF objects differ from a fre
 build: ## build bin/xsyn (static, no cgo, no clang needed)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/xsyn ./cmd/xsyn
 
-test: deps ## run every test: real namespaces, XDP, netfilter (root)
+# deploy/ is a module of its own (the Kubernetes and Prometheus API types its tests need stay out
+# of xsyn's dependencies): go test ./... does not reach it, so it is run as well.
+test: deps ## run every test: real namespaces, XDP, netfilter, and the deploy/ files (root)
 	$(GO) test -count=1 -timeout 30m ./...
+	cd deploy && $(GO) test -count=1 -timeout 10m ./...
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, tidy go.mod (both modules)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
+	@$(GO) mod tidy -diff && cd deploy && $(GO) mod tidy -diff || { echo "go.mod/go.sum not tidy: run 'go mod tidy' (and in deploy/)"; exit 1; }
 
 demo: deps build ## lab demo: flood a protected server while real clients connect (root)
 	$(GO) run ./cmd/xsyn-demo -xsyn bin/xsyn
