@@ -3,12 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/xsyn-project/xsyn/internal/term"
 )
 
 // progress is the live progress line on stderr: run number, scenario, mode, elapsed and planned
@@ -32,20 +31,11 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, total int) *progress {
-	p := &progress{w: w, tty: isTerminal(w), every: 2 * time.Second, start: time.Now(), total: total}
+	p := &progress{w: w, tty: term.IsTerminal(w), every: 2 * time.Second, start: time.Now(), total: total}
 	if p.tty {
 		p.every = 250 * time.Millisecond
 	}
 	return p
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // logf prints a line that stays.

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -138,18 +136,7 @@ func (l *e2eLab) echoServer(t *testing.T, port int) {
 
 // connect dials from the client and returns the address the server saw.
 func (l *e2eLab) connect(addr string) (string, error) {
-	var seen string
-	err := l.cli.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
-		seen, err = bufio.NewReader(c).ReadString('\n')
-		return err
-	})
-	return strings.TrimSpace(seen), err
+	return l.cli.ClientAddrSeen(addr, 3*time.Second)
 }
 
 // netfilterState is every rule and user chain of both families plus the sysctls xsyn changes.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -13,9 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/internal/term"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -90,7 +88,7 @@ func runStatus(args []string, stdout, _ io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	v := statusView{opts: o, read: func() ([]protect.Status, error) { return p.Statuses(o.iface) },
-		now: time.Now, wait: waitCtx, out: stdout, terminal: isTerminal(stdout)}
+		now: time.Now, wait: waitCtx, out: stdout, terminal: term.IsTerminal(stdout)}
 	if o.watch {
 		return v.watch(ctx)
 	}
@@ -215,15 +213,6 @@ func waitCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // familyRates are counters per second by family ("ipv4", "ipv6", "other") and counter name.

@@ -481,17 +481,7 @@ func (l *lab) protected(t *testing.T, when string, port uint16) ifaceStatus {
 // server saw: proof the handshake went through XDP and SYNPROXY with the real client address.
 func (l *lab) connect(t *testing.T, addr netip.Addr, port int) {
 	t.Helper()
-	var seen string
-	err := l.pair.Client.Do(func() error {
-		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, uint16(port)).String(), 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
-		seen, err = bufio.NewReader(c).ReadString('\n')
-		return err
-	})
+	seen, err := l.pair.Client.ClientAddrSeen(netip.AddrPortFrom(addr, uint16(port)).String(), 3*time.Second)
 	want := cli4.Addr()
 	if addr.Is6() {
 		want = cli6.Addr()

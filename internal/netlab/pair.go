@@ -1,9 +1,12 @@
 package netlab
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
+	"time"
 )
 
 // Pair is the smallest lab: a client host and a server host (the device under test) joined by
@@ -77,4 +80,21 @@ func (h *Host) ServeClientAddr(port int, addrs ...netip.Addr) (stop func(), err 
 		}()
 	}
 	return stop, nil
+}
+
+// ClientAddrSeen connects from inside the host to addr (host:port) of a ServeClientAddr server
+// and returns the client address that server saw, within timeout.
+func (h *Host) ClientAddrSeen(addr string, timeout time.Duration) (string, error) {
+	var seen string
+	err := h.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		seen, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	return strings.TrimSpace(seen), err
 }
