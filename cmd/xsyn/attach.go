@@ -41,6 +41,10 @@ A file with errors is reported line by line (FILE:LINE:COL: message) and attach 
 nothing changed; so does a statement that needs what the host lacks (the user chain of an
 'action CHAIN', forwarding for a server behind this host).
 
+Connections already open to a protected service keep working only if conntrack tracks them
+(a stateful firewall does): their segments carry no cookie. attach refuses to cut any that it
+does not track, listing them and how to keep them, unless --cut-untracked is given.
+
 Running attach again updates the configuration in place, without a moment unprotected. Where
 the kernel cannot run the XDP program (before Linux 6.0), the same netfilter rules protect on
 their own (netfilter-only mode) and attach says so. Statements XDP cannot answer (those
@@ -75,6 +79,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		return errors.New("want auto, native, generic or netfilter")
 	})
 	probe := fs.Bool("probe", false, "adopt the TCP options each server offers (default: warn where they differ)")
+	cut := fs.Bool("cut-untracked", false, "protect even if that cuts established connections conntrack does not track")
 	iface, b, err := parseSpec(fs, sf, args)
 	if err != nil {
 		return err
@@ -93,6 +98,15 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	p, err := protect.New()
 	if err != nil {
 		return err
+	}
+	if !*cut {
+		conns, err := p.Untracked(iface, s)
+		if err != nil {
+			return err
+		}
+		if len(conns) > 0 {
+			return untrackedError(conns)
+		}
 	}
 	res, err := p.Apply(iface, s, mode)
 	if err != nil {
@@ -176,6 +190,22 @@ func joinAddrs[T fmt.Stringer](as []T) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// untrackedError refuses to cut connections the operator may be using, saying how to keep them.
+func untrackedError(conns []protect.Conn) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "refusing to cut %d established connection(s) to protected services that conntrack does not track:", len(conns))
+	for i, c := range conns {
+		if i == 5 {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(conns)-i)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s", c)
+	}
+	b.WriteString("\ntheir next segment would have no conntrack entry and no valid cookie, and be dropped as a forged ACK (your SSH session, if it is one of them); nothing was changed" +
+		"\nmake conntrack track them first: iptables -I INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT (ip6tables too), then traffic on each (docs/operator-guide.md, Before you attach over SSH); or cut them: --cut-untracked")
+	return errors.New(b.String())
 }
 
 // attachHint adds, on a line of its own, what to do about the errors of attach that another

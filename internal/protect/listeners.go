@@ -36,11 +36,14 @@ func Listeners() ([]Listener, error) {
 	defer unix.Close(fd)
 	var out []Listener
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		ls, err := dumpListeners(fd, fam)
+		err := dumpSockets(fd, fam, 1<<tcpListen, func(b []byte) error {
+			d, err := parseDiagMsg(b)
+			out = append(out, Listener{Addr: d.local.Addr(), Port: d.local.Port(), DualStack: d.dualStack})
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("list listening sockets: %w", err)
 		}
-		out = append(out, ls...)
 	}
 	return out, nil
 }
@@ -52,7 +55,9 @@ const (
 	inetDiagMsgLen   = 72 // struct inet_diag_msg
 )
 
-func dumpListeners(fd int, family uint8) ([]Listener, error) {
+// dumpSockets hands each struct inet_diag_msg of the TCP sockets of family in one of states (a
+// bit mask of TCP states) to fn.
+func dumpSockets(fd int, family uint8, states uint32, fn func([]byte) error) error {
 	// nlmsghdr + struct inet_diag_req_v2 {family, protocol, ext, pad, states, inet_diag_sockid}.
 	req := make([]byte, unix.NLMSG_HDRLEN+56)
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
@@ -60,65 +65,70 @@ func dumpListeners(fd int, family uint8) ([]Listener, error) {
 	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	r := req[unix.NLMSG_HDRLEN:]
 	r[0], r[1] = family, unix.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(r[4:], 1<<tcpListen)
+	binary.NativeEndian.PutUint32(r[4:], states)
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
+		return err
 	}
-	var out []Listener
 	buf := make([]byte, 1<<16)
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, m := range msgs {
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
-				return out, nil
+				return nil
 			case unix.NLMSG_ERROR:
 				if len(m.Data) >= 4 {
 					if errno := -int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-						return nil, unix.Errno(errno)
+						return unix.Errno(errno)
 					}
 				}
-				return out, nil
+				return nil
 			}
-			l, err := parseDiagMsg(m.Data)
-			if err != nil {
-				return nil, err
+			if err := fn(m.Data); err != nil {
+				return err
 			}
-			out = append(out, l)
 		}
 	}
 }
 
+// diagSocket is what xsyn reads of a struct inet_diag_msg.
+type diagSocket struct {
+	local, remote netip.AddrPort
+	dualStack     bool // an IPv6 wildcard listener that also takes IPv4
+}
+
 // parseDiagMsg reads a struct inet_diag_msg and its attributes.
-func parseDiagMsg(b []byte) (Listener, error) {
+func parseDiagMsg(b []byte) (diagSocket, error) {
 	if len(b) < inetDiagMsgLen {
-		return Listener{}, fmt.Errorf("short inet_diag_msg (%d bytes)", len(b))
+		return diagSocket{}, fmt.Errorf("short inet_diag_msg (%d bytes)", len(b))
 	}
-	var l Listener
-	l.Port = binary.BigEndian.Uint16(b[4:])
+	// struct inet_diag_sockid from byte 4: sport, dport (big endian), src[16], dst[16].
+	var src, dst netip.Addr
 	if b[0] == unix.AF_INET {
-		l.Addr = netip.AddrFrom4([4]byte(b[8:12]))
+		src, dst = netip.AddrFrom4([4]byte(b[8:12])), netip.AddrFrom4([4]byte(b[24:28]))
 	} else {
-		l.Addr = netip.AddrFrom16([16]byte(b[8:24])).Unmap()
+		src, dst = netip.AddrFrom16([16]byte(b[8:24])).Unmap(), netip.AddrFrom16([16]byte(b[24:40])).Unmap()
 	}
+	d := diagSocket{local: netip.AddrPortFrom(src, binary.BigEndian.Uint16(b[4:])),
+		remote: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(b[6:]))}
 	for attrs := b[inetDiagMsgLen:]; len(attrs) >= 4; {
 		alen := int(binary.NativeEndian.Uint16(attrs))
 		if alen < 4 || alen > len(attrs) {
 			break
 		}
 		if binary.NativeEndian.Uint16(attrs[2:]) == inetDiagV6Only && alen >= 5 {
-			l.DualStack = attrs[4] == 0 && l.Addr == netip.IPv6Unspecified()
+			d.dualStack = attrs[4] == 0 && src == netip.IPv6Unspecified()
 		}
 		attrs = attrs[min((alen+3)&^3, len(attrs)):]
 	}
-	return l, nil
+	return d, nil
 }
 
 // ListeningServices is what zero-config attach protects on iface: every TCP port listening on one
