@@ -56,12 +56,19 @@ func Servers(st spec.Statement, ifaceAddrs []netip.Addr) (servers []netip.AddrPo
 			}
 			return fmt.Sprintf("the interface has no %s address to reach the server at", st.Family)
 		}
+		linkLocal := false
 		for _, p := range m.Dst.Prefixes {
-			if p.IsSingleIP() {
+			switch {
+			case p.IsSingleIP() && p.Addr().IsLinkLocalUnicast():
+				linkLocal = true // no zone to dial it with; zero-config's other addresses reach the same listener
+			case p.IsSingleIP():
 				addrs = append(addrs, p.Addr())
 			}
 		}
-		if len(addrs) == 0 {
+		switch {
+		case len(addrs) == 0 && linkLocal:
+			return "its destination is link-local, which cannot be dialled without a zone"
+		case len(addrs) == 0:
 			return "its destinations are networks, not single servers"
 		}
 		return ""

@@ -37,6 +37,8 @@ func TestServers(t *testing.T) {
 		{"synproxy4 in dst 192.0.2.10 dport 80,443 accept", "192.0.2.10:80,192.0.2.10:443", ""},
 		{"synproxy4 in dport 22 accept", "192.0.2.2:22", ""},     // wildcard: the interface's address
 		{"synproxy6 in dport 22 accept", "[2001:db8::2]:22", ""}, // not the link-local one
+		{"synproxy6 in dst fe80::1 dport 22 accept", "", "link-local, which cannot be dialled without a zone"},
+		{"synproxy6 in dst fe80::1,2001:db8::2 dport 22 accept", "[2001:db8::2]:22", ""},
 		{"synproxy4 in dst 192.0.2.0/24 dport 80 accept", "", "networks"},
 		{"synproxy4 in dst not 192.0.2.1 dport 80 accept", "", "negated"},
 		{"synproxy4 in dst 192.0.2.10 accept", "", "every destination port"},
