@@ -203,11 +203,11 @@ func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFree(nlink); err != nil {
-		return nil, err
-	}
 	root, pinnable, err := stateDirs(w.opts.BPFFS)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkFree(nlink, w.opts.BPFFS); err != nil {
 		return nil, err
 	}
 	if pinnable {
@@ -260,23 +260,23 @@ func lookupInterface(iface string) (netlink.Link, error) {
 	return l, nil
 }
 
-// checkFree fails if any XDP program, ours or another, is on the interface.
-func checkFree(l netlink.Link) error {
+// checkFree fails if any XDP program, ours or another, is on the interface. Ours is recognised
+// by its pinned link first, as Open does; any other program is opened by id (CAP_SYS_ADMIN).
+func checkFree(l netlink.Link, fsRoot string) error {
 	xdp := l.Attrs().Xdp
 	if xdp == nil || xdp.ProgId == 0 {
 		return nil
 	}
-	name := "?"
-	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(xdp.ProgId)); err == nil {
-		if info, err := p.Info(); err == nil {
-			name = info.Name
-		}
-		p.Close()
+	iface, id := l.Attrs().Name, xdp.ProgId
+	err := identify(iface, ebpf.ProgramID(id), fsRoot)
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w to %s (program id %d)", ErrAlreadyAttached, iface, id)
+	case errors.Is(err, ErrForeignProgram) || errors.Is(err, ErrUnknownProgram):
+		return err
 	}
-	if name == progName {
-		return fmt.Errorf("%w to %s (program id %d)", ErrAlreadyAttached, l.Attrs().Name, xdp.ProgId)
-	}
-	return foreignProgram(l.Attrs().Name, xdp.ProgId, name)
+	// Gone meanwhile, or unreadable: not known to be xsyn's, so not to be replaced.
+	return foreignProgram(iface, id, "?")
 }
 
 func foreignProgram(iface string, id uint32, name string) error {

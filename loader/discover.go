@@ -15,9 +15,14 @@ import (
 )
 
 // Open finds xsyn's program on iface and its maps. The interface is the source of truth: the
-// program id comes from netlink, so Open works from any mount namespace, whether the program is
-// held by a pinned link (maps then come from the pins, read-only if readOnly) or by netlink (maps
-// come from the program's map ids).
+// program id comes from netlink, so Open works from any mount namespace.
+//
+// The pins come first: when the interface's state directory holds a link whose program is the one
+// on the interface (ids are unique, so that program is xsyn's), the maps come from the pins,
+// read-only if readOnly. That needs no CAP_SYS_ADMIN. Otherwise (held by netlink, as under
+// `ip netns exec`; pinned in a bpffs this mount namespace cannot see; a map pin missing) the
+// program and its maps are opened by id, which the kernel allows CAP_SYS_ADMIN only: a process
+// without it gets ErrUnknownProgram, never a guess (see unknownProgram).
 func Open(iface string, readOnly bool, opts Options) (*Attachment, error) {
 	opts = opts.withDefaults()
 	l, err := lookupInterface(iface)
@@ -29,46 +34,122 @@ func Open(iface string, readOnly bool, opts Options) (*Attachment, error) {
 		return nil, fmt.Errorf("%w to %s", ErrNotAttached, iface)
 	}
 	a := &Attachment{Iface: iface, Ifindex: l.Attrs().Index, ProgID: ebpf.ProgramID(xdp.ProgId), Mode: attachedMode(xdp.AttachMode)}
-	a.prog, err = ebpf.NewProgramFromID(a.ProgID)
-	if err != nil {
-		return nil, fmt.Errorf("open program %d on %s: %w", a.ProgID, iface, err)
-	}
-	info, err := a.prog.Info()
-	if err != nil {
-		a.Close()
-		return nil, fmt.Errorf("read program %d on %s: %w", a.ProgID, iface, err)
-	}
-	if info.Name != progName {
-		a.Close()
-		return nil, foreignProgram(iface, uint32(a.ProgID), info.Name)
-	}
-
-	a.Holder = HolderNetlink
-	if root, ok, err := stateDirs(opts.BPFFS); err == nil && ok {
-		dir := filepath.Join(root, pinName(iface))
-		// Links take no read-only open flag (EINVAL); reading their info needs none.
-		if lnk, err := link.LoadPinnedLink(filepath.Join(dir, linkPin), nil); err == nil {
-			if li, err := lnk.Info(); err == nil && li.Program == a.ProgID {
-				a.lnk, a.Dir, a.Holder = lnk, dir, HolderLink
-				a.openPinnedMaps(dir, readOnly)
-			} else {
-				lnk.Close()
-			}
+	dir, where := pinDir(opts.BPFFS, iface)
+	if lnk := pinnedLink(dir, a.ProgID); lnk != nil {
+		a.lnk, a.Dir, a.Holder = lnk, dir, HolderLink
+		if a.openPinnedMaps(dir, readOnly); a.maps.complete() {
+			return a, nil
 		}
 	}
+
+	// By id: the program, to tell whose it is and find its maps.
+	p, info, err := programByID(iface, a.ProgID)
+	switch {
+	case errors.Is(err, os.ErrPermission) && a.lnk != nil:
+		err = fmt.Errorf("open maps of %s: %s lacks some of xsyn's map pins, and opening the maps by id needs CAP_SYS_ADMIN: %w", iface, dir, err)
+	case errors.Is(err, os.ErrPermission):
+		err = unknownProgram(iface, a.ProgID, where, err)
+	}
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.prog = p
 	if a.lnk == nil {
 		// Not pinned here: a link pinned in a bpffs this mount namespace cannot see, or netlink.
+		a.Holder = HolderNetlink
 		if lnk := findLink(a.ProgID); lnk != nil {
 			a.lnk, a.Holder = lnk, HolderLink
 		}
 	}
-	if !a.maps.complete() {
-		if err := a.openMapsByID(info); err != nil {
-			a.Close()
-			return nil, err
-		}
+	if err := a.openMapsByID(info); err != nil {
+		a.Close()
+		return nil, err
 	}
 	return a, nil
+}
+
+// pinDir is the state directory of iface, "" when nothing can be pinned here (no bpffs at
+// fsRoot, or no netns cookie). where says, for errors, where a pinned link was looked for.
+func pinDir(fsRoot, iface string) (dir, where string) {
+	root, ok, err := stateDirs(fsRoot)
+	switch {
+	case err != nil:
+		return "", fmt.Sprintf("%s (%v)", fsRoot, err)
+	case !ok:
+		return "", fmt.Sprintf("%s (no bpffs mounted there)", fsRoot)
+	}
+	dir = filepath.Join(root, pinName(iface))
+	return dir, dir
+}
+
+// pinnedLink returns the link pinned in dir if it holds program id, nil otherwise. A link holds
+// exactly one program and program ids are never reused while the kernel runs, so a match proves
+// the program on the interface is xsyn's without opening it by id. Links take no read-only open
+// flag (EINVAL); reading their info needs none.
+func pinnedLink(dir string, id ebpf.ProgramID) link.Link {
+	if dir == "" {
+		return nil
+	}
+	lnk, err := link.LoadPinnedLink(filepath.Join(dir, linkPin), nil)
+	if err != nil {
+		return nil
+	}
+	if info, err := lnk.Info(); err == nil && info.Program == id {
+		return lnk
+	}
+	lnk.Close()
+	return nil
+}
+
+// programByID opens program id on iface and checks that it is xsyn's (ErrForeignProgram if not).
+// BPF_PROG_GET_FD_BY_ID is allowed to CAP_SYS_ADMIN only: without it the error wraps
+// os.ErrPermission.
+func programByID(iface string, id ebpf.ProgramID) (*ebpf.Program, *ebpf.ProgramInfo, error) {
+	p, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open program %d on %s: %w", id, iface, err)
+	}
+	info, err := p.Info()
+	if err != nil {
+		p.Close()
+		return nil, nil, fmt.Errorf("read program %d on %s: %w", id, iface, err)
+	}
+	if info.Name != progName {
+		p.Close()
+		return nil, nil, foreignProgram(iface, uint32(id), info.Name)
+	}
+	return p, info, nil
+}
+
+// identify tells whether program id on iface is xsyn's: nil if it is, an error wrapping
+// ErrForeignProgram if it is another tool's, ErrUnknownProgram if this process cannot tell, or
+// the error that kept it from looking.
+func identify(iface string, id ebpf.ProgramID, fsRoot string) error {
+	dir, where := pinDir(fsRoot, iface)
+	if lnk := pinnedLink(dir, id); lnk != nil {
+		lnk.Close()
+		return nil
+	}
+	p, _, err := programByID(iface, id)
+	if errors.Is(err, os.ErrPermission) {
+		return unknownProgram(iface, id, where, err)
+	}
+	if err != nil {
+		return err
+	}
+	p.Close()
+	return nil
+}
+
+// unknownProgram is the error for a program that no pinned link of xsyn holds, when this process
+// may not open it by id (CAP_SYS_ADMIN). It could be xsyn's, attached through netlink or pinned in
+// a bpffs this mount namespace cannot see, or another tool's, and nothing else tells which: the
+// error says so rather than guess either way.
+func unknownProgram(iface string, id ebpf.ProgramID, where string, err error) error {
+	return fmt.Errorf("%w to %s: program id %d is not held by a link xsyn pinned in %s: it is xsyn's, attached through netlink "+
+		"(as under `ip netns exec`), or another tool's, and telling which means opening it by id, which needs CAP_SYS_ADMIN: %w",
+		ErrUnknownProgram, iface, id, where, err)
 }
 
 func attachedMode(m uint32) Mode {
@@ -224,26 +305,43 @@ func (w *Writer) Detach(iface string) error {
 	return nil
 }
 
-// List returns the interfaces of this network namespace that carry xsyn's program.
-func List() ([]string, error) {
+// List returns the interfaces of this network namespace that carry xsyn's program: those whose
+// program a link pinned in their state directory holds, and (opened by id, which needs
+// CAP_SYS_ADMIN) those whose program is named xsyn. Without CAP_SYS_ADMIN, an XDP program that no
+// pinned link holds is taken for another tool's where a bpffs is mounted (xsyn pins there);
+// without a bpffs it cannot be told apart, and List returns the interfaces it did identify and
+// an error wrapping ErrUnknownProgram that names the others.
+func List(opts Options) ([]string, error) {
+	opts = opts.withDefaults()
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
 	var out []string
+	var unknown []error
 	for _, l := range links {
 		xdp := l.Attrs().Xdp
 		if xdp == nil || xdp.ProgId == 0 {
 			continue
 		}
-		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(xdp.ProgId))
-		if err != nil {
-			continue
+		name := l.Attrs().Name
+		err := identify(name, ebpf.ProgramID(xdp.ProgId), opts.BPFFS)
+		switch {
+		case err == nil:
+			out = append(out, name)
+		case errors.Is(err, ErrUnknownProgram):
+			// Where a bpffs is mounted xsyn always pins its link, so a program no pin of ours
+			// holds is another tool's (Cilium's XDP on another NIC, say): an exporter without
+			// CAP_SYS_ADMIN must not count it as an error at every scrape. Only without a
+			// bpffs can it be xsyn's, attached through netlink.
+			if dir, _ := pinDir(opts.BPFFS, name); dir == "" {
+				unknown = append(unknown, err)
+			}
 		}
-		if info, err := p.Info(); err == nil && info.Name == progName {
-			out = append(out, l.Attrs().Name)
-		}
-		p.Close()
+		// Anything else (another tool's program, one gone meanwhile) is not xsyn's.
+	}
+	if len(unknown) > 0 {
+		return out, fmt.Errorf("list interfaces carrying xsyn: %w", errors.Join(unknown...))
 	}
 	return out, nil
 }

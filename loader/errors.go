@@ -13,6 +13,9 @@ var (
 	ErrAlreadyAttached = errors.New("xsyn is already attached")
 	// ErrForeignProgram: another XDP program occupies the interface; xsyn never replaces it.
 	ErrForeignProgram = errors.New("another XDP program is attached")
+	// ErrUnknownProgram: an XDP program that no pinned link of xsyn holds is on the interface,
+	// and this process may not open it by id (that needs CAP_SYS_ADMIN) to see whose it is.
+	ErrUnknownProgram = errors.New("cannot tell whose XDP program is attached")
 	// ErrNoInterface: no such network interface in this network namespace.
 	ErrNoInterface = errors.New("no such interface")
 	// ErrFeatureMissing: the kernel lacks something the XDP path needs (see FeatureError).

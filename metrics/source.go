@@ -26,7 +26,7 @@ func ProtectorSource(p *protect.Protector) Source { return protectorSource{p} }
 type protectorSource struct{ p *protect.Protector }
 
 func (s protectorSource) Interfaces() ([]string, error) {
-	xdp, xerr := loader.List()
+	xdp, xerr := loader.List(s.p.Loader)
 	nf, nerr := s.p.Rules.Interfaces()
 	all := slices.Concat(xdp, nf)
 	slices.Sort(all)

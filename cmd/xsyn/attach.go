@@ -222,7 +222,7 @@ func attachHint(err error, iface, mode string) error {
 
 func requireRoot() error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("must run as root (needs CAP_NET_ADMIN and CAP_SYS_ADMIN): try sudo")
+		return fmt.Errorf("must run as root (needs CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON): try sudo")
 	}
 	return nil
 }

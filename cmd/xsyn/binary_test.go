@@ -151,7 +151,7 @@ func TestBinaryNotRoot(t *testing.T) {
 		{"serve", "--web.listen-address", "127.0.0.1:0"},
 	} {
 		code, out, errOut := nobody(args...)
-		want := fmt.Sprintf("xsyn %s: must run as root (needs CAP_NET_ADMIN and CAP_SYS_ADMIN): try sudo\n", args[0])
+		want := fmt.Sprintf("xsyn %s: must run as root (needs CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON): try sudo\n", args[0])
 		if code != exitError || out != "" || errOut != want {
 			t.Errorf("xsyn %s as nobody: exit %d, want 1 and only %q\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, out, errOut)
 		}
@@ -461,6 +461,89 @@ func TestBinaryWithoutBPFCapability(t *testing.T) {
 	if after := l.nsState(t); after != before {
 		t.Errorf("attach without CAP_BPF changed the namespace:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
+}
+
+// As a unit or a container runs xsyn: root with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, without
+// CAP_SYS_ADMIN. With the host's bpffs (nsenter) the program is found through its pinned link, so
+// attach, attach again (in place), status and detach all work. Under `ip netns exec` netlink
+// holds the program, and nothing but opening it by id (CAP_SYS_ADMIN) tells it from another
+// tool's: every command says so, exits 1 and changes nothing.
+func TestBinaryWithoutSysAdmin(t *testing.T) {
+	requireRootForTest(t)
+	limited := func(l *e2eLab) *e2eLab {
+		lim := *l
+		lim.enter = func(h *netlab.Host) []string {
+			return append(l.enter(h), "setpriv", "--bounding-set=-all,+bpf,+perfmon,+net_admin", "--inh-caps=-all", "--")
+		}
+		return &lim
+	}
+	ports := func(st ifaceJSON) []uint16 {
+		var ps []uint16
+		for _, s := range st.Services {
+			ps = append(ps, s.Port)
+		}
+		return ps
+	}
+
+	t.Run("pinned", func(t *testing.T) {
+		l := newE2ELab(t, "xsynbsp", enterers["nsenter"])
+		l.echoServer(t, 8080)
+		l.echoServer(t, 9090)
+		lim := limited(l)
+		before := l.nsState(t)
+		t.Cleanup(func() { l.xsyn(t, "detach", "d0") }) // pins in the host's bpffs outlive the namespace
+		if out := lim.mustXsyn(t, "attach", "d0", "--port", "8080", "--dst", "192.0.2.2"); !strings.HasPrefix(out, "d0: protecting (native XDP; held by a bpf link pinned in ") {
+			t.Errorf("attach without CAP_SYS_ADMIN says\n%s\nwant native XDP held by a pinned bpf link", out)
+		}
+		st := lim.status(t)
+		if st.HeldBy != "bpf-link" || st.StateDir == "" || st.ProgramID == 0 || !slices.Equal(ports(st), []uint16{8080}) {
+			t.Errorf("status without CAP_SYS_ADMIN: %+v; want port 8080 held by a pinned bpf link", st)
+		}
+		if out := lim.mustXsyn(t, "attach", "d0", "--port", "8080,9090", "--dst", "192.0.2.2"); !strings.HasPrefix(out, "d0: updated; protecting (native XDP; held by a bpf link pinned in "+st.StateDir+")") {
+			t.Errorf("attach again without CAP_SYS_ADMIN says\n%s\nwant the pinned program updated in place", out)
+		}
+		st2 := lim.status(t)
+		if st2.ProgramID != st.ProgramID || !slices.Equal(ports(st2), []uint16{8080, 9090}) {
+			t.Errorf("after attach again without CAP_SYS_ADMIN: program %d, ports %v; want program %d updated in place to 8080 and 9090", st2.ProgramID, ports(st2), st.ProgramID)
+		}
+		if seen, err := l.connect("192.0.2.2:9090"); err != nil || seen != cli4.Addr().String() {
+			t.Errorf("client to the port added without CAP_SYS_ADMIN: server saw %q, %v", seen, err)
+		}
+		if out := lim.mustXsyn(t, "status", "--interval", "0"); !strings.HasPrefix(out, "d0: native XDP; held by a bpf link pinned in ") {
+			t.Errorf("status of every interface without CAP_SYS_ADMIN:\n%s", out)
+		}
+		if out := lim.mustXsyn(t, "detach", "d0"); out != "d0: xsyn removed\n" {
+			t.Errorf("detach without CAP_SYS_ADMIN: %q", out)
+		}
+		if after := l.nsState(t); after != before {
+			t.Errorf("state after detach differs from before attach:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+
+	t.Run("held by netlink", func(t *testing.T) {
+		l := newE2ELab(t, "xsynbsn", enterers["ip-netns-exec"])
+		l.echoServer(t, 8080)
+		l.mustXsyn(t, "attach", "d0", "--port", "8080", "--dst", "192.0.2.2")
+		t.Cleanup(func() { l.xsyn(t, "detach", "d0") })
+		st := l.status(t)
+		before := l.nsState(t)
+		want := fmt.Sprintf("cannot tell whose XDP program is attached to d0: program id %d is not held by a link xsyn pinned in %s (no bpffs mounted there)", st.ProgramID, loader.BPFFS)
+		for _, args := range [][]string{
+			{"status", "d0", "--json", "--interval", "0"},
+			{"status", "--interval", "0"},
+			{"attach", "d0", "--port", "8080,9090", "--dst", "192.0.2.2"},
+			{"detach", "d0"},
+		} {
+			out, errOut, code := limited(l).xsyn(t, args...)
+			if code != exitError || out != "" || !strings.Contains(errOut, want) || !strings.Contains(errOut, "which needs CAP_SYS_ADMIN: ") {
+				t.Errorf("xsyn %s without CAP_SYS_ADMIN, held by netlink: exit %d, want 1 saying %q and that it needs CAP_SYS_ADMIN\nstdout: %s\nstderr: %s",
+					strings.Join(args, " "), code, want, out, errOut)
+			}
+		}
+		if after := l.nsState(t); after != before {
+			t.Errorf("commands without CAP_SYS_ADMIN changed the namespace:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
 }
 
 // synproxyStat sums the DUT's /proc/net/stat/synproxy over CPUs, by column name.

@@ -99,6 +99,7 @@ func TestAttachRefusesToCutUntracked(t *testing.T) {
 		t.Errorf("attach with one tracked and one untracked connection: exit %d, want 1 naming %s only:\n%s", code, b.LocalAddr(), errOut)
 	}
 	l.mustXsyn(t, "attach", "d0", "--port", "9000", "--cut-untracked")
+	t.Cleanup(func() { l.xsyn(t, "detach", "d0") }) // pins in the host's bpffs outlive the namespace
 	invalid := counter(l.status(t), "ipv4", "ack_cookie_invalid")
 	if err := echo(b, br, "b2"); err == nil {
 		t.Error("an untracked connection still works after attach --cut-untracked")

@@ -12,7 +12,8 @@
 #    runc refuses any mount inside /proc, so the pod mounts the node's /proc/sys/net at
 #    /host/proc/sys/net (as Cilium does) and this script binds it over /proc/sys/net, inside the
 #    container's own mount namespace, where xsyn writes its sysctls. Needs CAP_SYS_ADMIN (which
-#    xsyn needs anyway) and an AppArmor profile that allows mount (the pod asks for Unconfined).
+#    is why attach and detach have it) and an AppArmor profile that allows mount (the pod asks
+#    for Unconfined). serve writes no sysctl and has neither: it skips the bind.
 #    The files of /proc/sys/net belong to the network namespace of whoever opens them: with
 #    hostNetwork, the node's.
 set -eu

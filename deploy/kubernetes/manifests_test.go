@@ -894,6 +894,39 @@ func TestCapabilitiesDocumented(t *testing.T) {
 	}
 }
 
+// TestCapabilitiesFollowUse checks the table's reasons against what each container does. Every
+// xsyn command runs iptables (NET_ADMIN). SYS_ADMIN is for entrypoint.sh's bind mount of the
+// node's /proc/sys/net, so exactly the containers that mount it have SYS_ADMIN (which also
+// stands for CAP_BPF and CAP_PERFMON). The others find xsyn's program through its pins and need
+// no SYS_ADMIN, only BPF, for the RuntimeDefault seccomp profile to admit bpf(2).
+func TestCapabilitiesFollowUse(t *testing.T) {
+	m := load(t)
+	for _, r := range m.all("DaemonSet") {
+		for _, c := range containers(r) {
+			if xsynArgs(c.c) == nil {
+				continue
+			}
+			var add []corev1.Capability
+			if sc := c.c.SecurityContext; sc != nil && sc.Capabilities != nil {
+				add = sc.Capabilities.Add
+			}
+			mountsProcNet := slices.ContainsFunc(c.c.VolumeMounts, func(v corev1.VolumeMount) bool { return v.MountPath == hostProcNet })
+			at := r.at(c.path + ".securityContext.capabilities.add")
+			if !slices.Contains(add, "NET_ADMIN") {
+				t.Errorf("%s: %v lacks NET_ADMIN: every xsyn command runs iptables", at, add)
+			}
+			switch {
+			case mountsProcNet && !slices.Contains(add, "SYS_ADMIN"):
+				t.Errorf("%s: %v lacks SYS_ADMIN, which entrypoint.sh's bind mount of %s needs", at, add, hostProcNet)
+			case !mountsProcNet && slices.Contains(add, "SYS_ADMIN"):
+				t.Errorf("%s: %v has SYS_ADMIN without mounting %s: xsyn reads its pins without it", at, add, hostProcNet)
+			case !mountsProcNet && !slices.Contains(add, "BPF"):
+				t.Errorf("%s: %v lacks BPF: RuntimeDefault seccomp admits bpf(2) only with CAP_BPF or CAP_SYS_ADMIN", at, add)
+			}
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------------------------
 // Command lines: xsyn's own CLI judges them.
 

@@ -525,11 +525,40 @@ func without(caps []string, c string) []string {
 	return slices.DeleteFunc(slices.Clone(caps), func(x string) bool { return x == c })
 }
 
-// whyNeeded is what each capability of the attach unit is measured to be needed for: the error
-// its reload gets without it.
-var whyNeeded = map[string]string{
-	"CAP_SYS_ADMIN": "get program by id: operation not permitted", // BPF_PROG_GET_FD_BY_ID
-	"CAP_NET_ADMIN": "Permission denied",                          // iptables (nf_tables netlink)
+// whyNeeded is what each capability of the attach unit is measured to be needed for: the Exec
+// line that fails without it (ExecStart on an unprotected interface, or ExecReload) and the error
+// it gets. CAP_BPF and CAP_PERFMON load the program, so only the first attach needs them; reload
+// and stop find the program through its pinned link and maps and need CAP_NET_ADMIN alone.
+var whyNeeded = map[string]struct{ exec, err string }{
+	// The probe's test programs (BPF_PROG_LOAD).
+	"CAP_BPF": {"ExecStart", "operation not permitted (loading the XDP program needs CAP_BPF and CAP_PERFMON"},
+	// The verifier allows packet pointer arithmetic to perfmon_capable() programs only.
+	"CAP_PERFMON": {"ExecStart", "pointer arithmetic with it prohibited for !root"},
+	// iptables (nf_tables netlink).
+	"CAP_NET_ADMIN": {"ExecReload", "Permission denied"},
+}
+
+// checkWhyNeeded fails the test for a capability of the attach unit without a whyNeeded entry,
+// or an entry for a capability the unit does not declare.
+func checkWhyNeeded(t *testing.T, caps []string) {
+	t.Helper()
+	for _, c := range caps {
+		if why, ok := whyNeeded[c]; !ok {
+			t.Errorf("%s is in %s's CapabilityBoundingSet but not in whyNeeded: record which Exec line fails without it, and why, there and in README.md", c, attachUnit)
+		} else if why.exec != "ExecStart" && why.exec != "ExecReload" {
+			t.Fatalf("whyNeeded[%s]: Exec line %q; the test tries ExecStart and ExecReload", c, why.exec)
+		}
+	}
+	for c := range whyNeeded {
+		if !slices.Contains(caps, c) {
+			t.Errorf("whyNeeded has %s, which %s does not declare", c, attachUnit)
+		}
+	}
+}
+
+// neededBy lists the capabilities of caps whose whyNeeded entry names exec.
+func neededBy(caps []string, exec string) []string {
+	return slices.DeleteFunc(slices.Clone(caps), func(c string) bool { return whyNeeded[c].exec != exec })
 }
 
 // TestUnits runs the units' commands, start to stop, in a namespace pair.
@@ -542,14 +571,34 @@ func TestUnits(t *testing.T) {
 	})
 	attach, export := readUnit(t, attachUnit), readUnit(t, exportUnit)
 	caps, nnp := attach.capabilities(t), attach.noNewPrivileges()
+	checkWhyNeeded(t, caps)
 	l.echoServer(t, 8080)
 	l.echoServer(t, 9090)
 	conf := filepath.Join(l.dir, "xsyn.conf")
 	copyFile(t, l.config(t, 8080), conf, 0o600)
 	before := l.netfilterAndSysctls(t)
+	start := attach.command(t, "ExecStart", iface, conf)
+
+	// What only the first start needs (loading the program): without it, start fails and
+	// leaves the interface as it was.
+	for _, c := range neededBy(caps, "ExecStart") {
+		_, errOut, code := l.run(t, start, without(caps, c), nnp)
+		if code == 0 {
+			t.Fatalf("ExecStart without %s succeeded: %s is not needed to load the program; fix whyNeeded", c, c)
+		}
+		if want := whyNeeded[c].err; !strings.Contains(errOut, want) {
+			t.Errorf("ExecStart without %s: exit %d, stderr does not say %q:\n%s", c, code, want, errOut)
+		}
+		if sts := l.status(t); len(sts) != 0 {
+			t.Errorf("failed ExecStart without %s left %+v", c, sts)
+		}
+		if now := l.netfilterAndSysctls(t); now != before {
+			t.Errorf("failed ExecStart without %s changed netfilter or sysctls:\nbefore:\n%s\nafter:\n%s", c, before, now)
+		}
+	}
 
 	// systemctl start: attach; the interface is protected and real clients get through.
-	out := l.mustRun(t, "ExecStart", attach.command(t, "ExecStart", iface, conf), caps, nnp)
+	out := l.mustRun(t, "ExecStart", start, caps, nnp)
 	if !strings.Contains(out, iface+": protecting (native XDP") {
 		t.Errorf("ExecStart output does not say %s is protected in native mode:\n%s", iface, out)
 	}
@@ -557,17 +606,16 @@ func TestUnits(t *testing.T) {
 	l.connect(t, dut4.Addr(), 8080)
 	l.connect(t, dut6.Addr(), 8080)
 
-	// The configuration changes; every capability of the unit is needed to apply it: without
-	// any one of them the reload fails, and what protects the interface stays as it was.
+	// The configuration changes. Reload finds the program through its pinned link and maps, so
+	// it needs no CAP_SYS_ADMIN (not in the set) and not what loading needs; without what it
+	// does need it fails, and what protects the interface stays as it was.
 	copyFile(t, l.config(t, 9090), conf, 0o600)
 	reload := attach.command(t, "ExecReload", iface, conf)
-	for _, c := range caps {
+	for _, c := range neededBy(caps, "ExecReload") {
 		_, errOut, code := l.run(t, reload, without(caps, c), nnp)
 		if code == 0 {
-			t.Errorf("ExecReload without %s succeeded: %s is not needed, drop it from CapabilityBoundingSet", c, c)
-		} else if want, ok := whyNeeded[c]; !ok {
-			t.Errorf("ExecReload without %s: exit %d; record why %s is needed in whyNeeded and README.md:\n%s", c, code, c, errOut)
-		} else if !strings.Contains(errOut, want) {
+			t.Errorf("ExecReload without %s succeeded: fix whyNeeded", c)
+		} else if want := whyNeeded[c].err; !strings.Contains(errOut, want) {
 			t.Errorf("ExecReload without %s: exit %d, stderr does not say %q:\n%s", c, code, want, errOut)
 		}
 		if st2 := l.protected(t, "after a failed ExecReload without "+c, 8080); st2.ProgramID != st.ProgramID {
@@ -597,6 +645,13 @@ func TestUnits(t *testing.T) {
 	}
 	l.connect(t, dut4.Addr(), 9090)
 	l.connect(t, dut6.Addr(), 9090)
+	// Reload needs only what whyNeeded says it does: again, with the same configuration.
+	if only := neededBy(caps, "ExecReload"); len(only) < len(caps) {
+		l.mustRun(t, "ExecReload", reload, only, nnp)
+		if st2 := l.protected(t, "after ExecReload with only "+strings.Join(only, " "), 9090); st2.ProgramID != st.ProgramID {
+			t.Errorf("ExecReload with only %v replaced program %d with %d", only, st.ProgramID, st2.ProgramID)
+		}
+	}
 
 	// The exporter serves the counters under its own capabilities, and needs each of them.
 	l.exporter(t, export)

@@ -212,7 +212,7 @@ func (s Status) RulesComplete() bool { return s.Rules && len(s.RulesMissing) == 
 func (p *Protector) Statuses(iface string) ([]Status, error) {
 	names := []string{iface}
 	if iface == "" {
-		xdp, err := loader.List()
+		xdp, err := loader.List(p.Loader)
 		if err != nil {
 			return nil, err
 		}
