@@ -374,28 +374,6 @@ func expandAll(expr string) (string, error) {
 // answer through the panel's own value mappings: the fallback and a vanished interface must be
 // red, an exporter that is down must not be mistaken for either.
 func TestProtectionPanel(t *testing.T) {
-	d := loadDashboard(t)
-	i := slices.IndexFunc(d.Panels, func(p panel) bool { return p.Title == "Protection" })
-	if i < 0 {
-		t.Fatal("no Protection panel")
-	}
-	p := d.Panels[i]
-	if p.Type != "stat" || len(p.Targets) != 1 || !p.Targets[0].Instant {
-		t.Fatalf("Protection: want a stat panel with one instant query")
-	}
-	expr, err := expandAll(p.Targets[0].Expr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	show := func(v float64) string {
-		for _, m := range p.FieldConfig.Defaults.Mappings {
-			if o, ok := m.Options[fmt.Sprint(v)]; ok && m.Type == "value" {
-				return o.Text + "/" + o.Color
-			}
-		}
-		return fmt.Sprintf("unmapped %v", v)
-	}
-
 	m := time.Minute
 	attached := func(iface, mode string, phases ...xprom.Phase) xprom.Series {
 		return xprom.Series{Sel: fmt.Sprintf(`xsyn_attached{iface=%q,mode=%q}`, iface, mode), Phases: phases}
@@ -439,20 +417,7 @@ func TestProtectionPanel(t *testing.T) {
 		want:    map[string]string{"eth0": "UNKNOWN: exporter down/orange"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := tc.history.Storage()
-			if err != nil {
-				t.Fatal(err)
-			}
-			eng := xprom.NewEngine()
-			defer eng.Close()
-			vec, err := xprom.Instant(eng, st, expr, 40*m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := map[string]string{}
-			for _, s := range vec {
-				got[s.Metric.Get("iface")] = show(s.F)
-			}
+			got := shownByIface(t, "Protection", tc.history, 40*m)
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("shown:\n got %v\nwant %v", got, tc.want)
 			}
@@ -463,19 +428,6 @@ func TestProtectionPanel(t *testing.T) {
 // TestNetfilterRulesPanel reads the netfilter rules panel's answer through its value mappings:
 // an interface whose rules are gone must be red, in either mode.
 func TestNetfilterRulesPanel(t *testing.T) {
-	d := loadDashboard(t)
-	i := slices.IndexFunc(d.Panels, func(p panel) bool { return p.Title == "Netfilter rules" })
-	if i < 0 {
-		t.Fatal("no Netfilter rules panel")
-	}
-	p := d.Panels[i]
-	if p.Type != "stat" || len(p.Targets) != 1 || !p.Targets[0].Instant {
-		t.Fatalf("Netfilter rules: want a stat panel with one instant query")
-	}
-	expr, err := expandAll(p.Targets[0].Expr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := time.Minute
 	gauge := func(iface string, phases ...xprom.Phase) xprom.Series {
 		return xprom.Series{Sel: fmt.Sprintf(`xsyn_netfilter_rules_complete{iface=%q}`, iface), Phases: phases}
@@ -489,27 +441,50 @@ func TestNetfilterRulesPanel(t *testing.T) {
 			gauge("eth1", xprom.Value(0, 1), xprom.Value(30*m, 0)), // a firewall reload at 30m
 		},
 	}
-	st, err := h.Storage()
+	got := shownByIface(t, "Netfilter rules", h, 40*m)
+	want := map[string]string{"eth0": "complete/green", "eth1": "INCOMPLETE: xsyn attach again/red"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("shown:\n got %v\nwant %v", got, want)
+	}
+}
+
+// shownByIface evaluates the one instant query of the stat panel titled title on history at
+// time at, and reads each interface's value through the panel's own value mappings, as
+// "TEXT/COLOR".
+func shownByIface(t *testing.T, title string, history xprom.History, at time.Duration) map[string]string {
+	t.Helper()
+	d := loadDashboard(t)
+	i := slices.IndexFunc(d.Panels, func(p panel) bool { return p.Title == title })
+	if i < 0 {
+		t.Fatalf("no %s panel", title)
+	}
+	p := d.Panels[i]
+	if p.Type != "stat" || len(p.Targets) != 1 || !p.Targets[0].Instant {
+		t.Fatalf("%s: want a stat panel with one instant query", title)
+	}
+	expr, err := expandAll(p.Targets[0].Expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := history.Storage()
 	if err != nil {
 		t.Fatal(err)
 	}
 	eng := xprom.NewEngine()
 	defer eng.Close()
-	vec, err := xprom.Instant(eng, st, expr, 40*m)
+	vec, err := xprom.Instant(eng, st, expr, at)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
 	for _, s := range vec {
-		got[s.Metric.Get("iface")] = fmt.Sprintf("unmapped %v", s.F)
-		for _, mp := range p.FieldConfig.Defaults.Mappings {
-			if o, ok := mp.Options[fmt.Sprint(s.F)]; ok && mp.Type == "value" {
-				got[s.Metric.Get("iface")] = o.Text + "/" + o.Color
+		iface := s.Metric.Get("iface")
+		got[iface] = fmt.Sprintf("unmapped %v", s.F)
+		for _, m := range p.FieldConfig.Defaults.Mappings {
+			if o, ok := m.Options[fmt.Sprint(s.F)]; ok && m.Type == "value" {
+				got[iface] = o.Text + "/" + o.Color
 			}
 		}
 	}
-	want := map[string]string{"eth0": "complete/green", "eth1": "INCOMPLETE: xsyn attach again/red"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("shown:\n got %v\nwant %v", got, want)
-	}
+	return got
 }
