@@ -232,6 +232,10 @@ func (a *Applier) apply(t *txn, p Plan) error {
 	if err != nil {
 		return err
 	}
+	all, err := a.owned("")
+	if err != nil {
+		return err
+	}
 	isOld := map[string]bool{}
 	for _, c := range old {
 		isOld[key(c.fam, c.table, c.name)] = true
@@ -264,7 +268,7 @@ func (a *Applier) apply(t *txn, p Plan) error {
 			}
 		}
 	}
-	if err := a.setSysctls(t, p.Sysctls); err != nil {
+	if err := a.setSysctls(t, p.Sysctls, len(all) > 0); err != nil {
 		return err
 	}
 	// Old chains go along the packet's path: raw first, so no SYN is untracked for a statement

@@ -813,6 +813,37 @@ func TestRemoveRetriesAfterFailure(t *testing.T) {
 	}
 }
 
+// A firewall reload that deletes the filter table takes SavedChain with it while the raw chains
+// stay. Attaching again must not record xsyn's own settings as the originals: the kernel's
+// defaults are recorded instead, and the last detach does not leave loose tracking off.
+func TestLostSavedChainRecordsDefaults(t *testing.T) {
+	ns := newFakeNS()
+	a := ns.applier()
+	mustApply(t, a, mustBuild(t, "eth0", dualSimple))
+	for _, fam := range []spec.Family{spec.IPv4, spec.IPv6} { // the reload: filter is empty again
+		for name, c := range ns.tables[fam][TableFilter] {
+			if c.builtin {
+				c.rules = nil
+			} else {
+				delete(ns.tables[fam][TableFilter], name)
+			}
+		}
+	}
+	mustApply(t, a, mustBuild(t, "eth0", dualSimple))
+	saved, ok, err := a.readSaved()
+	if err != nil || !ok {
+		t.Fatalf("%s after attaching again: %v, %v", SavedChain, ok, err)
+	}
+	want := []savedSysctl{{"net.netfilter.nf_conntrack_tcp_loose", "1"}, {"net.ipv4.tcp_syncookies", "1"}}
+	if !slices.Equal(saved, want) {
+		t.Errorf("recorded %v, want the kernel's defaults %v (the current values are xsyn's)", saved, want)
+	}
+	mustRemove(t, a, "eth0")
+	if got := ns.sysctls["net.netfilter.nf_conntrack_tcp_loose"]; got != "1" {
+		t.Errorf("nf_conntrack_tcp_loose after the last detach: %s, want the default 1", got)
+	}
+}
+
 func TestRemoveKeepsSavedSysctlsOnFailedRestore(t *testing.T) {
 	ns := newFakeNS()
 	a := ns.applier()

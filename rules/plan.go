@@ -137,6 +137,10 @@ type SysctlSetting struct {
 	Key   string // dotted, e.g. net.netfilter.nf_conntrack_tcp_loose
 	Value string
 	Why   string
+	// Default is the kernel's own value, recorded as the original instead of the current one
+	// when xsyn's record was lost while its rules stayed (a firewall reload deleted SavedChain):
+	// the current value is then most likely xsyn's (see setSysctls).
+	Default string
 }
 
 // Path is the setting's file under /proc/sys.
@@ -237,14 +241,16 @@ func parseChain(name string) (ownedChain, bool) {
 // sysctls are the namespace settings SYNPROXY needs, whatever the spec.
 var sysctls = []SysctlSetting{
 	{
-		Key:   "net.netfilter.nf_conntrack_tcp_loose",
-		Value: "0",
-		Why:   "loose tracking would take the client's ACK as ESTABLISHED, and it would never reach SYNPROXY",
+		Key:     "net.netfilter.nf_conntrack_tcp_loose",
+		Value:   "0",
+		Why:     "loose tracking would take the client's ACK as ESTABLISHED, and it would never reach SYNPROXY",
+		Default: "1",
 	},
 	{
-		Key:   "net.ipv4.tcp_syncookies",
-		Value: "1",
-		Why:   "the listener's own SYN cookies are the last line behind SYNPROXY",
+		Key:     "net.ipv4.tcp_syncookies",
+		Value:   "1",
+		Why:     "the listener's own SYN cookies are the last line behind SYNPROXY",
+		Default: "1",
 	},
 }
 

@@ -45,11 +45,17 @@ func (a *Applier) readSaved() ([]savedSysctl, bool, error) {
 // setSysctls gives the namespace the settings the rules need. Before a sysctl is changed for
 // the first time its value is recorded in SavedChain (created if needed); a value already
 // recorded is the original one and is kept, however many interfaces come and go.
-func (a *Applier) setSysctls(t *txn, settings []SysctlSetting) error {
+//
+// active says xsyn's chains were in the namespace before this Apply. Without SavedChain that
+// means a firewall reload deleted it and left some of them: a current value equal to what
+// xsyn sets is then most likely xsyn's own, and the kernel's default is recorded instead, so
+// that the last detach does not keep xsyn's setting forever.
+func (a *Applier) setSysctls(t *txn, settings []SysctlSetting, active bool) error {
 	saved, exists, err := a.readSaved()
 	if err != nil {
 		return err
 	}
+	lost := active && !exists
 	ipt := a.ipt[spec.IPv4]
 	if !exists {
 		err := t.do("create chain "+where(spec.IPv4, TableFilter, SavedChain),
@@ -66,6 +72,9 @@ func (a *Applier) setSysctls(t *txn, settings []SysctlSetting) error {
 		cur, err := a.sys.Get(s.Key)
 		if err != nil {
 			return fmt.Errorf("read sysctl %s: %w", s.Key, err)
+		}
+		if lost && cur == s.Value && s.Default != "" {
+			cur = s.Default
 		}
 		if err := checkSysctl(s.Key, cur); err != nil {
 			return fmt.Errorf("save sysctl: %w", err)

@@ -551,6 +551,7 @@ func familySysctls(iface string, f spec.Family, stmts []spec.Statement) []Sysctl
 				Value: "1",
 				Why: "REDIRECT sends SYNPROXY's SYN to 127.0.0.1; the server answers from 127.0.0.1 and the " +
 					"route back to the client through " + iface + " needs route_localnet (the strict loopback policy drops what else it would let in)",
+				Default: "0",
 			}}
 		}
 	}
