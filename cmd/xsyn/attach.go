@@ -95,6 +95,11 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, st := range s.Statements {
+		if w := localWarning(st, iface, b.Addrs); w != "" {
+			fmt.Fprintf(stderr, "xsyn attach: warning: %s: %s\n", source.Where(st), strings.TrimPrefix(w, "warning: "))
+		}
+	}
 	p, err := protect.New()
 	if err != nil {
 		return err

@@ -333,3 +333,20 @@ synproxy4 in inface d0 dst 192.0.2.2 dport 9090 dnat to 10.9.0.2:9090
 	}
 	l.mustXsyn(t, "detach", "d0")
 }
+
+// attach says what explain says about a forward statement that covers the interface's own
+// address yet keeps the destination: its connections to this host fail.
+func TestAttachWarnsForwardToLocal(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsynfw", enterers["nsenter"])
+	if _, err := l.dut.Run("sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		t.Fatal(err)
+	}
+	conf := writeConfig(t, "fw.conf", "options notimestamps\nsynproxy4 forward inface d0 dst 192.0.2.2 dport 8080 accept\n")
+	_, errOut, code := l.xsyn(t, "attach", "d0", "--config", conf)
+	want := "xsyn attach: warning: " + conf + ":2: it matches 192.0.2.2, of d0, but its action (accept) keeps the destination"
+	if code != 0 || !strings.Contains(errOut, want) {
+		t.Errorf("attach: exit %d, want 0 warning %q:\n%s", code, want, errOut)
+	}
+	l.mustXsyn(t, "detach", "d0")
+}
