@@ -25,7 +25,11 @@ struct counters {
 	__u64 synack_sent;        /* answered from XDP with a cookie SYN-ACK (XDP_TX) */
 	__u64 ack_cookie_valid;   /* ACK carried one of our cookies: up to SYNPROXY (XDP_PASS) */
 	__u64 ack_cookie_invalid; /* ACK without a connection or a valid cookie (XDP_DROP) */
-	__u64 established_passed; /* confirmed conntrack entry (XDP_PASS) */
+	__u64 established_passed; /* confirmed conntrack entry, or (handoff) a socket (XDP_PASS) */
+	/* Handoff path, counted by the TC program. */
+	__u64 handoff_assigned;   /* valid-cookie ACK handed to the listener: a connection */
+	__u64 handoff_refused;    /* the kernel refused the handoff (a sysctl turned an option off,
+				   * tcp_syncookies=0, no memory); the stack answers with a reset */
 	/* Passed to the kernel untouched. */
 	__u64 pass__not_ip;        /* neither IPv4 nor IPv6 */
 	__u64 pass__not_tcp;       /* not TCP, or behind an IPv6 header we do not walk (AH, ESP) */
@@ -36,6 +40,8 @@ struct counters {
 	__u64 pass__malformed;     /* bad IP header or lengths; the kernel's checks drop it */
 	__u64 pass__no_room;       /* SYN whose frame could not be resized: SYNPROXY answers */
 	__u64 pass__cookie_error;  /* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */
+	__u64 pass__no_listener;   /* handoff: valid cookie but no socket on the port any more: the
+				    * stack answers with a reset, as it would without xsyn */
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
@@ -49,6 +55,7 @@ struct service_counters {
 	__u64 ack_cookie_valid;
 	__u64 ack_cookie_invalid;
 	__u64 established_passed;
+	__u64 handoff_assigned;
 };
 
 struct {
@@ -79,6 +86,7 @@ enum reason {
 	PASS_MALFORMED,
 	PASS_NO_ROOM,
 	PASS_COOKIE_ERROR,
+	PASS_NO_LISTENER,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_INTERNAL,
@@ -174,6 +182,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 	case PASS_COOKIE_ERROR:
 		c->pass__cookie_error++;
 		return XDP_PASS;
+	case PASS_NO_LISTENER:
+		c->pass__no_listener++;
+		return XDP_PASS;
 	case DROP_NO_CONN:
 		c->drop__no_conn++;
 		return XDP_DROP;
@@ -185,6 +196,27 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		c->drop__internal++;
 		return XDP_DROP;
 	}
+}
+
+/* The TC program's exit: a handoff tried for a valid-cookie ACK to a listener. */
+static __always_inline int finish_handoff(__u32 family, const struct service *svc, bool assigned)
+{
+	struct counters *c = bpf_map_lookup_elem(&xsyn_counters, &family);
+	struct service_counters *s;
+	__u32 id = svc->id;
+
+	if (c) {
+		if (assigned)
+			c->handoff_assigned++;
+		else
+			c->handoff_refused++;
+	}
+	s = bpf_map_lookup_elem(&xsyn_svc_counts, &id);
+	if (s && assigned)
+		s->handoff_assigned++;
+	/* Either way the ACK goes on: with the new connection attached, or to the stack, which
+	 * answers an ACK for no connection with a reset. */
+	return TC_ACT_OK;
 }
 
 #endif /* XSYN_COUNTERS_H */

@@ -31,6 +31,7 @@ typedef _Bool bool;
 #define false 0
 
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LPM_TRIE = 11,
@@ -56,6 +57,55 @@ struct xdp_md {
 	__u32 ingress_ifindex;
 	__u32 rx_queue_index;
 	__u32 egress_ifindex;
+};
+
+/* TC program context (UAPI): only the prefix xsyn reads, at the kernel's offsets. */
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+};
+
+#define TC_ACT_OK 0
+
+/* What bpf_skc_lookup_tcp returns (UAPI). */
+struct bpf_sock {
+	__u32 bound_dev_if;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+	__u32 mark;
+	__u32 priority;
+	__u32 src_ip4;
+	__u32 src_ip6[4];
+	__u32 src_port;
+	__be16 dst_port;
+	__u32 dst_ip4;
+	__u32 dst_ip6[4];
+	__u32 state;
+	__s32 rx_queue_mapping;
+};
+
+/* enum tcp_state values a socket lookup can return (include/net/tcp_states.h, ABI). */
+enum {
+	TCP_ESTABLISHED = 1,
+	TCP_TIME_WAIT = 6,
+	TCP_LISTEN = 10,
+	TCP_NEW_SYN_RECV = 12,
 };
 
 struct bpf_sock_tuple {
@@ -96,6 +146,31 @@ struct bpf_ct_opts {
 struct nf_conn {
 	unsigned long status;
 } __attribute__((preserve_access_index));
+
+/*
+ * The socket handoff (Linux 6.9+). bpf_sk_assign_tcp_reqsk() takes the listener as a struct sock
+ * and the connection's attributes; xsyn never reads either struct, the definitions are here so
+ * the kfunc prototype matches the kernel's BTF.
+ */
+struct sock {
+	unsigned short skc_family;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock;
+
+struct bpf_tcp_req_attrs {
+	__u32 rcv_tsval;  /* the client's TSval in its ACK */
+	__u32 rcv_tsecr;  /* its TSecr: our TSval of the SYN-ACK; the kernel offsets its clock to it */
+	__u16 mss;        /* the client's MSS */
+	__u8 rcv_wscale;  /* our window scale, as offered in the SYN-ACK */
+	__u8 snd_wscale;  /* the client's */
+	__u8 ecn_ok;
+	__u8 wscale_ok;
+	__u8 sack_ok;
+	__u8 tstamp_ok;
+	__u8 usec_ts_ok;
+	__u8 reserved[3];
+};
 
 /* Values relocated by bpf_core_enum_value(): test the mask IPS_CONFIRMED, not the bit number. */
 enum ip_conntrack_status {

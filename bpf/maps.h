@@ -22,7 +22,11 @@ struct service {
 	__u8 timestamps;  /* bool: timestamps, when the client offers them (carries wscale/SACK/ECN) */
 	__u8 ecn;         /* bool: accept ECN when the client asks (ECE+CWR) */
 	__u8 ttl;         /* IPv4 TTL / IPv6 hop limit of the SYN-ACK */
-	__u8 pad[2];
+	__u8 handoff;     /* bool: xsyn's own cookie, ACKs handed to the listening socket (TC);
+			   * else the kernel's cookie and netfilter's SYNPROXY */
+	__u8 pad;
+	__u16 window;     /* receive window of a handoff SYN-ACK (SYNPROXY's is 0) */
+	__u16 pad2;
 };
 
 /* LPM keys: the prefix covers the port (16 bits) and then the destination address, so one lookup
@@ -87,5 +91,25 @@ struct {
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
 } xsyn_services6 SEC(".maps");
+
+/*
+ * The secret of the handoff path's cookies (cookie.h): a SipHash-2-4 key that nodes of a fleet
+ * can share, and the key it replaced, accepted until the slot prev_until so that rotating the key
+ * never fails a handshake in flight. Written by the loader only.
+ */
+struct cookie_secret {
+	__u64 key[2];
+	__u64 prev_key[2];
+	__u32 prev_until; /* last time slot in which prev_key is accepted; 0: none */
+	__s32 slot_shift; /* added to the clock's slot; always 0 but in tests, which move time */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cookie_secret);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+} xsyn_secret SEC(".maps");
 
 #endif /* XSYN_MAPS_H */

@@ -20,6 +20,7 @@
 #define XSYN_SYNACK_H
 
 #include "common.h"
+#include "cookie.h"
 #include "csum.h"
 #include "maps.h"
 #include "parse.h"
@@ -34,6 +35,7 @@ struct syn_options {
 	bool sack;
 	bool ts;
 	__be32 tsval;
+	__be32 tsecr;
 };
 
 /*
@@ -41,15 +43,15 @@ struct syn_options {
  * option) and keeps the last of each. opt_off: where the options start in the frame; len: their
  * length, <= 40.
  *
- * A global function on purpose: the verifier checks it once, on its own, instead of once for every
- * way of reaching it (each VLAN depth, IPv4 header length, IPv6 extension chain), which inlined
- * took 700k of the 1M instructions it may examine. The loop is bounded by the offset alone, which
- * grows every round, so states at the loop head differ only in offset and findings and prune well.
+ * Called through global functions on purpose (one per program type, whose contexts differ): the
+ * verifier checks each once, on its own, instead of once for every way of reaching it (each VLAN
+ * depth, IPv4 header length, IPv6 extension chain), which inlined took 700k of the 1M
+ * instructions it may examine. The loop is bounded by the offset alone, which grows every round,
+ * so states at the loop head differ only in offset and findings and prune well.
  */
-__noinline int parse_syn_options(struct xdp_md *ctx, __u32 opt_off, __u32 len,
-				 struct syn_options *o)
+static __always_inline int walk_tcp_options(void *data, void *data_end, __u32 opt_off, __u32 len,
+					    struct syn_options *o)
 {
-	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	__u8 *opt;
 	__u32 off = 0;
 
@@ -100,6 +102,7 @@ __noinline int parse_syn_options(struct xdp_md *ctx, __u32 opt_off, __u32 len,
 		case TCPOPT_TIMESTAMP:
 			if (size == TCPOLEN_TIMESTAMP && (void *)(q + TCPOLEN_TIMESTAMP) <= data_end) {
 				__builtin_memcpy(&o->tsval, q + 2, sizeof(o->tsval));
+				__builtin_memcpy(&o->tsecr, q + 6, sizeof(o->tsecr));
 				o->ts = true;
 			}
 			break;
@@ -107,6 +110,40 @@ __noinline int parse_syn_options(struct xdp_md *ctx, __u32 opt_off, __u32 len,
 		off += size;
 	}
 	return 0;
+}
+
+__noinline int parse_syn_options(struct xdp_md *ctx, __u32 opt_off, __u32 len,
+				 struct syn_options *o)
+{
+	return walk_tcp_options((void *)(long)ctx->data, (void *)(long)ctx->data_end, opt_off, len, o);
+}
+
+__noinline int parse_skb_options(struct __sk_buff *skb, __u32 opt_off, __u32 len,
+				 struct syn_options *o)
+{
+	return walk_tcp_options((void *)(long)skb->data, (void *)(long)skb->data_end, opt_off, len, o);
+}
+
+/* The options of a segment that is not a SYN; Linux's ACKs carry NOP NOP TS, read without the
+ * walk. Used for the timestamps only. */
+static __always_inline void parse_ack_options(const struct packet *p, __u32 len, void *ctx,
+					      bool skb, struct syn_options *o)
+{
+	__u8 *opt = (void *)(p->tcp + 1);
+
+	if (len == 0)
+		return;
+	if (len == 12 && (void *)(opt + 12) <= p->data_end && opt[0] == TCPOPT_NOP &&
+	    opt[1] == TCPOPT_NOP && opt[2] == TCPOPT_TIMESTAMP && opt[3] == TCPOLEN_TIMESTAMP) {
+		__builtin_memcpy(&o->tsval, opt + 4, sizeof(o->tsval));
+		__builtin_memcpy(&o->tsecr, opt + 8, sizeof(o->tsecr));
+		o->ts = true;
+		return;
+	}
+	if (skb)
+		parse_skb_options(ctx, (void *)opt - p->data, len, o);
+	else
+		parse_syn_options(ctx, (void *)opt - p->data, len, o);
 }
 
 /* The layout Linux sends (MSS, SACK_PERM, TS, NOP, WS: 20 bytes), read without the generic
@@ -129,6 +166,7 @@ static __always_inline bool parse_linux_syn_options(const struct packet *p, __u3
 		o->mss = mss;
 	o->sack = true;
 	__builtin_memcpy(&o->tsval, opt + 8, sizeof(o->tsval));
+	__builtin_memcpy(&o->tsecr, opt + 12, sizeof(o->tsecr));
 	o->ts = true;
 	o->wscale = opt[19] > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : opt[19];
 	o->has_wscale = true;
@@ -176,7 +214,8 @@ struct synack {
 	__be16 sport;    /* our port: the SYN's destination */
 	__be16 dport;    /* the client's port */
 	__u8 flags;
-	__u32 optlen;    /* 4 (MSS), 16 (+ timestamps), 20 (+ window scale) */
+	__be16 window;   /* 0 for SYNPROXY's cookie, as SYNPROXY sends; the service's for handoff */
+	__u32 optlen;    /* 4 to 20 bytes, in words: MSS, [SACK|TS|TSval|TSecr], [SACK], [WS] */
 	__be32 opt[5];
 };
 
@@ -224,6 +263,77 @@ static __always_inline void synack_options(const struct service *svc, const stru
 	}
 }
 
+/*
+ * The handoff SYN-ACK (cookie.h): what the listening socket itself would send (tcp_options_write:
+ * MSS, then SACK_PERM with TS or SACK_PERM alone, then WS) and a real receive window. The options
+ * ride in the ISN, not in the TSval, so a client without timestamps still gets SACK and window
+ * scaling. False only without a secret, which the loader always writes.
+ */
+static __always_inline bool handoff_synack(const struct packet *p, const struct service *svc,
+					   const struct syn_options *o, bool ecn_requested,
+					   struct synack *sa)
+{
+	const struct cookie_secret *sec = cookie_secret();
+	bool ts, ws, sack;
+	__u32 optbits, isn, ts_bits;
+	__u64 now;
+
+	if (!sec)
+		return false;
+	ts = o->ts && svc->timestamps;
+	ws = o->has_wscale && svc->use_wscale;
+	sack = o->sack && svc->sack;
+	optbits = (mss_index(o->mss, p->ipv6) << COOKIE_MSS_SHIFT) |
+		  (ws ? o->wscale : COOKIE_WSCALE_NONE);
+	if (sack)
+		optbits |= COOKIE_SACK;
+	if (ecn_requested && svc->ecn) {
+		optbits |= COOKIE_ECN;
+		sa->flags |= TCP_FLAG_ECE;
+	}
+	now = bpf_ktime_get_tai_ns();
+	cookie_make(p, sec, now, optbits, &isn, &ts_bits);
+	sa->seq = bpf_htonl(isn);
+	sa->window = bpf_htons(svc->window);
+
+	sa->opt[0] = bpf_htonl((TCPOPT_MSS << 24) | (TCPOLEN_MSS << 16) | svc->mss);
+	sa->optlen = 4;
+	if (ts) {
+		__u32 tsval = ((__u32)(now / 1000000) & ~0xffu) | ts_bits;
+
+		sa->opt[1] = bpf_htonl(((sack ? (TCPOPT_SACK_PERM << 8) | TCPOLEN_SACK_PERM
+					      : (TCPOPT_NOP << 8) | TCPOPT_NOP) << 16) |
+				       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
+		sa->opt[2] = bpf_htonl(tsval);
+		sa->opt[3] = o->tsval;
+		sa->optlen = 16;
+		if (ws) {
+			sa->opt[4] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_WINDOW << 16) |
+					       (TCPOLEN_WINDOW << 8) | svc->wscale);
+			sa->optlen = 20;
+		}
+		return true;
+	}
+	if (sack) {
+		sa->opt[1] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) |
+				       (TCPOPT_SACK_PERM << 8) | TCPOLEN_SACK_PERM);
+		sa->optlen = 8;
+	}
+	if (ws) {
+		__be32 w = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_WINDOW << 16) |
+				     (TCPOLEN_WINDOW << 8) | svc->wscale);
+
+		if (sack) {
+			sa->opt[2] = w;
+			sa->optlen = 12;
+		} else {
+			sa->opt[1] = w;
+			sa->optlen = 8;
+		}
+	}
+	return true;
+}
+
 /* Writes the TCP header and options at th and returns the checksum sum of what it wrote (without
  * the pseudo header). The sum is made from the values, never by reading the frame back: loads
  * through a wider type may legally be ordered before the narrower stores they depend on.
@@ -234,36 +344,41 @@ static __always_inline bool write_tcp(struct tcphdr *th, void *data_end, const s
 	__be32 *o = (void *)(th + 1);
 	__be16 doff_flags = bpf_htons((((sizeof(*th) + sa->optlen) / 4) << 12) | sa->flags);
 
-	/* Range checks keyed on optlen itself, so the verifier sees which writes each size allows. */
-	if (sa->optlen == 20) {
-		if ((void *)(o + 5) > data_end)
-			return false;
-	} else if (sa->optlen == 16) {
-		if ((void *)(o + 4) > data_end)
-			return false;
-	} else if ((void *)(o + 1) > data_end) {
+	/* One constant-offset range check per option word, so the verifier sees each write. */
+	if ((void *)(o + 1) > data_end)
 		return false;
-	}
-
 	th->source = sa->sport;
 	th->dest = sa->dport;
 	th->seq = sa->seq;
 	th->ack_seq = sa->ack_seq;
 	*(__be16 *)((__u8 *)th + 12) = doff_flags;
-	th->window = 0;
+	th->window = sa->window;
 	th->check = 0;
 	th->urg_ptr = 0;
 
 	o[0] = sa->opt[0];
-	if (sa->optlen >= 16) {
+	if (sa->optlen >= 8) {
+		if ((void *)(o + 2) > data_end)
+			return false;
 		o[1] = sa->opt[1];
+	}
+	if (sa->optlen >= 12) {
+		if ((void *)(o + 3) > data_end)
+			return false;
 		o[2] = sa->opt[2];
+	}
+	if (sa->optlen >= 16) {
+		if ((void *)(o + 4) > data_end)
+			return false;
 		o[3] = sa->opt[3];
 	}
-	if (sa->optlen == 20)
+	if (sa->optlen >= 20) {
+		if ((void *)(o + 5) > data_end)
+			return false;
 		o[4] = sa->opt[4];
+	}
 
-	*sum = (__u64)sa->sport + sa->dport + sa->seq + sa->ack_seq + doff_flags +
+	*sum = (__u64)sa->sport + sa->dport + sa->seq + sa->ack_seq + doff_flags + sa->window +
 	       csum_words(sa->opt, sizeof(sa->opt) / 4); /* unused option words are zero */
 	return true;
 }
@@ -355,37 +470,50 @@ static __always_inline enum reason transmit_ipv6(struct xdp_md *ctx, __u32 l3off
 	return SYNACK_SENT;
 }
 
+/* Set by the loader before loading (a read-only global): the kernel has the socket handoff
+ * (Linux 6.9+). When clear, the verifier never sees the handoff code, whose helpers (TAI clock,
+ * socket lookup) older kernels may lack, and every service uses the kernel's cookie. */
+volatile const __u8 have_handoff = 0;
+
 /* A SYN to a protected service: answer it from here with a cookie SYN-ACK.
  * Conntrack is not consulted: the netfilter rules NOTRACK every protected SYN, so SYNPROXY answers
  * a SYN with a cookie whatever the table holds, and looking it up would cost every flood packet a
- * hash walk without changing any verdict. */
+ * hash walk without changing any verdict. Nor is a socket, on the handoff path: the kernel's own
+ * listener answers a SYN for a connection it has with a challenge ACK, which the cookie SYN-ACK
+ * stands in for (the client answers it with an ACK the socket lookup then passes). */
 static __always_inline enum reason answer_syn(struct xdp_md *ctx, const struct packet *p,
 					      const struct service *svc, __u32 opt_len)
 {
 	struct syn_options o = {};
 	struct synack sa = {};
 	__u8 flags = tcp_flags(p->tcp);
-	__s64 cookie;
+	bool ecn = (flags & (TCP_FLAG_ECE | TCP_FLAG_CWR)) == (TCP_FLAG_ECE | TCP_FLAG_CWR);
 
 	if (!parse_linux_syn_options(p, opt_len, &o))
 		parse_syn_options(ctx, (void *)(p->tcp + 1) - p->data, opt_len, &o);
-	cookie = syn_cookie(p, o.mss);
-	if (cookie < 0)
-		return PASS_COOKIE_ERROR;
 
-	sa.seq = bpf_htonl((__u32)cookie);
 	sa.ack_seq = bpf_htonl(bpf_ntohl(p->tcp->seq) + 1);
 	sa.sport = p->tcp->dest;
 	sa.dport = p->tcp->source;
 	sa.flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
-	synack_options(svc, &o, (flags & (TCP_FLAG_ECE | TCP_FLAG_CWR)) == (TCP_FLAG_ECE | TCP_FLAG_CWR),
-		       &sa);
+	if (have_handoff && svc->handoff) {
+		if (!handoff_synack(p, svc, &o, ecn, &sa))
+			return PASS_COOKIE_ERROR;
+	} else {
+		__s64 cookie = syn_cookie(p, o.mss);
+
+		if (cookie < 0)
+			return PASS_COOKIE_ERROR;
+		sa.seq = bpf_htonl((__u32)cookie);
+		synack_options(svc, &o, ecn, &sa);
+	}
 
 	if (!p->ipv6) {
 		__be32 saddr = p->ip4->saddr, daddr = p->ip4->daddr;
 
 		/* XXX: a frame that cannot grow by 4 bytes (a driver without tailroom) is left to
-		 * SYNPROXY, which answers it from the stack, slower but still with a cookie. */
+		 * the stack: SYNPROXY answers it, or on the handoff path the listener (with the
+		 * kernel's cookie when its queue is full). */
 		if (!resize(ctx, p, sizeof(struct iphdr), sa.optlen))
 			return PASS_NO_ROOM;
 		return transmit_ipv4(ctx, p->l3off, svc, saddr, daddr, &sa);

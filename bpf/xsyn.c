@@ -4,11 +4,14 @@
  *
  * For TCP to a protected service (xsyn_services4/6):
  *   SYN                         -> cookie SYN-ACK written over it, XDP_TX
+ * and, on the SYNPROXY path (the kernel's cookie):
  *   confirmed conntrack entry   -> XDP_PASS (established flows)
  *   ACK with a valid cookie     -> XDP_PASS: netfilter's SYNPROXY completes the handshake
  *   ACK with an invalid cookie  -> XDP_DROP
  *   RST/FIN/SYN+ACK, no entry   -> XDP_DROP: nothing to reset or close; the stack would call them
  *                                  INVALID and the netfilter rules drop INVALID anyway
+ * or, on the socket-handoff path (xsyn's cookie), what handoff.h says: a socket lookup decides,
+ * and the TC program xsyn_handoff hands valid ACKs to the listener.
  * Everything else passes untouched. Every path ends in finish(), which counts it.
  */
 #include "common.h"
@@ -17,6 +20,7 @@
 #include "parse.h"
 #include "conntrack.h"
 #include "synack.h"
+#include "handoff.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -36,6 +40,8 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 		v->syn = true;
 		return answer_syn(ctx, p, v->svc, hdr_len - sizeof(*th));
 	}
+	if (have_handoff && v->svc->handoff)
+		return judge_handoff(ctx, p, flags);
 	if (ct_confirmed(ctx, p))
 		return ESTABLISHED_PASSED;
 	if (flags == TCP_FLAG_ACK)
@@ -43,8 +49,8 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 	return DROP_NO_CONN;
 }
 
-static __always_inline enum reason classify(struct xdp_md *ctx, struct packet *p,
-					    struct verdict_ctx *v)
+/* Ethernet to TCP, and the family for the counters. */
+static __always_inline enum reason parse(struct packet *p, __u32 *family)
 {
 	enum reason r;
 	__be16 proto;
@@ -53,14 +59,21 @@ static __always_inline enum reason classify(struct xdp_md *ctx, struct packet *p
 	if (r != CONTINUE)
 		return r;
 	if (proto == bpf_htons(ETH_P_IP)) {
-		v->family = FAMILY_IPV4;
-		r = parse_ipv4(p);
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		v->family = FAMILY_IPV6;
-		r = parse_ipv6(p);
-	} else {
-		return PASS_NOT_IP;
+		*family = FAMILY_IPV4;
+		return parse_ipv4(p);
 	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		*family = FAMILY_IPV6;
+		return parse_ipv6(p);
+	}
+	return PASS_NOT_IP;
+}
+
+static __always_inline enum reason classify(struct xdp_md *ctx, struct packet *p,
+					    struct verdict_ctx *v)
+{
+	enum reason r = parse(p, &v->family);
+
 	if (r != CONTINUE)
 		return r;
 
@@ -80,4 +93,24 @@ int xsyn(struct xdp_md *ctx)
 	struct verdict_ctx v = { .family = FAMILY_OTHER };
 
 	return finish(&v, classify(ctx, &p, &v));
+}
+
+/* TC ingress, beside the XDP program: the handoff of valid-cookie ACKs (handoff.h). Loaded only
+ * where the kernel has bpf_sk_assign_tcp_reqsk(). */
+SEC("tc")
+int xsyn_handoff(struct __sk_buff *skb)
+{
+	struct packet p = {
+		.data = (void *)(long)skb->data,
+		.data_end = (void *)(long)skb->data_end,
+	};
+	const struct service *svc;
+	__u32 family = FAMILY_OTHER;
+
+	if (!have_handoff || parse(&p, &family) != CONTINUE)
+		return TC_ACT_OK;
+	svc = lookup_service(&p);
+	if (!svc || !svc->handoff)
+		return TC_ACT_OK;
+	return handoff(skb, &p, family, svc);
 }

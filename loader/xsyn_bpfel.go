@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xsynCookieSecret struct {
+	_         structs.HostLayout
+	Key       [2]uint64
+	PrevKey   [2]uint64
+	PrevUntil uint32
+	SlotShift int32
+}
+
 type xsynCounters struct {
 	_                 structs.HostLayout
 	SynReceived       uint64
@@ -20,6 +28,8 @@ type xsynCounters struct {
 	AckCookieValid    uint64
 	AckCookieInvalid  uint64
 	EstablishedPassed uint64
+	HandoffAssigned   uint64
+	HandoffRefused    uint64
 	PassNotIp         uint64
 	PassNotTcp        uint64
 	PassNotProtected  uint64
@@ -29,6 +39,7 @@ type xsynCounters struct {
 	PassMalformed     uint64
 	PassNoRoom        uint64
 	PassCookieError   uint64
+	PassNoListener    uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
 	DropInternal      uint64
@@ -54,7 +65,10 @@ type xsynService struct {
 	Timestamps uint8
 	Ecn        uint8
 	Ttl        uint8
-	Pad        [2]uint8
+	Handoff    uint8
+	Pad        uint8
+	Window     uint16
+	Pad2       uint16
 }
 
 type xsynServiceCounters struct {
@@ -64,6 +78,7 @@ type xsynServiceCounters struct {
 	AckCookieValid    uint64
 	AckCookieInvalid  uint64
 	EstablishedPassed uint64
+	HandoffAssigned   uint64
 }
 
 type xsynServiceKey4 struct {
@@ -86,11 +101,14 @@ type xsynServiceKey6 struct {
 const (
 	xsynMapXsynCounters  = "xsyn_counters"
 	xsynMapXsynPorts     = "xsyn_ports"
+	xsynMapXsynSecret    = "xsyn_secret"
 	xsynMapXsynServices4 = "xsyn_services4"
 	xsynMapXsynServices6 = "xsyn_services6"
 	xsynMapXsynSvcCounts = "xsyn_svc_counts"
 	xsynMapXsynSvcs      = "xsyn_svcs"
 	xsynProgXsyn         = "xsyn"
+	xsynProgXsynHandoff  = "xsyn_handoff"
+	xsynVarHaveHandoff   = "have_handoff"
 )
 
 // loadXsyn returns the embedded CollectionSpec for xsyn.
@@ -135,7 +153,8 @@ type xsynSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xsynProgramSpecs struct {
-	Xsyn *ebpf.ProgramSpec `ebpf:"xsyn"`
+	Xsyn        *ebpf.ProgramSpec `ebpf:"xsyn"`
+	XsynHandoff *ebpf.ProgramSpec `ebpf:"xsyn_handoff"`
 }
 
 // xsynMapSpecs contains maps before they are loaded into the kernel.
@@ -144,6 +163,7 @@ type xsynProgramSpecs struct {
 type xsynMapSpecs struct {
 	XsynCounters  *ebpf.MapSpec `ebpf:"xsyn_counters"`
 	XsynPorts     *ebpf.MapSpec `ebpf:"xsyn_ports"`
+	XsynSecret    *ebpf.MapSpec `ebpf:"xsyn_secret"`
 	XsynServices4 *ebpf.MapSpec `ebpf:"xsyn_services4"`
 	XsynServices6 *ebpf.MapSpec `ebpf:"xsyn_services6"`
 	XsynSvcCounts *ebpf.MapSpec `ebpf:"xsyn_svc_counts"`
@@ -154,6 +174,7 @@ type xsynMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xsynVariableSpecs struct {
+	HaveHandoff *ebpf.VariableSpec `ebpf:"have_handoff"`
 }
 
 // xsynObjects contains all objects after they have been loaded into the kernel.
@@ -178,6 +199,7 @@ func (o *xsynObjects) Close() error {
 type xsynMaps struct {
 	XsynCounters  *ebpf.Map `ebpf:"xsyn_counters"`
 	XsynPorts     *ebpf.Map `ebpf:"xsyn_ports"`
+	XsynSecret    *ebpf.Map `ebpf:"xsyn_secret"`
 	XsynServices4 *ebpf.Map `ebpf:"xsyn_services4"`
 	XsynServices6 *ebpf.Map `ebpf:"xsyn_services6"`
 	XsynSvcCounts *ebpf.Map `ebpf:"xsyn_svc_counts"`
@@ -188,6 +210,7 @@ func (m *xsynMaps) Close() error {
 	return _XsynClose(
 		m.XsynCounters,
 		m.XsynPorts,
+		m.XsynSecret,
 		m.XsynServices4,
 		m.XsynServices6,
 		m.XsynSvcCounts,
@@ -199,18 +222,21 @@ func (m *xsynMaps) Close() error {
 //
 // It can be passed to loadXsynObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xsynVariables struct {
+	HaveHandoff *ebpf.Variable `ebpf:"have_handoff"`
 }
 
 // xsynPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadXsynObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xsynPrograms struct {
-	Xsyn *ebpf.Program `ebpf:"xsyn"`
+	Xsyn        *ebpf.Program `ebpf:"xsyn"`
+	XsynHandoff *ebpf.Program `ebpf:"xsyn_handoff"`
 }
 
 func (p *xsynPrograms) Close() error {
 	return _XsynClose(
 		p.Xsyn,
+		p.XsynHandoff,
 	)
 }
 

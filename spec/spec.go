@@ -80,6 +80,9 @@ type Service struct {
 	Port    uint16
 	Options TCPOptions
 	TTL     uint8 // IPv4 TTL / IPv6 hop limit of the SYN-ACK
+	// Handoff: the socket-handoff path (xsyn's cookie, ACK handed to the listener); else
+	// SYNPROXY's (the kernel's cookie). See Path.
+	Handoff bool
 }
 
 func (s Service) String() string {
@@ -94,6 +97,9 @@ type Spec struct {
 	Settings   Settings
 	Statements []Statement
 	Services   []Service
+	// CookieKey is the handoff path's cookie secret, when one was given (cookie-secret-file);
+	// nil keeps the attached program's, or makes a random one at the first attach.
+	CookieKey *CookieKey
 }
 
 // Validation errors, checked with errors.Is.

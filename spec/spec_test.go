@@ -88,7 +88,7 @@ func TestSimpleBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Service{Family: IPv6, Dst: netip.MustParsePrefix("2001:db8::/64"), Port: 22, TTL: 9,
-		Options: TCPOptions{MSS: 1400, WScale: 0, ECN: true}}
+		Options: TCPOptions{MSS: 1400, WScale: 0, ECN: true}, Handoff: true}
 	if len(s.Services) != 1 || s.Services[0] != want {
 		t.Errorf("with every flag: %+v; want only %+v", s.Services, want)
 	}

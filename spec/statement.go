@@ -228,6 +228,11 @@ type Statement struct {
 	TTL       uint8
 	Action    Action
 	LogLimit  string // iptables LOG prefix of a rate-limited log of each accepted connection
+	// Via is the path asked for (config `path`, flag --path); Path the one Compile chose, and
+	// PathReason why it is SYNPROXY ("" for the handoff). See path.go.
+	Via        Via
+	Path       Path
+	PathReason string
 }
 
 // Origin names the statement in annotations: its text, or where it was written.
@@ -380,6 +385,20 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 			}
 		}
 	}
+	for i := range s.Statements {
+		if err := s.Statements[i].resolvePath(); err != nil {
+			return Spec{}, err
+		}
+	}
+	for i, st := range s.Statements {
+		for _, prev := range s.Statements[:i] {
+			if prev.Family == st.Family && prev.Path != st.Path && prev.overlaps(st) {
+				return Spec{}, statementError{st.Pos, fmt.Sprintf("matches destinations of %s, which takes the %s path, "+
+					"while this one takes the %s path (%s): one SYN-ACK cannot serve both; give both the same `path`",
+					prev.Pos, prev.Path, st.Path, cmpOrWhy(st.PathReason))}
+			}
+		}
+	}
 	seen := map[Service]bool{}
 	for i := range s.Statements {
 		st := &s.Statements[i]
@@ -388,7 +407,8 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 		}
 		for _, dst := range st.Match.Dst.Positive(st.Family) {
 			for _, port := range st.Match.Dport.Ports() {
-				svc := Service{Family: st.Family, Dst: dst, Port: port, Options: st.Options, TTL: st.TTL}
+				svc := Service{Family: st.Family, Dst: dst, Port: port, Options: st.Options, TTL: st.TTL,
+					Handoff: st.Path == PathHandoff}
 				k := svc
 				k.Options, k.TTL = TCPOptions{}, 0
 				if seen[k] {
@@ -400,6 +420,13 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 		}
 	}
 	return s, s.Validate()
+}
+
+func cmpOrWhy(why string) string {
+	if why == "" {
+		return "the handoff is possible"
+	}
+	return why
 }
 
 // xdpServices is how many XDP services the statement needs.

@@ -1,0 +1,166 @@
+package spec
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Path is how a valid client ACK becomes a connection.
+type Path int
+
+// The paths.
+const (
+	// PathSynproxy: the XDP program answers with the kernel's cookie and netfilter's SYNPROXY
+	// target opens the connection to the server (FireHOL's design). Every action, forwarding,
+	// any kernel with netfilter.
+	PathSynproxy Path = iota
+	// PathHandoff: the XDP program answers with xsyn's own cookie and a TC program hands the
+	// valid ACK straight to the listening socket (bpf_sk_assign_tcp_reqsk, Linux 6.9+). No
+	// netfilter rules, no sysctls; the host's firewall still sees the ACK and decides.
+	PathHandoff
+)
+
+func (p Path) String() string {
+	if p == PathHandoff {
+		return "handoff"
+	}
+	return "synproxy"
+}
+
+// Via is what a statement asks for (config `path`, flag --path).
+type Via int
+
+// The choices.
+const (
+	ViaAuto     Via = iota // handoff where the statement and the kernel allow it, else synproxy
+	ViaSynproxy            // always SYNPROXY
+	ViaHandoff             // handoff or an error
+)
+
+func (v Via) String() string {
+	switch v {
+	case ViaSynproxy:
+		return "synproxy"
+	case ViaHandoff:
+		return "handoff"
+	}
+	return "auto"
+}
+
+// ParseVia reads auto, synproxy or handoff.
+func ParseVia(s string) (Via, error) {
+	switch s {
+	case "auto":
+		return ViaAuto, nil
+	case "synproxy":
+		return ViaSynproxy, nil
+	case "handoff":
+		return ViaHandoff, nil
+	}
+	return ViaAuto, fmt.Errorf("%w: path %q: want auto, synproxy or handoff", ErrInvalid, s)
+}
+
+// HandoffReason says why the statement cannot take the handoff path ("" when it can): the
+// handoff gives the connection to a listening socket of this host, as the client asked for it.
+func (st Statement) HandoffReason() string {
+	switch {
+	case st.Direction != Input:
+		return "it forwards to another host (only SYNPROXY can open that connection)"
+	case st.Action.Kind != Accept:
+		return fmt.Sprintf("its action is %s, which only netfilter can carry out", st.Action)
+	}
+	if ok, why := st.XDP(); !ok {
+		return "XDP cannot answer it: " + why
+	}
+	return ""
+}
+
+// resolvePath sets Path and PathReason from Via and what the statement allows.
+func (st *Statement) resolvePath() error {
+	why := st.HandoffReason()
+	switch {
+	case st.Via == ViaSynproxy:
+		st.Path, st.PathReason = PathSynproxy, "asked for (path synproxy)"
+	case why == "":
+		st.Path, st.PathReason = PathHandoff, ""
+	case st.Via == ViaHandoff:
+		return statementError{st.Pos, "path handoff is not possible: " + why}
+	default:
+		st.Path, st.PathReason = PathSynproxy, why
+	}
+	return nil
+}
+
+// HasPath reports whether any statement takes path p.
+func (s Spec) HasPath(p Path) bool {
+	for _, st := range s.Statements {
+		if st.Path == p {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrHandoffUnavailable: a statement demands the handoff path (path handoff) where it cannot run.
+var ErrHandoffUnavailable = errors.New("socket handoff unavailable")
+
+// WithoutHandoff moves every statement to the SYNPROXY path, saying why (the kernel lacks the
+// handoff, or no XDP runs to answer SYNs with xsyn's cookie). A statement that demands the
+// handoff (path handoff) makes it an error wrapping ErrHandoffUnavailable.
+func (s Spec) WithoutHandoff(why string) (Spec, error) {
+	out := s
+	out.Statements = append([]Statement(nil), s.Statements...)
+	out.Services = append([]Service(nil), s.Services...)
+	for i := range out.Statements {
+		st := &out.Statements[i]
+		if st.Path != PathHandoff {
+			continue
+		}
+		if st.Via == ViaHandoff {
+			return Spec{}, fmt.Errorf("%w: %s: %s", ErrHandoffUnavailable, st.Origin(), why)
+		}
+		st.Path, st.PathReason = PathSynproxy, why
+	}
+	for i := range out.Services {
+		out.Services[i].Handoff = false
+	}
+	return out, nil
+}
+
+// CookieKey is the 128-bit SipHash key of the handoff path's cookies.
+type CookieKey [16]byte
+
+// ReadCookieKey reads a key file: 32 hexadecimal digits (128 bits), surrounding white space
+// allowed, nothing else. Nodes that share the file validate each other's cookies. The file must
+// not be readable by other users: whoever knows the key can forge handshakes.
+func ReadCookieKey(path string) (CookieKey, error) {
+	var k CookieKey
+	fi, err := os.Stat(path)
+	if err != nil {
+		return k, fmt.Errorf("cookie secret file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return k, fmt.Errorf("cookie secret file %s: not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return k, fmt.Errorf("cookie secret file %s: mode %04o lets other users read the key: chmod 600 %s", path, perm, path)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return k, fmt.Errorf("cookie secret file: %w", err)
+	}
+	text := strings.TrimSpace(string(raw))
+	if len(text) != 32 {
+		return k, fmt.Errorf("cookie secret file %s: want 32 hexadecimal digits (128 bits), found %d characters; make one with: head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s", path, len(text), path)
+	}
+	if _, err := hex.Decode(k[:], []byte(text)); err != nil {
+		return k, fmt.Errorf("cookie secret file %s: want 32 hexadecimal digits: %v", path, err)
+	}
+	if k == (CookieKey{}) {
+		return k, fmt.Errorf("cookie secret file %s: the key is all zeros", path)
+	}
+	return k, nil
+}
