@@ -49,8 +49,12 @@ const (
 	HolderNetlink Holder = "netlink"
 )
 
-// progName is the name the kernel knows the program by (the function name in bpf/xsyn.c).
-const progName = "xsyn"
+// progName is the name the kernel knows the program by (the function name in bpf/xsyn.c);
+// handoffProgName the TC program's (the kernel keeps 15 characters).
+const (
+	progName        = "xsyn"
+	handoffProgName = "xsyn_handoff"
+)
 
 // Options tune Attach.
 type Options struct {
@@ -60,6 +64,8 @@ type Options struct {
 	// Probe checks the kernel before attaching; default Probe. Tests stand in a kernel that
 	// lacks a feature.
 	Probe func() error
+	// ProbeHandoff checks the kernel for the socket handoff; default ProbeHandoff.
+	ProbeHandoff func() error
 }
 
 func (o Options) withDefaults() Options {
@@ -75,6 +81,9 @@ func (o Options) withDefaults() Options {
 	if o.Probe == nil {
 		o.Probe = Probe
 	}
+	if o.ProbeHandoff == nil {
+		o.ProbeHandoff = ProbeHandoff
+	}
 	return o
 }
 
@@ -87,10 +96,15 @@ type Attachment struct {
 	Dir     string // pin directory, "" when held by netlink
 	ProgID  ebpf.ProgramID
 	Warning string // set when auto fell back to generic mode
+	// Handoff: the TC program of the socket handoff is on the interface's ingress (tcx), beside
+	// the XDP program. Attached wherever the kernel has the handoff.
+	Handoff bool
 
-	prog *ebpf.Program
-	maps attachedMaps
-	lnk  link.Link // nil when held by netlink or not visible from here
+	prog   *ebpf.Program
+	maps   attachedMaps
+	lnk    link.Link     // nil when held by netlink or not visible from here
+	tcLnk  link.Link     // the handoff's tcx link, when held by a link
+	tcProg *ebpf.Program // the handoff program, when attached without a link (netlink-held state)
 }
 
 type attachedMaps struct {
@@ -100,7 +114,7 @@ type attachedMaps struct {
 
 // mapNames are the program's maps, as pinned and as the kernel names them (all fit in the
 // kernel's 15 characters).
-var mapNames = []string{xsynMapXsynPorts, xsynMapXsynSvcs, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts}
+var mapNames = []string{xsynMapXsynPorts, xsynMapXsynSvcs, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts, xsynMapXsynSecret}
 
 func (m *attachedMaps) slot(name string) **ebpf.Map {
 	switch name {
@@ -116,6 +130,8 @@ func (m *attachedMaps) slot(name string) **ebpf.Map {
 		return &m.counters
 	case xsynMapXsynSvcCounts:
 		return &m.svcCounts
+	case xsynMapXsynSecret:
+		return &m.secret
 	}
 	return nil
 }
@@ -142,6 +158,12 @@ func (a *Attachment) Close() error {
 	var errs []error
 	if a.lnk != nil {
 		errs = append(errs, a.lnk.Close())
+	}
+	if a.tcLnk != nil {
+		errs = append(errs, a.tcLnk.Close())
+	}
+	if a.tcProg != nil {
+		errs = append(errs, a.tcProg.Close())
 	}
 	if a.prog != nil {
 		errs = append(errs, a.prog.Close())
@@ -185,10 +207,12 @@ func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
 	return w.Attach(iface, s, opts.Mode)
 }
 
-// Attach loads the program configured for s and attaches it to iface in the given mode. It fails
+// Attach loads the program configured for s and attaches it to iface in the given mode, and
+// where the kernel has the socket handoff, the TC program beside it (tcx ingress). It fails
 // with ErrAlreadyAttached if xsyn is there already (use Open and Reconfigure), with
 // ErrForeignProgram if another XDP program is, and with a *FeatureError if the kernel cannot run
-// the XDP path. On any failure nothing is left attached or pinned.
+// the XDP path, or s has handoff services and the kernel lacks the handoff. On any failure
+// nothing is left attached or pinned.
 func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, error) {
 	if mode == "" {
 		mode = ModeAuto
@@ -210,16 +234,27 @@ func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, erro
 	if err := checkFree(nlink, w.opts.BPFFS); err != nil {
 		return nil, err
 	}
+	handoffErr := w.opts.ProbeHandoff()
+	if handoffErr != nil && !errors.Is(handoffErr, ErrFeatureMissing) {
+		return nil, handoffErr
+	}
+	if handoffErr != nil && hasHandoff(s) {
+		return nil, fmt.Errorf("protect %s with the socket handoff: %w", iface, handoffErr)
+	}
 	if pinnable {
 		sweepStale(w.opts.BPFFS)
 	}
 
-	p, err := loadProgram(nil)
+	p, err := loadProgram(nil, handoffErr == nil)
 	if err != nil {
 		return nil, err
 	}
 	a := &Attachment{Iface: iface, Ifindex: nlink.Attrs().Index, prog: p.objs.Xsyn}
 	a.maps = attachedMaps{configMaps: p.configMaps(), counters: p.objs.XsynCounters}
+	if p.handoff {
+		a.tcProg = p.objs.XsynHandoff // the attachment's from here on (Close)
+		p.objs.XsynHandoff = nil
+	}
 	fail := func(err error) (*Attachment, error) {
 		a.detachHere()
 		a.Close()
@@ -231,6 +266,11 @@ func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, erro
 
 	if err := a.attach(nlink, mode, pinnable); err != nil {
 		return fail(err)
+	}
+	if a.tcProg != nil {
+		if err := a.attachHandoff(pinnable); err != nil {
+			return fail(err)
+		}
 	}
 	if pinnable {
 		a.Holder = HolderLink
@@ -336,6 +376,11 @@ func (a *Attachment) pin(root, dir string) error {
 	if err := a.lnk.Pin(filepath.Join(tmp, linkPin)); err != nil {
 		return fmt.Errorf("pin link: %w", err)
 	}
+	if a.tcLnk != nil {
+		if err := a.tcLnk.Pin(filepath.Join(tmp, tcLinkPin)); err != nil {
+			return fmt.Errorf("pin tcx link: %w", err)
+		}
+	}
 	for name, m := range a.maps.byName() {
 		if err := m.Pin(filepath.Join(tmp, name)); err != nil {
 			return fmt.Errorf("pin map %s: %w", name, err)
@@ -347,8 +392,62 @@ func (a *Attachment) pin(root, dir string) error {
 	return nil
 }
 
+// attachHandoff puts the handoff program on the interface's tcx ingress: through a link, pinned
+// beside the XDP link, or (no bpffs) attached to the device itself, which then holds it as
+// netlink holds the XDP program.
+func (a *Attachment) attachHandoff(viaLink bool) error {
+	if viaLink {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: a.Ifindex, Program: a.tcProg, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return fmt.Errorf("attach the handoff program to %s (tcx ingress): %w", a.Iface, err)
+		}
+		a.tcLnk = l
+	} else {
+		err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: a.Ifindex, Program: a.tcProg, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return fmt.Errorf("attach the handoff program to %s (tcx ingress): %w", a.Iface, err)
+		}
+	}
+	a.Handoff = true
+	return nil
+}
+
+// detachHandoff takes the handoff program off the interface.
+func (a *Attachment) detachHandoff() error {
+	switch {
+	case a.tcLnk != nil:
+		if raw, ok := a.tcLnk.(interface{ Detach() error }); ok {
+			if err := raw.Detach(); err != nil {
+				return fmt.Errorf("detach the handoff program from %s: %w", a.Iface, err)
+			}
+		}
+	case a.tcProg != nil && a.Handoff:
+		err := link.RawDetachProgram(link.RawDetachProgramOptions{Target: a.Ifindex, Program: a.tcProg, Attach: ebpf.AttachTCXIngress})
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("detach the handoff program from %s: %w", a.Iface, err)
+		}
+	}
+	a.Handoff = false
+	return nil
+}
+
+func hasHandoff(s spec.Spec) bool {
+	for _, svc := range s.Services {
+		if svc.Handoff {
+			return true
+		}
+	}
+	return false
+}
+
 // detachHere undoes this process's own attachment (used on failure paths).
 func (a *Attachment) detachHere() {
+	if a.Handoff {
+		if a.tcLnk != nil {
+			a.tcLnk.Unpin()
+		}
+		a.detachHandoff()
+	}
 	if a.lnk != nil {
 		a.lnk.Unpin()
 		a.lnk.Close()

@@ -14,7 +14,7 @@ import (
 // configMaps are the maps that hold a spec (bpf/maps.h), plus the per-service counters, whose
 // slot of a new service is reset.
 type configMaps struct {
-	ports, svcs, services4, services6, svcCounts *ebpf.Map
+	ports, svcs, services4, services6, svcCounts, secret *ebpf.Map
 }
 
 // serviceKey identifies a service across reconfigurations.
@@ -37,6 +37,10 @@ func (c configMaps) apply(s spec.Spec) error {
 	}
 	cur, err := c.currentIDs()
 	if err != nil {
+		return err
+	}
+	// The secret before any service that uses it.
+	if err := c.setSecret(s.CookieKey); err != nil {
 		return err
 	}
 	ids, fresh := assignIDs(s.Services, cur)
@@ -127,7 +131,19 @@ func serviceValue(svc spec.Service, id uint32) xsynService {
 		Timestamps: b2u(svc.Options.Timestamps),
 		Ecn:        b2u(svc.Options.ECN),
 		Ttl:        svc.TTL,
+		Handoff:    b2u(svc.Handoff),
+		Window:     synackWindow(svc.Options.MSS),
 	}
+}
+
+// synackWindow is the receive window a handoff SYN-ACK announces: the largest multiple of the
+// MSS that fits the 16-bit field, as the listener's own SYN-ACK shows on a default stack (the
+// connection's window then comes from the socket's buffer). SYNPROXY's SYN-ACK announces 0.
+func synackWindow(mss uint16) uint16 {
+	if mss == 0 {
+		return 0
+	}
+	return 65535 / mss * mss
 }
 
 func (c configMaps) putKey(svc spec.Service, id uint32) error {
@@ -216,6 +232,7 @@ func (c configMaps) services() ([]spec.Service, error) {
 		byID[id] = spec.Service{
 			Family: k.family, Dst: k.dst, Port: k.port, TTL: v.Ttl,
 			Options: spec.TCPOptions{MSS: v.Mss, WScale: v.Wscale, SACK: v.Sack != 0, Timestamps: v.Timestamps != 0, ECN: v.Ecn != 0},
+			Handoff: v.Handoff != 0,
 		}
 	}
 	var out []spec.Service

@@ -69,7 +69,8 @@ var (
 		packet.NOP(), packet.WScale(7))
 )
 
-// dpSpec is the spec of most fixtures: one service per port above, for both families.
+// dpSpec is the spec of most fixtures: one service per port above, for both families, on the
+// SYNPROXY path (the kernel's cookie). handoff_test.go covers the handoff path.
 func dpSpec(tb testing.TB) spec.Spec {
 	tb.Helper()
 	var s spec.Spec
@@ -91,6 +92,10 @@ func dpSpec(tb testing.TB) spec.Spec {
 		part, err := f.Build()
 		if err != nil {
 			tb.Fatalf("build %+v: %v", f, err)
+		}
+		part, err = part.WithoutHandoff("the fixtures of the SYNPROXY path")
+		if err != nil {
+			tb.Fatal(err)
 		}
 		s.Services = append(s.Services, part.Services...)
 	}
@@ -921,6 +926,9 @@ func readAllServiceCounters(t *testing.T, r *xdpRig, n int) []ServiceCounters {
 func TestReconfigure(t *testing.T) {
 	build := func(f spec.Simple) spec.Spec {
 		s, err := f.Build()
+		if err == nil {
+			s, err = s.WithoutHandoff("the SYNPROXY path's fixtures")
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,6 +37,9 @@ func Open(iface string, readOnly bool, opts Options) (*Attachment, error) {
 	dir, where := pinDir(opts.BPFFS, iface)
 	if lnk := pinnedLink(dir, a.ProgID); lnk != nil {
 		a.lnk, a.Dir, a.Holder = lnk, dir, HolderLink
+		if tc, err := link.LoadPinnedLink(filepath.Join(dir, tcLinkPin), nil); err == nil {
+			a.tcLnk, a.Handoff = tc, true
+		}
 		if a.openPinnedMaps(dir, readOnly); a.maps.complete() {
 			return a, nil
 		}
@@ -66,7 +69,35 @@ func Open(iface string, readOnly bool, opts Options) (*Attachment, error) {
 		a.Close()
 		return nil, err
 	}
+	if a.tcLnk == nil {
+		a.tcProg = handoffByID(a.Ifindex)
+		a.Handoff = a.tcProg != nil
+	}
 	return a, nil
+}
+
+// handoffByID finds xsyn's handoff program among the programs attached to the interface's tcx
+// ingress without a link (the netlink-held state), by name. Opening a program by id needs
+// CAP_SYS_ADMIN, as the XDP program's does in that state.
+func handoffByID(ifindex int) *ebpf.Program {
+	res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return nil
+	}
+	for _, ap := range res.Programs {
+		if _, viaLink := ap.LinkID(); viaLink {
+			continue
+		}
+		p, err := ebpf.NewProgramFromID(ap.ID)
+		if err != nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil && info.Name == handoffProgName {
+			return p
+		}
+		p.Close()
+	}
+	return nil
 }
 
 // pinDir is the state directory of iface, "" when nothing can be pinned here (no bpffs at
@@ -225,11 +256,16 @@ func (a *Attachment) Reconfigure(s spec.Spec) error {
 // (configuration and counters). A pinned link swaps it atomically (link.Update); a netlink
 // attachment is replaced in one netlink call.
 func (a *Attachment) Upgrade() error {
-	p, err := loadProgram(a.maps.byName())
+	p, err := loadProgram(a.maps.byName(), a.Handoff)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	if a.Handoff {
+		if err := a.upgradeHandoff(p.objs.XsynHandoff); err != nil {
+			return err
+		}
+	}
 	if a.lnk != nil {
 		if err := a.lnk.Update(p.objs.Xsyn); err != nil {
 			return fmt.Errorf("upgrade program on %s: %w", a.Iface, err)
@@ -245,6 +281,22 @@ func (a *Attachment) Upgrade() error {
 	}
 	if info, err := p.objs.Xsyn.Info(); err == nil {
 		a.ProgID, _ = info.ID()
+	}
+	return nil
+}
+
+// upgradeHandoff swaps the handoff program for tc in place.
+func (a *Attachment) upgradeHandoff(tc *ebpf.Program) error {
+	var err error
+	switch {
+	case a.tcLnk != nil:
+		err = a.tcLnk.Update(tc)
+	case a.tcProg != nil:
+		err = link.RawAttachProgram(link.RawAttachProgramOptions{Target: a.Ifindex, Program: tc,
+			Attach: ebpf.AttachTCXIngress, Anchor: link.ReplaceProgram(a.tcProg)})
+	}
+	if err != nil {
+		return fmt.Errorf("upgrade the handoff program on %s: %w", a.Iface, err)
 	}
 	return nil
 }
@@ -280,6 +332,11 @@ func (w *Writer) Detach(iface string) error {
 		return err
 	}
 	defer a.Close()
+	// The handoff first: without the XDP program in front it would still hand over ACKs, which
+	// only XDP's cookies make valid, so nothing is lost either way, but no half stays behind.
+	if err := a.detachHandoff(); err != nil {
+		return err
+	}
 	if a.lnk != nil {
 		// Detach explicitly: another process (an exporter) may still hold the link open.
 		if raw, ok := a.lnk.(interface{ Detach() error }); ok {

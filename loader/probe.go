@@ -74,3 +74,41 @@ func findFunc(kernel *btf.Spec, name string) (*btf.Func, error) {
 	}
 	return fn, nil
 }
+
+// ProbeHandoff checks that the kernel can run the socket-handoff path: the kfunc that hands an
+// ACK to a listener (Linux 6.9), tcx links to attach it (6.6), and the TAI clock and socket
+// lookup in XDP. It returns nil, or errors joining one *FeatureError per missing feature, or
+// another error when it cannot tell.
+func ProbeHandoff() error {
+	var errs []error
+	for _, h := range []struct {
+		fn    asm.BuiltinFunc
+		name  string
+		since string
+	}{
+		{asm.FnKtimeGetTaiNs, "bpf_ktime_get_tai_ns", "Linux 6.1"},
+		{asm.FnSkcLookupTcp, "bpf_skc_lookup_tcp", "Linux 5.2"},
+		{asm.FnSkRelease, "bpf_sk_release", "Linux 4.20"},
+	} {
+		err := features.HaveProgramHelper(ebpf.XDP, h.fn)
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
+			errs = append(errs, &FeatureError{Feature: "BPF helper " + h.name + " for XDP", Since: h.since, Err: err})
+		case err != nil:
+			return fmt.Errorf("probe BPF helper %s: %w (loading BPF programs needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)", h.name, err)
+		}
+	}
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return errors.Join(append(errs, &FeatureError{Feature: "kernel BTF (/sys/kernel/btf/vmlinux)", Since: "Linux 5.4 with CONFIG_DEBUG_INFO_BTF", Err: err})...)
+	}
+	var fn *btf.Func
+	if err := kernel.TypeByName("bpf_sk_assign_tcp_reqsk", &fn); err != nil {
+		errs = append(errs, &FeatureError{Feature: "kfunc bpf_sk_assign_tcp_reqsk", Since: "Linux 6.9 with CONFIG_SYN_COOKIES", Err: err})
+	}
+	var tcx *btf.Struct
+	if err := kernel.TypeByName("tcx_link", &tcx); err != nil {
+		errs = append(errs, &FeatureError{Feature: "tcx BPF links", Since: "Linux 6.6", Err: err})
+	}
+	return errors.Join(errs...)
+}

@@ -35,18 +35,21 @@ func (f FamilyCounters) Total() Counters {
 	return addCounters(addCounters(f.IPv4, f.IPv6), f.Other)
 }
 
-// Program is the XDP program with its maps, loaded into the kernel but not attached. Tests and
-// benchmarks run it with BPF_PROG_RUN; Attach puts it on an interface.
+// Program is the XDP program with its maps, and on kernels with the socket handoff the TC program
+// beside it, loaded into the kernel but not attached. Tests and benchmarks run them with
+// BPF_PROG_RUN; Attach puts them on an interface.
 type Program struct {
-	objs xsynObjects
+	objs    xsynObjects
+	handoff bool // the TC program is loaded and the XDP program has the handoff path
 }
 
-// LoadProgram loads the XDP program and configures it for s.
+// LoadProgram loads the programs and configures them for s. The handoff path is built in when
+// the kernel has it (ProbeHandoff); a spec with handoff services on a kernel without it fails.
 func LoadProgram(s spec.Spec) (*Program, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	p, err := loadProgram(nil)
+	p, err := loadProgram(nil, ProbeHandoff() == nil)
 	if err != nil {
 		return nil, err
 	}
@@ -57,14 +60,29 @@ func LoadProgram(s spec.Spec) (*Program, error) {
 	return p, nil
 }
 
-// loadProgram loads the collection, reusing the given maps (for upgrades) when not nil.
-func loadProgram(replace map[string]*ebpf.Map) (*Program, error) {
+// loadProgram loads the collection, reusing the given maps (for upgrades) when not nil. With
+// handoff, the XDP program takes the handoff path for services that ask for it and the TC
+// program is loaded too; without, the verifier never sees the code of a path older kernels lack.
+func loadProgram(replace map[string]*ebpf.Map, handoff bool) (*Program, error) {
 	cs, err := loadXsyn()
 	if err != nil {
 		return nil, fmt.Errorf("load embedded program: %w", err)
 	}
-	p := &Program{}
-	err = cs.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: replace})
+	if err := cs.Variables["have_handoff"].Set(b2u(handoff)); err != nil {
+		return nil, fmt.Errorf("configure embedded program: %w", err)
+	}
+	p := &Program{handoff: handoff}
+	opts := &ebpf.CollectionOptions{MapReplacements: replace}
+	if handoff {
+		err = cs.LoadAndAssign(&p.objs, opts)
+	} else {
+		var xdpOnly struct {
+			Xsyn *ebpf.Program `ebpf:"xsyn"`
+			xsynMaps
+		}
+		err = cs.LoadAndAssign(&xdpOnly, opts)
+		p.objs.Xsyn, p.objs.xsynMaps = xdpOnly.Xsyn, xdpOnly.xsynMaps
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load XDP program into the kernel: %w", explainLoadError(err))
 	}
@@ -86,6 +104,9 @@ func (p *Program) Close() error { return p.objs.Close() }
 // XDP returns the program, e.g. to Run it.
 func (p *Program) XDP() *ebpf.Program { return p.objs.Xsyn }
 
+// Handoff returns the TC program of the socket handoff, nil where the kernel lacks it.
+func (p *Program) Handoff() *ebpf.Program { return p.objs.XsynHandoff }
+
 // Reconfigure replaces the protected services with those of s, in place.
 func (p *Program) Reconfigure(s spec.Spec) error { return p.configMaps().apply(s) }
 
@@ -102,7 +123,7 @@ func (p *Program) ServiceCounters(id int) (ServiceCounters, error) {
 
 func (p *Program) configMaps() configMaps {
 	return configMaps{ports: p.objs.XsynPorts, svcs: p.objs.XsynSvcs, services4: p.objs.XsynServices4,
-		services6: p.objs.XsynServices6, svcCounts: p.objs.XsynSvcCounts}
+		services6: p.objs.XsynServices6, svcCounts: p.objs.XsynSvcCounts, secret: p.objs.XsynSecret}
 }
 
 func readCounters(m *ebpf.Map) (FamilyCounters, error) {

@@ -20,7 +20,10 @@ const BPFFS = "/sys/fs/bpf"
 const LockDir = "/run/xsyn"
 
 // Names of the pins in an interface's state directory. The map pins carry the map names.
-const linkPin = "link"
+const (
+	linkPin   = "link"
+	tcLinkPin = "tc-link" // the handoff program's tcx link
+)
 
 // netnsCookie identifies the network namespace this process runs in. Unlike an inode number, a
 // cookie is never reused while the kernel runs, so state of a deleted namespace can never be

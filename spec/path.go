@@ -104,6 +104,21 @@ func (s Spec) HasPath(p Path) bool {
 	return false
 }
 
+// WithVia asks every statement for path v and compiles them again for iface: what --path does
+// to the statements the flags (or the listeners) make.
+func (s Spec) WithVia(iface string, v Via) (Spec, error) {
+	stmts := append([]Statement(nil), s.Statements...)
+	for i := range stmts {
+		stmts[i].Via = v
+	}
+	out, err := Compile(iface, s.Settings, stmts)
+	if err != nil {
+		return Spec{}, err
+	}
+	out.CookieKey = s.CookieKey
+	return out, nil
+}
+
 // ErrHandoffUnavailable: a statement demands the handoff path (path handoff) where it cannot run.
 var ErrHandoffUnavailable = errors.New("socket handoff unavailable")
 
