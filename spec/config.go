@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,10 +120,12 @@ type opt[T any] struct {
 	set bool
 }
 
-// optSet is the TCP options an `options` line or a statement sets.
+// optSet is the TCP options an `options` line or a statement sets, and the path it asks for.
 type optSet struct {
 	mss, wscale, ttl opt[int]
 	sack, ts, ecn    opt[bool]
+	via              opt[Via]
+	viaTok           token // the value of `path`, for errors
 }
 
 func (s optSet) apply(o *TCPOptions, ttl *uint8) {
@@ -191,13 +194,14 @@ type draft struct {
 }
 
 type parser struct {
-	file     string
-	errs     []*ConfigError
-	settings map[string]setting // "options", "mark", "loopback"
-	global   optSet
-	mark     *[2]uint32 // value, mask; nil: the default
-	loopback LoopbackPolicy
-	drafts   []draft
+	file       string
+	errs       []*ConfigError
+	settings   map[string]setting // "options", "mark", "loopback", "cookie-secret-file"
+	global     optSet
+	mark       *[2]uint32 // value, mask; nil: the default
+	loopback   LoopbackPolicy
+	cookieFile string
+	drafts     []draft
 }
 
 // err is every error found, in file order.
@@ -291,12 +295,14 @@ func (p *parser) dispatch(c *cursor) *ConfigError {
 		return p.markLine(c)
 	case word == "loopback" || assign && name == "FIREHOL_TRUST_LOOPBACK":
 		return p.loopbackLine(c)
+	case word == "cookie-secret-file":
+		return p.cookieSecretLine(c)
 	case assign && strings.HasPrefix(name, "FIREHOL_"):
 		return c.errAt(c.toks[c.i].pos, "unknown setting %s: xsyn reads only FIREHOL_SYNPROXY_OPTIONS and FIREHOL_TRUST_LOOPBACK", name)
 	case word == "ipv4" || word == "ipv6" || strings.HasPrefix(word, "synproxy"):
 		return p.statement(c)
 	}
-	return c.errAt(c.toks[0].pos, "unknown statement %q: expected synproxy4, synproxy6, synproxy, options, mark or loopback", word)
+	return c.errAt(c.toks[0].pos, "unknown statement %q: expected %s", word, statementWords)
 }
 
 // noVariables refuses shell variables, which firehol.conf often uses and xsyn cannot expand.
@@ -363,7 +369,10 @@ func (p *parser) optionsLine(c *cursor) *ConfigError {
 	return nil
 }
 
-const optionWords = "mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn or ttl"
+const optionWords = "mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl or path"
+
+// statementWords are the words a line may start with.
+const statementWords = "synproxy4, synproxy6, synproxy, options, mark, loopback or cookie-secret-file"
 
 // synproxyFlags parses FIREHOL_SYNPROXY_OPTIONS, the SYNPROXY target's flags: those absent are
 // off, except mss and wscale, which keep the defaults.
@@ -417,8 +426,12 @@ func synproxyFlags(c *cursor, t token, off int) (optSet, *ConfigError) {
 	return o, nil
 }
 
-// option parses the TCP option override starting with word t; isOpt is false when t is not one.
+// option parses the TCP option override or `path` starting with word t; isOpt is false when t
+// is neither.
 func option(c *cursor, t token, o *optSet, seen map[string]token) (isOpt bool, err *ConfigError) {
+	if t.val == "path" {
+		return true, pathOption(c, t, o, seen)
+	}
 	flags := map[string]*opt[bool]{"sack": &o.sack, "timestamps": &o.ts, "ecn": &o.ecn}
 	nums := map[string]struct {
 		dst    *opt[int]
@@ -450,6 +463,23 @@ func option(c *cursor, t token, o *optSet, seen map[string]token) (isOpt bool, e
 	}
 	*num.dst = opt[int]{n, true}
 	return true, nil
+}
+
+// pathOption parses `path auto|synproxy|handoff`: how a valid ACK becomes a connection.
+func pathOption(c *cursor, t token, o *optSet, seen map[string]token) *ConfigError {
+	if err := once(c, t, "path", seen); err != nil {
+		return err
+	}
+	v, err := c.value("path", "auto, synproxy or handoff")
+	if err != nil {
+		return err
+	}
+	via, perr := ParseVia(v.val)
+	if perr != nil {
+		return c.errAt(v.pos, "expected auto, synproxy or handoff after \"path\", got %q", v.raw)
+	}
+	o.via, o.viaTok = opt[Via]{via, true}, v
+	return nil
 }
 
 // once refuses a parameter given twice, by the same word or its opposite (sack, nosack).
@@ -547,9 +577,35 @@ func (p *parser) loopbackLine(c *cursor) *ConfigError {
 	return nil
 }
 
+// cookieSecretLine: `cookie-secret-file PATH`, the handoff path's cookie secret. The file is
+// not read here (attach reads it); a relative PATH is relative to the configuration's
+// directory, so the file works from wherever xsyn runs.
+func (p *parser) cookieSecretLine(c *cursor) *ConfigError {
+	kw, _ := c.next()
+	v, err := c.value("cookie-secret-file", "the file name of the cookie secret")
+	if err != nil {
+		return err
+	}
+	if err := p.given(c, "cookie-secret-file", kw, v); err != nil {
+		return err
+	}
+	if t, ok := c.next(); ok {
+		return c.errAt(t.pos, "unexpected %q after the file name: quote a name with blanks", t.raw)
+	}
+	if v.val == "" {
+		return c.errAt(v.pos, "expected the file name of the cookie secret after \"cookie-secret-file\", got an empty word")
+	}
+	file := v.val
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(filepath.Dir(p.file), file)
+	}
+	p.cookieFile = file
+	return nil
+}
+
 // Words of a statement.
 const (
-	paramWords  = "inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl"
+	paramWords  = "inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path"
 	actionWords = "accept, reject, drop, redirect, dnat, action"
 )
 
@@ -641,7 +697,7 @@ func (d *draft) command(c *cursor) (string, *ConfigError) {
 	fams, ok := famOf[t.val]
 	if !ok || t.val == "ipv4" || t.val == "ipv6" {
 		if !ok {
-			return "", c.errAt(t.pos, "unknown statement %q: expected synproxy4, synproxy6, synproxy, options, mark or loopback", t.raw)
+			return "", c.errAt(t.pos, "unknown statement %q: expected %s", t.raw, statementWords)
 		}
 		s, ok := c.next()
 		if !ok {
@@ -1051,6 +1107,7 @@ func (p *parser) resolve(stack *Stack) Config {
 		}
 	}
 	set.Loopback = p.loopback
+	set.CookieSecretFile = p.cookieFile
 	cfg := Config{Settings: set}
 	for _, d := range p.drafts {
 		stmts, err := d.split(c)
@@ -1079,10 +1136,38 @@ func (p *parser) resolve(stack *Stack) Config {
 				stmts = nil
 				break
 			}
+			if err := p.via(c, d, st); err != nil {
+				p.errs = append(p.errs, err)
+				stmts = nil
+				break
+			}
 		}
 		cfg.Statements = append(cfg.Statements, stmts...)
 	}
 	return cfg
+}
+
+// via sets the path the statement asks for (its own `path`, else the options line's) and
+// refuses `path handoff` where the handoff cannot work, at the word that asked for it.
+func (p *parser) via(c *cursor, d draft, st *Statement) *ConfigError {
+	switch {
+	case d.opts.via.set:
+		st.Via = d.opts.via.v
+	case p.global.via.set:
+		st.Via = p.global.via.v
+	}
+	why := ""
+	if st.Via == ViaHandoff {
+		why = st.HandoffReason()
+	}
+	switch {
+	case why == "":
+		return nil
+	case d.opts.via.set:
+		return c.errAt(d.opts.viaTok.pos, "path handoff is not possible: %s; leave path out (or write path synproxy)", why)
+	}
+	return c.errAt(d.first.pos, "path handoff, from the options line (line %d), is not possible here: %s; give this statement path auto or path synproxy",
+		p.settings["options"].line, why)
 }
 
 func (s NameSet) clone() NameSet { s.Names = slices.Clone(s.Names); return s }

@@ -229,10 +229,101 @@ func TestParseConfigSettings(t *testing.T) {
 		{"FIREHOL_TRUST_LOOPBACK=0", Settings{Mark: def.Mark, MarkMask: def.MarkMask, Loopback: LoopbackNone}},
 		{"FIREHOL_TRUST_LOOPBACK=1", Settings{Mark: def.Mark, MarkMask: def.MarkMask, Loopback: LoopbackLoose}},
 		{`export FIREHOL_TRUST_LOOPBACK="strict"`, def},
+		{"cookie-secret-file /etc/xsyn/cookie.key", Settings{Mark: def.Mark, MarkMask: def.MarkMask, Loopback: LoopbackStrict, CookieSecretFile: "/etc/xsyn/cookie.key"}},
+		{`cookie-secret-file "/etc/xsyn/my key"`, Settings{Mark: def.Mark, MarkMask: def.MarkMask, Loopback: LoopbackStrict, CookieSecretFile: "/etc/xsyn/my key"}},
+		{"cookie-secret-file cookie.key", Settings{Mark: def.Mark, MarkMask: def.MarkMask, Loopback: LoopbackStrict, CookieSecretFile: "cookie.key"}},
 	} {
 		cfg := mustParse(t, tc.src+"\nsynproxy4 in dport 80 accept", nil)
 		if cfg.Settings != tc.want {
 			t.Errorf("%q: settings %+v; want %+v", tc.src, cfg.Settings, tc.want)
+		}
+	}
+}
+
+// A relative cookie-secret-file is the configuration's neighbour, wherever xsyn runs; the file
+// is only named, not read, so a configuration can be explained where the secret is not.
+func TestParseConfigCookieSecretFile(t *testing.T) {
+	for _, tc := range []struct{ conf, line, want string }{
+		{"/etc/xsyn/xsyn.conf", "cookie-secret-file cookie.key", "/etc/xsyn/cookie.key"},
+		{"/etc/xsyn/xsyn.conf", "cookie-secret-file ../secrets/cookie.key", "/etc/secrets/cookie.key"},
+		{"/etc/xsyn/xsyn.conf", "cookie-secret-file /run/keys/xsyn", "/run/keys/xsyn"},
+		{"conf/xsyn.conf", "cookie-secret-file cookie.key", "conf/cookie.key"},
+	} {
+		cfg, err := ParseConfig(tc.conf, []byte(tc.line+"\nsynproxy4 in dport 80 accept\n"), nil)
+		if err != nil || cfg.Settings.CookieSecretFile != tc.want {
+			t.Errorf("%s in %s: %q, %v; want %q", tc.line, tc.conf, cfg.Settings.CookieSecretFile, err, tc.want)
+		}
+	}
+	s, err := mustParse(t, "cookie-secret-file /nonexistent/cookie.key\nsynproxy4 in dport 80 accept", nil).For("eth0")
+	if err != nil || s.Settings.CookieSecretFile != "/nonexistent/cookie.key" || s.CookieKey != nil {
+		t.Errorf("For: settings %+v, key %v, %v; want the file named and no key read", s.Settings, s.CookieKey, err)
+	}
+}
+
+// path picks each statement's path: the statement's own word, else the options line's, else
+// auto, which takes the handoff where the statement allows it.
+func TestParseConfigPath(t *testing.T) {
+	type want struct {
+		via  Via
+		path Path
+		why  string // in PathReason
+	}
+	handoff := want{ViaAuto, PathHandoff, ""}
+	for _, tc := range []struct {
+		name, src string
+		want      []want
+	}{
+		{"auto: an input accept takes the handoff", "synproxy4 in dport 80 accept", []want{handoff}},
+		{"auto, written", "synproxy4 in dport 80 path auto accept", []want{handoff}},
+		{"auto: redirect is SYNPROXY's", "synproxy4 in dport 2200 redirect to 22",
+			[]want{{ViaAuto, PathSynproxy, "its action is redirect to 22, which only netfilter can carry out"}}},
+		{"auto: forward is SYNPROXY's", "synproxy6 forward dport 80 dnat to [2001:db8::5]",
+			[]want{{ViaAuto, PathSynproxy, "it forwards to another host"}}},
+		{"auto: a source match is SYNPROXY's", "synproxy4 in src 10.0.0.0/8 dport 80 accept",
+			[]want{{ViaAuto, PathSynproxy, "XDP cannot answer it: it matches the source address"}}},
+		{"asked for synproxy", "synproxy4 in dport 80 path synproxy accept", []want{{ViaSynproxy, PathSynproxy, "asked for"}}},
+		{"both families", "synproxy in dport 80 path handoff accept", []want{{ViaHandoff, PathHandoff, ""}, {ViaHandoff, PathHandoff, ""}}},
+		{"options: the default", "options path synproxy\nsynproxy4 in dport 80 accept\nsynproxy4 in dport 2200 redirect to 22",
+			[]want{{ViaSynproxy, PathSynproxy, "asked for"}, {ViaSynproxy, PathSynproxy, "asked for"}}},
+		{"the statement over options", "synproxy4 in dport 80 path handoff accept\noptions mss 1400 path synproxy\nsynproxy4 in dport 81 accept",
+			[]want{{ViaHandoff, PathHandoff, ""}, {ViaSynproxy, PathSynproxy, "asked for"}}},
+		{"options handoff, a statement auto", "options path handoff\nsynproxy4 in dport 80 accept\nsynproxy4 in dport 22 path auto reject",
+			[]want{{ViaHandoff, PathHandoff, ""}, {ViaAuto, PathSynproxy, "its action is reject"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := mustParse(t, tc.src, nil).For("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Statements) != len(tc.want) {
+				t.Fatalf("%d statements, want %d", len(s.Statements), len(tc.want))
+			}
+			for i, st := range s.Statements {
+				w := tc.want[i]
+				if st.Via != w.via || st.Path != w.path || (w.why == "") != (st.PathReason == "") || !strings.Contains(st.PathReason, w.why) {
+					t.Errorf("%s: via %s, path %s (%q); want via %s, path %s (%q)", st, st.Via, st.Path, st.PathReason, w.via, w.path, w.why)
+				}
+			}
+			if len(s.Statements) == 1 {
+				for _, svc := range s.Services {
+					if want := s.Statements[0].Path == PathHandoff; svc.Handoff != want {
+						t.Errorf("service %s: handoff %v, want %v", svc, svc.Handoff, want)
+					}
+				}
+			}
+		})
+	}
+
+	// Two statements for the same destination on different paths: one SYN-ACK cannot serve
+	// both, whichever way the difference came about.
+	for _, src := range []string{
+		"synproxy4 in dst 192.0.2.1 dport 80 accept\nsynproxy4 in dport 80 path synproxy accept",
+		"synproxy4 in dst 192.0.2.1 dport 80 accept\nsynproxy4 in dport 80 reject",
+	} {
+		_, err := mustParse(t, src, nil).For("eth0")
+		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), "test.conf:2: matches destinations of test.conf:1, which takes the handoff path") ||
+			!strings.Contains(err.Error(), "give both the same `path`") {
+			t.Errorf("%q: %v; want an error at test.conf:2 saying both need the same path", src, err)
 		}
 	}
 }
@@ -348,14 +439,14 @@ func TestParseConfigErrors(t *testing.T) {
 		want string // in the message
 	}{
 		// The statement.
-		{"interface eth0 lan", "b.conf:1:1", `unknown statement "interface": expected synproxy4, synproxy6, synproxy, options, mark or loopback`},
+		{"interface eth0 lan", "b.conf:1:1", `unknown statement "interface": expected synproxy4, synproxy6, synproxy, options, mark, loopback or cookie-secret-file`},
 		{"  synproxy7 in accept", "b.conf:1:3", `unknown statement "synproxy7"`},
 		{"synproxy4", "b.conf:1:10", `expected input, in, forward or pass after "synproxy4"`},
 		{"synproxy4 out accept", "b.conf:1:11", `expected input, in, forward or pass after "synproxy4", got "out"`},
 		{"ipv4 synproxy6 in accept", "b.conf:1:6", "ipv4 synproxy6: the families disagree"},
 		{"ipv4 server http accept", "b.conf:1:6", `expected synproxy after "ipv4", got "server"`},
 		{"ipv6", "b.conf:1:5", `expected synproxy after "ipv6"`},
-		{"synproxy4 in dstt 1.2.3.4 accept", "b.conf:1:14", `unknown parameter "dstt": expected inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl or an action (accept, reject, drop, redirect, dnat, action)`},
+		{"synproxy4 in dstt 1.2.3.4 accept", "b.conf:1:14", `unknown parameter "dstt": expected inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path or an action (accept, reject, drop, redirect, dnat, action)`},
 		{"synproxy4 in dport 80 dport 81 accept", "b.conf:1:23", `"dport" given twice`},
 		{"synproxy4 in sack nosack accept", "b.conf:1:19", `"nosack" contradicts "sack"`},
 		{"synproxy4 in dport 80", "b.conf:1:22", "expected an action (accept, reject, drop, redirect, dnat, action) at the end of the statement"},
@@ -416,6 +507,23 @@ func TestParseConfigErrors(t *testing.T) {
 		{"synproxy4 in action XSYN-FOO", "b.conf:1:21", `action: chain "XSYN-FOO" is one of xsyn's own`},
 		{"synproxy4 in action ACCEPT", "b.conf:1:21", "is not a user chain; use accept, drop or reject"},
 
+		// The path.
+		{"synproxy4 in path", "b.conf:1:18", `expected auto, synproxy or handoff after "path"`},
+		{"synproxy4 in path fast accept", "b.conf:1:19", `expected auto, synproxy or handoff after "path", got "fast"`},
+		{"synproxy4 in path synproxy path handoff accept", "b.conf:1:28", `"path" given twice`},
+		{"synproxy4 in dport 80 accept path handoff", "b.conf:1:30", `unexpected "path" after the action: only loglimit "TEXT" may follow it`},
+		{"synproxy4 in dport 22 path handoff redirect to 2222", "b.conf:1:28",
+			"path handoff is not possible: its action is redirect to 2222, which only netfilter can carry out; leave path out (or write path synproxy)"},
+		{"synproxy4 in dport 25 path handoff reject", "b.conf:1:28", "path handoff is not possible: its action is reject, which only netfilter can carry out"},
+		{"synproxy4 forward dport 80 path handoff dnat to 10.0.0.5", "b.conf:1:33", "path handoff is not possible: it forwards to another host (only SYNPROXY can open that connection)"},
+		{"synproxy4 forward dport 80 path handoff accept", "b.conf:1:33", "path handoff is not possible: it forwards to another host"},
+		{"synproxy4 in src 10.0.0.0/8 dport 80 path handoff accept", "b.conf:1:43", "path handoff is not possible: XDP cannot answer it: it matches the source address"},
+		{"synproxy in path handoff action TRAP", "b.conf:1:18", "path handoff is not possible: its action is action TRAP"},
+		{"synproxy4 in path handoff accept", "b.conf:1:19",
+			"path handoff is not possible: XDP cannot answer it: it covers 65535 destination ports and prefixes; the XDP maps hold 4096"},
+		{"options path handoff\n\nsynproxy4 in dport 80 drop", "b.conf:3:1",
+			"path handoff, from the options line (line 1), is not possible here: its action is drop, which only netfilter can carry out; give this statement path auto or path synproxy"},
+
 		// Families of synproxy / synproxy46.
 		{"synproxy in src 192.0.2.1 dst 2001:db8::1 accept", "b.conf:1:1",
 			"the statement applies to no family (ipv4: dst names no IPv4 address; ipv6: src names no IPv6 address)"},
@@ -426,7 +534,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"synproxy4 in inface 'eth0 accept\nsynproxy4 in accept", "b.conf:1:21", `unterminated quote: no closing ' on this line`},
 
 		// Settings.
-		{"options", "b.conf:1:8", `expected mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn or ttl after "options"`},
+		{"options", "b.conf:1:8", `expected mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl or path after "options"`},
 		{"options mss 1400 bogus", "b.conf:1:18", `unknown option "bogus"`},
 		{"options wscale 20", "b.conf:1:16", "wscale 20 is outside 0-14"},
 		{"options mss 1400\n\noptions wscale 3", "b.conf:3:1", `"options" given twice, first at line 1`},
@@ -449,6 +557,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"loopback maybe", "b.conf:1:10", `expected strict, loose or none for the loopback policy, got "maybe"`},
 		{"loopback loose strict", "b.conf:1:16", `unexpected "strict" after the loopback policy`},
 		{"FIREHOL_TRUST_LOOPBACK=maybe", "b.conf:1:24", `got "maybe"`},
+		{"options path", "b.conf:1:13", `expected auto, synproxy or handoff after "path"`},
+		{"options path sometimes", "b.conf:1:14", `expected auto, synproxy or handoff after "path", got "sometimes"`},
+		{"options path auto mss 1400 path handoff", "b.conf:1:28", `"path" given twice`},
+		{"cookie-secret-file", "b.conf:1:19", `expected the file name of the cookie secret after "cookie-secret-file"`},
+		{`cookie-secret-file ""`, "b.conf:1:20", `expected the file name of the cookie secret after "cookie-secret-file", got an empty word`},
+		{"cookie-secret-file /etc/xsyn/a.key /etc/xsyn/b.key", "b.conf:1:36", `unexpected "/etc/xsyn/b.key" after the file name: quote a name with blanks`},
+		{"cookie-secret-file a.key\ncookie-secret-file b.key", "b.conf:2:1", `"cookie-secret-file" given twice, first at line 1`},
+		{`cookie-secret-file "$XSYN_KEY"`, "b.conf:1:21", "shell variables are not expanded"},
+		{"cookie-secret /etc/xsyn/a.key", "b.conf:1:1", `unknown statement "cookie-secret"`},
 		{"loopback strict\nFIREHOL_TRUST_LOOPBACK=strict", "b.conf:2:1", `"FIREHOL_TRUST_LOOPBACK" given twice, first at line 1 as "loopback"`},
 		{"synproxy4 in dport 22 redirect to 2222\nFIREHOL_TRUST_LOOPBACK=loose", "b.conf:1:23", "redirect needs `loopback strict`, but line 2 sets loose"},
 	} {
@@ -522,6 +639,8 @@ var fuzzSeeds = []string{
 	"synproxy in src 192.0.2.1 dst 2001:db8::1 accept\nsynproxy4 in dport 0 mss 1 redirect to x\n\\",
 	"synproxy6 in dst [::ffff:1.2.3.4] dnat to [fe80::1%eth0]:1 loglimit '",
 	"\ufeffsynproxy4 in dst 0.0.0.0-255.255.255.255 dport 1,2,3 sport 5:4 accept",
+	"options path synproxy\ncookie-secret-file ../k\nsynproxy4 in dport 80 path handoff accept\nsynproxy6 forward path handoff dnat to :1",
+	"options path handoff mss 1400\nsynproxy in dst 192.0.2.1,2001:db8::1 dport 80 path auto accept\ncookie-secret-file ''",
 }
 
 func FuzzParseConfig(f *testing.F) {

@@ -334,6 +334,10 @@ type Settings struct {
 	// towards the server, so that only those packets pass xsyn's isolation rules.
 	Mark, MarkMask uint32
 	Loopback       LoopbackPolicy
+	// CookieSecretFile is the file of the handoff path's cookie secret (config
+	// `cookie-secret-file`, flag --cookie-secret-file); "" for none. It is only named here:
+	// attach reads it (ReadCookieKey) into Spec.CookieKey.
+	CookieSecretFile string
 }
 
 // DefaultSettings: mark bit 0x20000000 (FireHOL's marks use the low bits), strict loopback.
