@@ -58,7 +58,10 @@ type Simple struct {
 	NoTimestamps bool
 	ECN          bool
 	TTL          int // 0: DefaultTTL
-	Stack        *Stack
+	// Via is the path every statement asks for (--path); ViaAuto, the zero value, takes the
+	// handoff, which the flag form's `input ... accept` statements can always take.
+	Via   Via
+	Stack *Stack
 }
 
 // Build turns the flag form into a validated Spec.
@@ -93,7 +96,11 @@ func (f Simple) Build() (Spec, error) {
 	if err := (Spec{Services: svcs}).Validate(); err != nil {
 		return Spec{}, err
 	}
-	return FromServices(DefaultSettings(), "", svcs)
+	s, err := FromServices(DefaultSettings(), "", svcs)
+	if err != nil || f.Via == ViaAuto {
+		return s, err
+	}
+	return s.WithVia("", f.Via)
 }
 
 // Options returns the SYN-ACK options and TTL the flags ask for in a family: the defaults (the

@@ -109,6 +109,45 @@ func TestSimpleBuild(t *testing.T) {
 	}
 }
 
+// --path applies to every statement the flags make: auto and handoff take the handoff (the flag
+// form is input ... accept, by destination and port), synproxy moves them all to SYNPROXY.
+func TestSimpleBuildPath(t *testing.T) {
+	for _, tc := range []struct {
+		via     Via
+		path    Path
+		handoff bool
+	}{
+		{ViaAuto, PathHandoff, true},
+		{ViaHandoff, PathHandoff, true},
+		{ViaSynproxy, PathSynproxy, false},
+	} {
+		s, err := Simple{Ports: []uint16{22, 80}, WScale: -1, Via: tc.via}.Build()
+		if err != nil {
+			t.Fatalf("--path %s: %v", tc.via, err)
+		}
+		for _, st := range s.Statements {
+			if st.Via != tc.via || st.Path != tc.path {
+				t.Errorf("--path %s: %s takes via %s, path %s; want %s, %s", tc.via, st, st.Via, st.Path, tc.via, tc.path)
+			}
+		}
+		for _, svc := range s.Services {
+			if svc.Handoff != tc.handoff {
+				t.Errorf("--path %s: service %s handoff %v, want %v", tc.via, svc, svc.Handoff, tc.handoff)
+			}
+		}
+	}
+	// WithVia keeps the cookie key it was given.
+	key := &CookieKey{1}
+	s, err := Simple{Ports: []uint16{80}, WScale: -1}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CookieKey = key
+	if s, err = s.WithVia("", ViaSynproxy); err != nil || s.CookieKey != key || s.HasPath(PathHandoff) {
+		t.Errorf("WithVia(synproxy): key %p (want %p), handoff left %v, %v", s.CookieKey, key, s.HasPath(PathHandoff), err)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	ok := Service{Family: IPv4, Dst: netip.MustParsePrefix("192.0.2.0/24"), Port: 80, TTL: 64, Options: DefaultOptions(IPv4)}
 	if err := (Spec{Services: []Service{ok}}).Validate(); err != nil {
