@@ -6,10 +6,20 @@
 #include "common.h"
 #include "parse.h"
 
+/* Weak: the handoff path needs no conntrack, so the program must load where conntrack (or the
+ * module holding these kfuncs) is absent. The SYNPROXY path's loader probe requires them. */
 extern struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *xdp_ctx, struct bpf_sock_tuple *bpf_tuple,
 					 __u32 tuple__sz, struct bpf_ct_opts *opts,
-					 __u32 opts__sz) __ksym;
-extern void bpf_ct_release(struct nf_conn *ct) __ksym;
+					 __u32 opts__sz) __ksym __weak;
+extern void bpf_ct_release(struct nf_conn *ct) __ksym __weak;
+
+/* libbpf's bpf_ksym_exists(), which the vendored headers predate: a weak kfunc the kernel lacks
+ * resolves to address 0. */
+#define ksym_exists(sym)                                                                           \
+	({                                                                                         \
+		_Static_assert(!__builtin_constant_p(!!sym), #sym " should be marked as __weak"); \
+		!!sym;                                                                             \
+	})
 
 /* A confirmed entry is one the stack has committed to the table, i.e. a flow that passed the
  * netfilter rules (for SYNPROXY flows: whose handshake SYNPROXY completed). Unconfirmed entries
@@ -21,6 +31,9 @@ static __always_inline bool ct_confirmed(struct xdp_md *ctx, const struct packet
 	struct nf_conn *ct;
 	__u32 tuple_size;
 	bool confirmed;
+
+	if (!ksym_exists(bpf_xdp_ct_lookup) || !ksym_exists(bpf_ct_release))
+		return false;
 
 	if (!p->ipv6) {
 		t.ipv4.saddr = p->ip4->saddr;

@@ -52,22 +52,33 @@ type Result struct {
 	StateDir     string
 	Reconfigured bool     // xsyn was attached already and was updated in place
 	Warnings     []string // e.g. generic-mode or netfilter fallback
+	// Spec is what was applied: the statements' paths after any fallback (a kernel without the
+	// socket handoff, --mode netfilter) moved handoff statements to SYNPROXY.
+	Spec spec.Spec
 }
 
-// Apply protects iface as s says: netfilter rules first (so SYNPROXY is ready before XDP sends
-// its first cookie), then XDP, attached or reconfigured in place. mode is auto, native, generic or
-// netfilter. With auto, a kernel without the XDP features falls back to netfilter-only protection
-// and says so in Result.Warnings. On failure the interface is left as it was.
+// Apply protects iface as s says: netfilter rules for the statements on the SYNPROXY path first
+// (so SYNPROXY is ready before XDP sends its first cookie), then XDP (and beside it the TC
+// program of the socket handoff), attached or reconfigured in place. mode is auto, native,
+// generic or netfilter. Handoff statements move to the SYNPROXY path where the handoff cannot run
+// (no XDP, or a kernel before 6.9), and Result.Spec and Result.Warnings say so. With auto, a
+// kernel without the XDP features falls back to netfilter-only protection. On failure the
+// interface is left as it was.
 func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, error) {
-	plan, err := rules.Build(iface, s)
-	if err != nil {
-		return nil, err
-	}
 	var xdpMode loader.Mode
 	if mode != ModeNetfilter {
+		var err error
 		if xdpMode, err = loader.ParseMode(mode); err != nil {
 			return nil, err
 		}
+	}
+	s, warnings, err := p.choosePaths(s, mode)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := rules.Build(iface, s)
+	if err != nil {
+		return nil, err
 	}
 
 	// One writer at a time per namespace, across rules and XDP alike.
@@ -89,6 +100,11 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		cur = nil
 	default:
 		return nil, err
+	}
+	if cur != nil && s.HasPath(spec.PathHandoff) && !cur.Handoff {
+		// Attached by an xsyn from before the handoff, or on a kernel that gained it since.
+		return nil, fmt.Errorf("%s carries xsyn's program without the socket handoff (attached by an older xsyn?): "+
+			"detach and attach again, or keep the SYNPROXY path with `path synproxy` (--path synproxy)", iface)
 	}
 	// What the interface has now, to put back if the XDP step fails after the rules changed.
 	prevRules, hadRules, err := p.Rules.Snapshot(iface)
@@ -113,20 +129,29 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 	// Can this kernel run the XDP program at all? Asked after the rules went in: where conntrack
 	// is a module, its rules are what load it, and with it the BTF of the conntrack kfuncs the
 	// probe looks for. A forced XDP mode fails here (rules restored); auto falls back to
-	// netfilter-only protection.
+	// netfilter-only protection. A spec without SYNPROXY services in XDP needs no conntrack:
+	// the handoff's probe (which implies every XDP feature before 6.9) is the one that counts.
 	var missing error
 	if mode != ModeNetfilter && cur == nil {
 		probe := p.Loader.Probe
 		if probe == nil {
 			probe = loader.Probe
 		}
+		if !hasSynproxyServices(s) {
+			probe = p.probeHandoff
+		}
 		missing = probe()
 		if missing != nil && (xdpMode != loader.ModeAuto || !errors.Is(missing, loader.ErrFeatureMissing)) {
 			return nil, undoRules(missing)
 		}
+		if missing != nil && s.HasPath(spec.PathHandoff) {
+			// Cannot happen with a real kernel (the handoff probe passed); a stand-in probe
+			// in tests can say it.
+			return nil, undoRules(fmt.Errorf("the socket handoff needs the XDP program: %w", missing))
+		}
 	}
 
-	res := &Result{Iface: iface}
+	res := &Result{Iface: iface, Spec: s, Warnings: warnings}
 	switch {
 	case mode == ModeNetfilter:
 		if cur != nil {
@@ -155,6 +180,49 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		}
 	}
 	return res, nil
+}
+
+func (p *Protector) probeHandoff() error {
+	if p.Loader.ProbeHandoff != nil {
+		return p.Loader.ProbeHandoff()
+	}
+	return loader.ProbeHandoff()
+}
+
+// choosePaths moves the handoff statements of s to the SYNPROXY path where the handoff cannot
+// run, and says so. Statements that demand the handoff (path handoff) make that an error.
+func (p *Protector) choosePaths(s spec.Spec, mode string) (spec.Spec, []string, error) {
+	if !s.HasPath(spec.PathHandoff) {
+		return s, nil, nil
+	}
+	var why string
+	if mode == ModeNetfilter {
+		why = "--mode netfilter: no XDP program answers SYNs with xsyn's cookie"
+	} else if err := p.probeHandoff(); err != nil {
+		if !errors.Is(err, loader.ErrFeatureMissing) {
+			return s, nil, err
+		}
+		why = fmt.Sprintf("the kernel lacks the socket handoff (%v)", err)
+	}
+	if why == "" {
+		return s, nil, nil
+	}
+	out, err := s.WithoutHandoff(why)
+	if err != nil {
+		return s, nil, err
+	}
+	return out, []string{"socket handoff unavailable, statements that would take it use netfilter SYNPROXY: " + why}, nil
+}
+
+// hasSynproxyServices reports whether the XDP program answers SYNs of any SYNPROXY-path service
+// (whose ACKs it judges through conntrack).
+func hasSynproxyServices(s spec.Spec) bool {
+	for _, svc := range s.Services {
+		if !svc.Handoff {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrNotProtected: neither XDP nor rules of xsyn are on the interface.
@@ -253,10 +321,13 @@ func (p *Protector) status(iface string) (Status, error) {
 			return st, err
 		}
 		st.Counters = &c
-		// Every service comes from a statement of its family, and every statement has rules:
-		// the valid ACKs that XDP passes on need SYNPROXY.
+		// Every SYNPROXY-path service comes from a statement of its family, and every such
+		// statement has rules: the valid ACKs that XDP passes on need SYNPROXY.
 		var fams []spec.Family
 		for _, svc := range st.Services {
+			if svc.Handoff {
+				continue // no rules: the handoff needs none
+			}
 			if !slices.Contains(fams, svc.Family) {
 				fams = append(fams, svc.Family)
 			}

@@ -28,7 +28,7 @@ func (c Conn) String() string { return c.Remote.String() + " -> " + c.Local.Stri
 // track. Their next segment has no conntrack entry and no valid cookie, so XDP (or SYNPROXY)
 // takes it for a forged ACK and drops it: on a host without a stateful firewall, the SSH
 // session of the operator running attach. An interface xsyn already protects has none (its
-// rules made conntrack track every connection since).
+// rules made conntrack track every connection since). Handoff statements cut nothing.
 func (p *Protector) Untracked(iface string, s spec.Spec) ([]Conn, error) {
 	if a, err := loader.Open(iface, true, p.Loader); err == nil {
 		a.Close()
@@ -45,9 +45,15 @@ func (p *Protector) Untracked(iface string, s spec.Spec) ([]Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Handoff statements judge segments by their socket, which an established connection has:
+	// they cut nothing, where the kernel has the handoff (else they will take SYNPROXY's path).
+	handoff := p.probeHandoff() == nil
+	covers := func(st spec.Statement, c Conn) bool {
+		return !(handoff && st.Path == spec.PathHandoff) && coversLocal(st, c)
+	}
 	var out []Conn
 	for _, c := range conns {
-		if !slices.ContainsFunc(s.Statements, func(st spec.Statement) bool { return coversLocal(st, c) }) {
+		if !slices.ContainsFunc(s.Statements, func(st spec.Statement) bool { return covers(st, c) }) {
 			continue
 		}
 		// Only a connection whose peer is reached through iface meets XDP and the rules there
