@@ -268,13 +268,13 @@ func TestParseConfigPath(t *testing.T) {
 		path Path
 		why  string // in PathReason
 	}
-	handoff := want{ViaAuto, PathHandoff, ""}
 	for _, tc := range []struct {
 		name, src string
 		want      []want
 	}{
-		{"auto: an input accept takes the handoff", "synproxy4 in dport 80 accept", []want{handoff}},
-		{"auto, written", "synproxy4 in dport 80 path auto accept", []want{handoff}},
+		{"auto: an input accept stays on SYNPROXY while the handoff is opt-in", "synproxy4 in dport 80 accept",
+			[]want{{ViaAuto, PathSynproxy, "opt-in"}}},
+		{"auto, written", "synproxy4 in dport 80 path auto accept", []want{{ViaAuto, PathSynproxy, "opt-in"}}},
 		{"auto: redirect is SYNPROXY's", "synproxy4 in dport 2200 redirect to 22",
 			[]want{{ViaAuto, PathSynproxy, "its action is redirect to 22, which only netfilter can carry out"}}},
 		{"auto: forward is SYNPROXY's", "synproxy6 forward dport 80 dnat to [2001:db8::5]",
@@ -317,8 +317,8 @@ func TestParseConfigPath(t *testing.T) {
 	// Two statements for the same destination on different paths: one SYN-ACK cannot serve
 	// both, whichever way the difference came about.
 	for _, src := range []string{
-		"synproxy4 in dst 192.0.2.1 dport 80 accept\nsynproxy4 in dport 80 path synproxy accept",
-		"synproxy4 in dst 192.0.2.1 dport 80 accept\nsynproxy4 in dport 80 reject",
+		"synproxy4 in dst 192.0.2.1 dport 80 path handoff accept\nsynproxy4 in dport 80 path synproxy accept",
+		"synproxy4 in dst 192.0.2.1 dport 80 path handoff accept\nsynproxy4 in dport 80 reject",
 	} {
 		_, err := mustParse(t, src, nil).For("eth0")
 		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), "test.conf:2: matches destinations of test.conf:1, which takes the handoff path") ||
