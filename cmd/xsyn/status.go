@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +21,9 @@ import (
 
 const statusHelp = `Shows, for IFACE or every protected interface of this network namespace: the mode (native or
 generic XDP, or netfilter-only), what holds the program attached, the protected services with
-their SYN-ACK options, the XDP counters by family, and their rates per second.
+their SYN-ACK options and path (handoff: xsyn's cookie, the ACK handed to the listening socket;
+synproxy: the kernel's cookie, netfilter's SYNPROXY), the XDP counters by family, and their
+rates per second.
 
 xsyn keeps no daemon and no history: the rates are measured by reading the counters twice,
 --interval apart, so status takes that long (--interval 0: counters only, at once). --watch
@@ -266,20 +269,45 @@ func describeMode(mode string, holder loader.Holder, dir string) string {
 	}
 }
 
-// printServices shows what the SYN-ACK offers: without timestamps there is nowhere to keep the
-// client's window scale, SACK or ECN in the cookie, so none of them is offered (shown as -).
+// printServices shows what the SYN-ACK offers, and the path of the ACKs that come back: without
+// timestamps there is nowhere to keep the client's window scale, SACK or ECN in the cookie, so
+// none of them is offered (shown as -).
 func printServices(w io.Writer, svcs []spec.Service) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  FAMILY\tDESTINATION\tPORT\tMSS\tWSCALE\tSACK\tTIMESTAMPS\tECN\tTTL")
+	fmt.Fprintln(tw, "  FAMILY\tDESTINATION\tPORT\tMSS\tWSCALE\tSACK\tTIMESTAMPS\tECN\tTTL\tPATH")
 	for _, s := range svcs {
 		o := s.Options
 		wscale, sack, ecn := strconv.Itoa(int(o.WScale)), onOff(o.SACK), onOff(o.ECN)
 		if !o.Timestamps {
 			wscale, sack, ecn = "-", "-", "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL)
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL, servicePath(s))
 	}
 	tw.Flush()
+}
+
+// servicePath names the path of a service's ACKs, as status and --json show it.
+func servicePath(s spec.Service) string {
+	if s.Handoff {
+		return spec.PathHandoff.String()
+	}
+	return spec.PathSynproxy.String()
+}
+
+// allHandoff reports whether every service takes the handoff path, which needs no netfilter
+// rules.
+func allHandoff(svcs []spec.Service) bool {
+	for _, s := range svcs {
+		if !s.Handoff {
+			return false
+		}
+	}
+	return len(svcs) > 0
+}
+
+// rulesOK is --json's netfilter_rules: every rule attach installs is there, or none is needed.
+func rulesOK(st protect.Status) bool {
+	return st.RulesComplete() || !st.Rules && len(st.RulesMissing) == 0 && allHandoff(st.Services)
 }
 
 func onOff(b bool) string {
@@ -311,7 +339,7 @@ func writeText(w io.Writer, st protect.Status, rates familyRates, fresh bool) {
 	}
 	switch {
 	case rates != nil:
-		fmt.Fprintf(w, "  per second: %s\n", summary(rates))
+		fmt.Fprintf(w, "  per second: %s\n", summary(rates, slices.ContainsFunc(st.Services, func(s spec.Service) bool { return s.Handoff })))
 	case !fresh:
 		fmt.Fprintln(w, "  per second: unknown, the counters were reset (attached afresh) between reads")
 	}
@@ -359,6 +387,8 @@ func rulesState(st protect.Status) string {
 	switch {
 	case st.RulesComplete():
 		return "installed"
+	case rulesOK(st):
+		return "none needed (every service takes the handoff path)"
 	case !st.Rules:
 		return "MISSING; " + again
 	}
@@ -366,8 +396,9 @@ func rulesState(st protect.Status) string {
 }
 
 // summary is the line to read first during an attack: SYNs in and cookies out, ACKs that came
-// back valid or forged, established traffic, and everything XDP dropped.
-func summary(r familyRates) string {
+// back valid or forged, established traffic, and everything XDP dropped; with handoff services,
+// also the ACKs handed to a listener and those the kernel refused.
+func summary(r familyRates, handoff bool) string {
 	total := func(match func(string) bool) float64 {
 		var sum float64
 		for _, m := range r {
@@ -380,11 +411,16 @@ func summary(r familyRates) string {
 		return sum
 	}
 	is := func(n string) func(string) bool { return func(s string) bool { return s == n } }
-	return fmt.Sprintf("SYN %s, SYN-ACK %s, ACK cookie valid %s, invalid %s, established %s, dropped %s",
+	line := fmt.Sprintf("SYN %s, SYN-ACK %s, ACK cookie valid %s, invalid %s, established %s, dropped %s",
 		formatRate(total(is("syn_received"))), formatRate(total(is("synack_sent"))),
 		formatRate(total(is("ack_cookie_valid"))), formatRate(total(is("ack_cookie_invalid"))),
 		formatRate(total(is("established_passed"))),
 		formatRate(total(func(s string) bool { return strings.HasPrefix(s, "drop__") })))
+	if handoff {
+		line += fmt.Sprintf("; handed off %s, refused %s, no listener %s",
+			formatRate(total(is("handoff_assigned"))), formatRate(total(is("handoff_refused"))), formatRate(total(is("pass__no_listener"))))
+	}
+	return line
 }
 
 func formatRate(v float64) string {
@@ -427,6 +463,7 @@ type serviceJSON struct {
 	Timestamps  bool   `json:"timestamps"`
 	ECN         bool   `json:"ecn"`
 	TTL         uint8  `json:"ttl"`
+	Path        string `json:"path"`
 }
 
 // writeJSON prints one document: indented for a single status, one line per frame with --watch.
@@ -434,11 +471,11 @@ func writeJSON(w io.Writer, sts []protect.Status, rates map[string]measured, ind
 	out := statusJSON{Interfaces: []ifaceJSON{}}
 	for _, st := range sts {
 		j := ifaceJSON{Interface: st.Iface, Mode: st.Mode, HeldBy: string(st.Holder), StateDir: st.StateDir,
-			ProgramID: st.ProgID, NetfilterRules: st.RulesComplete(), RulesMissing: st.RulesMissing, Services: []serviceJSON{}}
+			ProgramID: st.ProgID, NetfilterRules: rulesOK(st), RulesMissing: st.RulesMissing, Services: []serviceJSON{}}
 		for _, s := range st.Services {
 			o := s.Options
 			j.Services = append(j.Services, serviceJSON{Family: s.Family.String(), Destination: s.Dst.String(),
-				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL})
+				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL, Path: servicePath(s)})
 		}
 		if st.Counters != nil {
 			j.Counters = map[string]map[string]uint64{}

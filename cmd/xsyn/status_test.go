@@ -13,6 +13,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/spec"
 )
 
 // fakeKernel hands out one status list per read, and a clock that each wait moves forward.
@@ -226,5 +227,54 @@ func TestStatusWatchRealAttach(t *testing.T) {
 	}
 	if first.Rates != nil || last.Mode != "native" || last.ProgramID != first.ProgramID {
 		t.Errorf("first frame rates %v (want none); last frame mode %q program %d (first %d)", first.Rates, last.Mode, last.ProgramID, first.ProgramID)
+	}
+}
+
+// status shows each service's path, in the table and in --json; handoff counters join the
+// per-second summary where there are handoff services; an interface whose every service takes
+// the handoff needs no netfilter rules and is not reported as missing them.
+func TestStatusPaths(t *testing.T) {
+	st := d0(10, 10, 2, 0)[0]
+	st.Rules = false
+	st.Services = []spec.Service{
+		{Family: spec.IPv4, Dst: spec.IPv4.AnyAddr(), Port: 443, Options: spec.DefaultOptions(spec.IPv4), TTL: 64, Handoff: true},
+	}
+	st.Counters.IPv4.HandoffAssigned, st.Counters.IPv4.PassNoListener = 2, 1
+	var b strings.Builder
+	writeText(&b, st, familyRates{"ipv4": {"handoff_assigned": 4, "handoff_refused": 0, "pass__no_listener": 1}}, true)
+	text := b.String()
+	for _, want := range []string{"netfilter rules none needed (every service takes the handoff path)", "TTL  PATH", "64   handoff",
+		"; handed off 4.0, refused 0, no listener 1.0", "handoff_assigned", "pass__no_listener"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "MISSING") {
+		t.Errorf("status says the rules an all-handoff interface does not need are missing:\n%s", text)
+	}
+
+	mixed := st
+	mixed.Rules = true
+	mixed.Services = append([]spec.Service{{Family: spec.IPv4, Dst: spec.IPv4.AnyAddr(), Port: 22, Options: spec.DefaultOptions(spec.IPv4), TTL: 64}}, st.Services...)
+	var out strings.Builder
+	if err := writeJSON(&out, []protect.Status{st, mixed, d0(1, 1, 0, 0)[0]}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Interfaces []struct {
+			NetfilterRules bool `json:"netfilter_rules"`
+			Services       []struct {
+				Port uint16 `json:"port"`
+				Path string `json:"path"`
+			} `json:"services"`
+		} `json:"interfaces"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := doc.Interfaces
+	if len(got) != 3 || !got[0].NetfilterRules || got[0].Services[0].Path != "handoff" ||
+		got[1].Services[0].Path != "synproxy" || got[1].Services[1].Path != "handoff" || !got[2].NetfilterRules {
+		t.Errorf("--json: %s", out.String())
 	}
 }
