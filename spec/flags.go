@@ -58,8 +58,8 @@ type Simple struct {
 	NoTimestamps bool
 	ECN          bool
 	TTL          int // 0: DefaultTTL
-	// Via is the path every statement asks for (--path); ViaAuto, the zero value, takes the
-	// handoff, which the flag form's `input ... accept` statements can always take.
+	// Via is the path every statement asks for (--path). The flag form's `input ... accept`
+	// statements can always take the handoff.
 	Via   Via
 	Stack *Stack
 }
