@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -17,10 +18,36 @@ import (
 )
 
 const attachHelp = `Protects TCP ports on IFACE against SYN floods. An XDP program answers every SYN to those
-ports with a SYN cookie; ACKs carrying a valid cookie go on to netfilter's SYNPROXY, which opens
-the real connection to the server; forged ACKs are dropped in XDP. The netfilter rules (raw
-NOTRACK, SYNPROXY, INVALID drop) and the sysctls SYNPROXY needs are installed too.
-'xsyn explain' shows, without changing anything, what attach would install and why.
+ports with a SYN cookie, before the kernel allocates anything, and drops ACKs with a forged
+one. What makes a connection of a valid ACK depends on the statement's path:
+
+  handoff   for 'input ... accept' statements XDP can match (destination and port only), when
+            asked for: the cookie is xsyn's own (SipHash, keyed by a 128-bit secret) and a TC
+            program hands the valid ACK straight to the listening socket. No netfilter rules,
+            no sysctls; your firewall's INPUT rules still see the ACK and decide. Needs Linux
+            6.9+.
+  synproxy  for every other statement (forward, redirect, dnat, reject, drop, action CHAIN, a
+            match on src, sport or outface), and by default: the kernel's cookie, and
+            netfilter's SYNPROXY opens the real connection, as in FireHOL. attach installs its
+            rules (raw NOTRACK, SYNPROXY, INVALID drop) and the sysctls it needs.
+
+--path handoff asks for the handoff, and is an error for a statement that cannot take it.
+--path auto, the default, keeps statements on SYNPROXY for now: the handoff is opt-in until it
+is proven on more kernels. --path synproxy says SYNPROXY outright. In a configuration the word
+'path' says the same, per statement or on the options line. On a kernel before 6.9, or with
+--mode netfilter, the handoff cannot run: attach fails for a statement that asks for it, and
+moves any other to SYNPROXY, saying so. 'xsyn explain' shows, without changing anything, each
+statement's path and why.
+
+The handoff's cookie secret is random, made by the first attach and kept when attach runs
+again. Machines behind one address (anycast, a load balancer, a failover pair) must share it,
+or an ACK that reaches another machine than its SYN did is dropped: give each the same file,
+--cookie-secret-file FILE (or 'cookie-secret-file FILE' in the configuration), holding 32
+hexadecimal digits (128 bits), readable by root only. Make one with:
+  (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > /etc/xsyn/cookie.key)
+and copy it to every machine. attach reads it before it changes anything: a missing, readable
+by others, or malformed file is an error. A new file, then attach again, changes the key
+without failing the handshakes in flight.
 
 What to protect comes from one of three places:
   --config FILE   synproxy statements, as FireHOL writes them (docs/config.md). attach installs
@@ -47,11 +74,12 @@ does not track, listing them and how to keep them, unless --cut-untracked is giv
 
 Running attach again updates the configuration in place, without a moment unprotected. Where
 the kernel cannot run the XDP program (before Linux 6.0), the same netfilter rules protect on
-their own (netfilter-only mode) and attach says so. Statements XDP cannot answer (those
-matching a source address or port, or an outgoing interface) are answered by SYNPROXY alone.
+their own (netfilter-only mode), every statement on the SYNPROXY path, and attach says so.
+Statements XDP cannot answer (those matching a source address or port, or an outgoing
+interface) are answered by SYNPROXY alone.
 
-The TCP options must match what the protected server offers (SYNPROXY opens the real connection
-with the options the client accepted from us). By default they are what this host's own stack
+The TCP options must match what the protected server offers (the connection, SYNPROXY's or the
+listener's, goes on with the options the client accepted from the SYN-ACK). By default they are what this host's own stack
 offers: MSS from the interface MTU (1460, or 1440 for IPv6, on a 1500-byte link), window scale
 from the receive buffer limits (7 on a stock kernel), SACK and timestamps on. Before changing
 anything, attach connects to every server it can name (the destination of an accept, the
@@ -63,6 +91,7 @@ Examples:
   xsyn attach eth0 --port 80,443
   xsyn attach eth0 --port 22 --dst 203.0.113.10 --mss 1400
   xsyn attach eth0 --port 8000-8010 --dst 2001:db8::/64 --no-timestamps
+  xsyn attach eth0 --port 443 --path handoff --cookie-secret-file /etc/xsyn/cookie.key
   xsyn attach eth0 --config /etc/xsyn/eth0.conf --probe
 `
 
@@ -90,6 +119,10 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	if err := requireRoot(); err != nil {
 		return err
 	}
+	key, err := readCookieKey(b.Spec.Settings.CookieSecretFile)
+	if err != nil {
+		return err
+	}
 
 	s, notes, err := checkServers(b, *probe, func(w string) { fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w) })
 	if err != nil {
@@ -100,6 +133,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "xsyn attach: warning: %s: %s\n", source.Where(st), strings.TrimPrefix(w, "warning: "))
 		}
 	}
+	s.CookieKey = key
 	p, err := protect.New()
 	if err != nil {
 		return err
@@ -125,12 +159,33 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		verb = "updated; protecting"
 	}
 	fmt.Fprintf(stdout, "%s: %s (%s)\n", iface, verb, describeMode(res.Mode, res.Holder, res.StateDir))
+	// res.Spec is what was applied: handoff statements moved to SYNPROXY where the kernel (or
+	// --mode netfilter) has no handoff.
+	applied := res.Spec
+	fmt.Fprintf(stdout, "%s\n", pathSummary(applied.Statements))
 	xdp := res.Mode != protect.ModeNetfilterOnly
-	printStatements(stdout, s.Statements, xdp, notes)
+	printStatements(stdout, applied.Statements, xdp, notes)
 	if xdp {
-		printXDPServices(stdout, s.Services)
+		printXDPServices(stdout, applied.Services)
 	}
 	return nil
+}
+
+// readCookieKey reads the handoff's cookie secret from file, when one is named ("" : nil, the
+// program keeps its own). A bad file stops attach before anything changes, saying how to fix it.
+func readCookieKey(file string) (*spec.CookieKey, error) {
+	if file == "" {
+		return nil, nil
+	}
+	k, err := spec.ReadCookieKey(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w\nnothing was changed; make the file with: (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s) "+
+			"and copy it to every machine that shares the address", err, file)
+	case err != nil:
+		return nil, fmt.Errorf("%w\nnothing was changed", err)
+	}
+	return &k, nil
 }
 
 // checkServers probes the servers of b's statements. Without adopt it warns where a server

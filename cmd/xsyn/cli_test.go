@@ -64,6 +64,23 @@ func checkHelp(t *testing.T, xsyn runner) {
 	if _, out, _ := xsyn("attach", "--help"); !strings.Contains(out, "-mode M") || !strings.Contains(out, "netfilter-only mode") {
 		t.Errorf("xsyn attach --help does not explain --mode and the netfilter-only fallback:\n%s", out)
 	}
+	// Both commands teach the two paths and when each is taken; attach, the cookie secret too.
+	for _, c := range []string{"attach", "explain"} {
+		_, out, _ := xsyn(c, "--help")
+		for _, want := range []string{"-path path", "handoff", "synproxy", "listening socket", "Linux 6.9+",
+			"forward, redirect, dnat, reject, drop, action CHAIN", "-cookie-secret-file FILE"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("xsyn %s --help lacks %q", c, want)
+			}
+		}
+	}
+	_, out, _ := xsyn("attach", "--help")
+	for _, want := range []string{"32\nhexadecimal digits (128 bits)", "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
+		"Machines behind one address", "--path auto, the default, keeps statements on SYNPROXY for now"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("xsyn attach --help lacks %q", want)
+		}
+	}
 }
 
 // usageErrors are command lines that are wrong in themselves: exit 2, saying what was wrong,
@@ -88,6 +105,10 @@ var usageErrors = []struct {
 	{[]string{"attach", "eth0", "--config", "eth0.conf", "--port", "80"}, "--config cannot be combined with --port: the configuration file says"},
 	{[]string{"attach", "eth0", "--config", "eth0.conf", "--mss", "1400", "--no-sack"}, "--config cannot be combined with --mss, --no-sack"},
 	{[]string{"attach", "eth0", "--config", ""}, "--config needs a file name"},
+	{[]string{"attach", "eth0", "--port", "80", "--path", "fast"}, `invalid value "fast" for flag -path: want auto, synproxy or handoff`},
+	{[]string{"attach", "eth0", "--config", "eth0.conf", "--path", "handoff"}, "--config cannot be combined with --path"},
+	{[]string{"attach", "eth0", "--port", "80", "--cookie-secret-file", ""}, "--cookie-secret-file needs a file name"},
+	{[]string{"explain", "eth0", "--port", "80", "--path", "sometimes"}, `invalid value "sometimes" for flag -path`},
 	{[]string{"explain"}, "need exactly one interface, got 0"},
 	{[]string{"explain", "eth0", "--dst", "192.0.2.1", "--config", "eth0.conf"}, "--config cannot be combined with --dst"},
 	{[]string{"explain", "eth0", "--port", "80", "--wscale", "15"}, "wscale 15 is above 14"},

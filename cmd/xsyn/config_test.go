@@ -74,10 +74,12 @@ synproxy6 forward inface d0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5
 synproxy4 in inface d0 src 198.51.100.0/24 dport 25 accept
 # a mistake: forward with accept, to this host's own address
 synproxy4 forward inface d0 dst 192.0.2.2 dport 8080 accept
+# this host's web server: the handoff path
+synproxy4 in inface d0 dst 192.0.2.2 dport 80,443 path handoff accept
 `
 
-// explain shows statements, rules with their reasons and the sysctls, as an unprivileged user,
-// and changes nothing.
+// explain shows statements with their paths, rules with their reasons and the sysctls, as an
+// unprivileged user, and changes nothing.
 func TestExplainConfig(t *testing.T) {
 	requireRootForTest(t)
 	l := newE2ELab(t, "xsynex", enterers["ip-netns-exec"])
@@ -96,21 +98,37 @@ func TestExplainConfig(t *testing.T) {
 	out := so.String()
 	ws := strconv.Itoa(int(l.stackWScale(t)))
 	for _, want := range []string{
-		"How a connection to a protected service goes",
+		"1 statement on the handoff path, 4 on the SYNPROXY path.",
+		"How a connection on the handoff path goes",
+		"How a connection on the SYNPROXY path goes",
+		// nobody cannot load the probe's programs; explain says so rather than guess.
+		"Kernel: whether it has the socket handoff (Linux 6.9+) could not be checked: ",
 		"mark 0x20000000/0x20000000",
 		"loopback strict",
 		"1. " + conf + `:2: synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"`,
-		"ipv4: mss 1460 wscale " + ws + " sack timestamps, ttl 64",
-		"XDP answers its SYNs with cookies",
-		"server: 127.0.0.1:22",
+		"ipv4: mss 1460 wscale " + ws + " sack timestamps, ttl 64\n" +
+			"     path: synproxy: its action is redirect to 22, which only netfilter can carry out\n" +
+			"     XDP answers its SYNs with cookies; SYNPROXY completes the handshake\n" +
+			"     server: 127.0.0.1:22",
 		"2. " + conf + ":4: synproxy6 forward",
+		"path: synproxy: it forwards to another host (only SYNPROXY can open that connection)",
 		"server: [2001:db8:1::5]:80, [2001:db8:1::5]:443",
 		"3. " + conf + ":6: synproxy4 in inface d0 src 198.51.100.0/24 dport 25 accept",
-		"SYNPROXY answers its SYNs, not XDP: it matches the source address",
+		"path: synproxy: XDP cannot answer it: it matches the source address\n     SYNPROXY answers its SYNs and completes the handshake",
 		"4. " + conf + ":8: synproxy4 forward inface d0 dst 192.0.2.2 dport 8080 accept",
 		"warning: it matches 192.0.2.2, of d0, but its action (accept) keeps the destination: SYNPROXY is in FORWARD only",
-		"ipv4    192.0.2.2/32      2200", // the XDP services table
+		"5. " + conf + ":10: synproxy4 in inface d0 dst 192.0.2.2 dport 80,443 path handoff accept\n" +
+			"     ipv4: mss 1460 wscale " + ws + " sack timestamps, ttl 64\n" +
+			"     path: handoff: xsyn cookie, handed to the listening socket; no SYNPROXY; its packets skip conntrack " +
+			"(the SYNPROXY statements turn loose tracking off), so your firewall's INPUT rules see them UNTRACKED\n" +
+			"     server: 192.0.2.2:80, 192.0.2.2:443",
+		"cookie secret: random, made by the first attach and kept",
+		"  FAMILY  DESTINATION       PORT  MSS   WSCALE  SACK  TIMESTAMPS  ECN  TTL  PATH", // the XDP services table
+		"ipv4    192.0.2.2/32      2200  1460  " + ws,
 		"ipv6    2001:db8::10/128  443",
+		"on          off  64   synproxy\n",
+		"on          off  64   handoff\n",
+		"Netfilter rules: SYNPROXY's, for the statements on the SYNPROXY path; the handoff statements only have",
 		"ipv4 rules, as 'iptables-save' shows them",
 		"ipv6 rules, as 'ip6tables-save' shows them",
 		`-A XSYN-NAT-d0 -d 192.0.2.2/32 -p tcp -m tcp --dport 2200 -m mark --mark 0x20000000/0x20000000 -m comment --comment "xsyn: synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit \"SYNPROXY SSH\"" -j REDIRECT --to-ports 22`,
@@ -125,6 +143,12 @@ func TestExplainConfig(t *testing.T) {
 			t.Errorf("explain output lacks %q", want)
 		}
 	}
+	// The handoff statement has no SYNPROXY rule.
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "dport 80,443 path handoff accept") && strings.Contains(l, "-j SYNPROXY") {
+			t.Errorf("explain shows a SYNPROXY rule for the statement on the handoff path: %s", l)
+		}
+	}
 	if t.Failed() {
 		t.Logf("explain output:\n%s", out)
 	}
@@ -132,13 +156,44 @@ func TestExplainConfig(t *testing.T) {
 		t.Errorf("explain changed the namespace:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 
-	// An interface that does not exist: still explained, with xsyn's defaults, saying so.
-	any := writeConfig(t, "any.conf", "synproxy4 in dst 192.0.2.9 dport 22 accept\n")
+	// An interface that does not exist: still explained, with xsyn's defaults, saying so. As
+	// root, explain knows this kernel has the handoff.
+	any := writeConfig(t, "any.conf", "synproxy4 in dst 192.0.2.9 dport 22 path synproxy accept\nsynproxy4 in dst 192.0.2.9 dport 80 path handoff accept\n")
 	out, errOut, code := l.xsyn(t, "explain", "nosuch0", "--config", any)
-	if code != 0 || !strings.Contains(out, `Note: no such interface: "nosuch0"`) || !strings.Contains(out, "ipv4: mss 1460 wscale 7 sack timestamps") ||
-		!strings.Contains(out, "-A XSYN-IN-nosuch0") {
-		t.Errorf("explain of a missing interface: exit %d\n%s%s", code, out, errOut)
+	for _, want := range []string{`Note: no such interface: "nosuch0"`, "ipv4: mss 1460 wscale 7 sack timestamps",
+		"path: synproxy: asked for (path synproxy)", "path: handoff: ", "Kernel: it has the socket handoff (Linux 6.9+).", "-A XSYN-IN-nosuch0"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain of a missing interface: exit %d, want 0 and %q\n%s%s", code, want, out, errErr(errOut))
+		}
 	}
+
+	// Every statement on the handoff path: no rules, no sysctls, and the settings that concern
+	// SYNPROXY alone said to be unused.
+	web := writeConfig(t, "web.conf", "cookie-secret-file web.key\noptions path handoff\nsynproxy in inface d0 dport 80,443 accept\n")
+	out, errOut, code = l.xsyn(t, "explain", "d0", "--config", web)
+	for _, want := range []string{"2 statements on the handoff path, 0 on the SYNPROXY path.",
+		"mark 0x20000000/0x20000000, loopback strict: unused, they concern the SYNPROXY path, which no statement takes",
+		"cookie-secret-file " + filepath.Join(filepath.Dir(web), "web.key") + ": the handoff's cookie secret; attach reads it (explain does not)",
+		"path: handoff: xsyn cookie, handed to the listening socket; no netfilter rules; your firewall's INPUT rules still apply",
+		"Netfilter rules: none; every statement takes the handoff path",
+		"Sysctls attach sets in this network namespace (detach of the last interface puts them back):\n  none\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain of handoff statements: exit %d, want 0 and %q\n%s%s", code, want, out, errErr(errOut))
+		}
+	}
+	for _, unwanted := range []string{"How a connection on the SYNPROXY path goes", "XSYN-IN-d0"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("explain of handoff statements shows %q:\n%s", unwanted, out)
+		}
+	}
+}
+
+// errErr labels stderr in a failure message, when there is any.
+func errErr(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "stderr: " + s
 }
 
 // TestLocalWarning: explain warns about a statement that matches the interface's own addresses
@@ -173,11 +228,28 @@ func TestLocalWarning(t *testing.T) {
 func TestAttachConfigErrors(t *testing.T) {
 	requireRootForTest(t)
 	l := newE2ELab(t, "xsyncf", enterers["ip-netns-exec"])
-	good := writeConfig(t, "good.conf", "synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept\n")
+	// Both paths, so that a failed attach has rules, sysctls, XDP and the handoff to leave alone.
+	good := writeConfig(t, "good.conf", "synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept\n"+
+		"synproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept\n")
 	out := l.mustXsyn(t, "attach", "d0", "--config", good)
-	if !strings.Contains(out, "1. "+good+":1: synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept") || !strings.Contains(out, "XDP answers its SYNs") {
-		t.Errorf("attach --config output:\n%s", out)
+	for _, want := range []string{"1 statement on the handoff path, 1 on the SYNPROXY path\n",
+		"1. " + good + ":1: synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept", "XDP answers its SYNs",
+		"2. " + good + ":2: synproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept", "path: handoff: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("attach --config output lacks %q:\n%s", want, out)
+		}
 	}
+	keys := t.TempDir()
+	key := func(name, text string, mode os.FileMode) string {
+		p := filepath.Join(keys, name)
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	short := key("short.key", "0123456789abcdef\n", 0o600)
+	open := key("open.key", "0123456789abcdef0123456789abcdef\n", 0o644)
+	notHex := key("nothex.key", "0123456789abcdef0123456789abcdeg", 0o600)
 	before := l.state(t)
 	if !strings.Contains(before, "XSYN-IN-d0") || !strings.Contains(before, "prog/xdp") {
 		t.Fatalf("state after attach lacks rules or XDP:\n%s", before)
@@ -199,6 +271,21 @@ func TestAttachConfigErrors(t *testing.T) {
 			[]string{"CONF:2:", "redirect needs `loopback strict`, but line 1 sets loose"}},
 		{"config and port", "d0", "synproxy4 in dport 22 accept\n", []string{"--port", "80"}, 2,
 			[]string{"--config cannot be combined with --port"}},
+		{"config and path", "d0", "synproxy4 in dport 22 accept\n", []string{"--path", "handoff"}, 2,
+			[]string{"--config cannot be combined with --path: the configuration file says which ports to protect, with which TCP options and on which path"}},
+		{"handoff where it cannot be", "d0", "synproxy4 in inface d0 dport 2200 path handoff redirect to 22\n", nil, 1,
+			[]string{"CONF:1:40: path handoff is not possible: its action is redirect to 22, which only netfilter can carry out", "CONF has errors: nothing was changed"}},
+		{"cookie secret missing", "d0", "cookie-secret-file " + keys + "/none.key\nsynproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept\n", nil, 1,
+			[]string{"xsyn attach: cookie secret file: stat " + keys + "/none.key: no such file or directory",
+				"xsyn attach: nothing was changed; make the file with: (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > " + keys + "/none.key)"}},
+		{"cookie secret too short", "d0", "synproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept\n", []string{"--cookie-secret-file", short}, 1,
+			[]string{"xsyn attach: cookie secret file " + short + ": want 32 hexadecimal digits (128 bits), found 16 characters", "xsyn attach: nothing was changed"}},
+		{"cookie secret readable by others", "d0", "cookie-secret-file " + open + "\nsynproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept\n", nil, 1,
+			[]string{"xsyn attach: cookie secret file " + open + ": mode 0644 lets other users read the key: chmod 600 " + open}},
+		{"cookie secret not hex", "d0", "synproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept\n", []string{"--cookie-secret-file", notHex}, 1,
+			[]string{"xsyn attach: cookie secret file " + notHex + ": want 32 hexadecimal digits"}},
+		{"cookie secret twice", "d0", "cookie-secret-file " + notHex + "\nsynproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept\n", []string{"--cookie-secret-file", short}, 2,
+			[]string{"--cookie-secret-file " + short + ": CONF names the cookie secret already (cookie-secret-file " + notHex + "); give it in one place"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conf := writeConfig(t, "x.conf", tc.conf)

@@ -16,11 +16,25 @@ import (
 )
 
 const explainHelp = `Shows what 'xsyn attach IFACE' with the same flags would install, and why, changing nothing:
-the settings, each statement with its TCP options and whether XDP or SYNPROXY answers its
-SYNs, the servers it hands connections to, the XDP services table, the netfilter rules of
-each family in iptables-save form with a comment on what every rule does, and the sysctls
-attach changes and the requirements it checks. It needs no root: it reads the interface's
-MTU, the stack's buffer limits and (without --port or --config) the listening sockets.
+the settings, each statement with its TCP options, the path it takes and why, the servers it
+hands connections to, the XDP services table, the netfilter rules of each family (for the
+statements on the SYNPROXY path) in iptables-save form with a comment on what every rule does,
+and the sysctls attach changes and the requirements it checks. It needs no root: it reads the
+interface's MTU, the stack's buffer limits and (without --port or --config) the listening
+sockets.
+
+Each statement takes one of two paths:
+  handoff   an 'input ... accept' statement that XDP can match (destination and port only)
+            and asks for it (--path handoff, or 'path handoff' in a configuration): XDP
+            answers with xsyn's own cookie and the valid ACK is handed straight to the
+            listening socket. No netfilter rules, no sysctls; your firewall still decides.
+            Needs Linux 6.9+.
+  synproxy  every other statement (forward, redirect, dnat, reject, drop, action CHAIN, a
+            match on src, sport or outface), and for now any statement that does not ask for
+            the handoff: FireHOL's netfilter SYNPROXY opens the connection.
+Run as root, explain also checks whether this kernel has the handoff, and says what attach
+would do where it has not. --cookie-secret-file FILE is accepted and named, not read: attach
+reads it.
 
 It takes what attach takes: --config FILE (docs/config.md), or --port with the option flags,
 or neither (the ports listening on IFACE's addresses). For an interface that does not exist
@@ -29,20 +43,39 @@ stack's, and explain says so. With --probe it also connects to each server and s
 offers, as attach does before it changes anything.
 
 A configuration file, for instance eth0.conf:
-  # the host's SSH, moved to port 2200 outside, logged
+  # the host's SSH, moved to port 2200 outside, logged: SYNPROXY
   synproxy4 in inface eth0 dst 203.0.113.10 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"
-  # a web server behind this router
+  # a web server behind this router: SYNPROXY
   synproxy6 forward inface eth0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]
+  # this host's web server: the handoff
+  synproxy in inface eth0 dst 203.0.113.10,2001:db8::1 dport 80,443 path handoff accept
 Errors in it are reported line by line (FILE:LINE:COL: message); explain then exits 1.
 
 Examples:
   xsyn explain eth0 --config eth0.conf
   xsyn explain eth0 --port 80,443 --mss 1400
+  xsyn explain eth0 --port 443 --path handoff
   xsyn explain eth0
 `
 
-// flowText is the path of one protected connection, for the reader of explain.
-const flowText = `How a connection to a protected service goes:
+// handoffFlow is the path of a connection on the handoff path, for the reader of explain.
+const handoffFlow = `How a connection on the handoff path goes:
+  1. SYN: XDP answers at once with a SYN-ACK whose sequence number is xsyn's own cookie: a
+     SipHash of the connection and the minute, keyed by the cookie secret, that also carries
+     the client's MSS, window scale, SACK and timestamp choices. No socket, conntrack entry or
+     skb is spent, so a flood of forged SYNs costs a SYN-ACK each and nothing else.
+  2. ACK: an ACK for a connection the host has passes. Otherwise XDP checks the cookie (this
+     minute's or the last) and drops a wrong one; a TC program hands a valid one straight to
+     the listening socket, which makes the connection as if it had answered the SYN itself.
+  3. No SYNPROXY is involved. Alone, the handoff needs no netfilter rule and no sysctl: your
+     firewall's INPUT rules see the ACK and decide, as for any connection. Beside statements on
+     the SYNPROXY path, which turn conntrack's loose tracking off, xsyn's raw rules keep the
+     handed-off connections out of conntrack: your firewall sees their packets UNTRACKED, and a
+     rule that accepts only NEW or ESTABLISHED ones does not match them.
+`
+
+// synproxyFlow is the path of a connection on the SYNPROXY path, for the reader of explain.
+const synproxyFlow = `How a connection on the SYNPROXY path goes:
   1. SYN: the client's SYN is answered at once with a SYN-ACK whose sequence number is a SYN
      cookie, by the XDP program before the kernel allocates anything, or else by netfilter's
      SYNPROXY (the SYN skips conntrack: raw NOTRACK). No socket or conntrack entry is spent,
@@ -68,6 +101,10 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	kernel, err := kernelPaths(b, loader.ProbeHandoff)
+	if err != nil {
+		return err
+	}
 	plan, err := rules.Build(iface, b.Spec)
 	if err != nil {
 		return err
@@ -77,20 +114,56 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 		findings = source.Checker{AskedECN: source.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
 	}
 	w := &errWriter{w: stdout}
-	explainSpec(w, b, findings)
-	explainRules(w, plan)
+	explainSpec(w, b, kernel, findings)
+	explainRules(w, b.Spec, plan)
 	return w.err
 }
 
+// kernelPaths asks the kernel (probe: loader.ProbeHandoff) whether it has the socket handoff,
+// when a statement of b takes it, and moves those statements to SYNPROXY where it has not, as
+// attach would. It returns what to say about it ("" when no statement takes the handoff), or
+// the error attach would fail with: a statement insists on the handoff (path handoff).
+func kernelPaths(b *source.Built, probe func() error) (string, error) {
+	if !b.Spec.HasPath(spec.PathHandoff) {
+		return "", nil
+	}
+	err := probe()
+	switch {
+	case err == nil:
+		return "Kernel: it has the socket handoff (Linux 6.9+).", nil
+	case !errors.Is(err, loader.ErrFeatureMissing):
+		return fmt.Sprintf("Kernel: whether it has the socket handoff (Linux 6.9+) could not be checked: %v.\n"+
+			"Shown as if it has; on a kernel without it, attach fails for a statement that asks for the handoff (path handoff), "+
+			"and moves any other to SYNPROXY.", err), nil
+	}
+	why := fmt.Sprintf("this kernel lacks the socket handoff (%v)", err)
+	s, werr := b.Spec.WithoutHandoff(why)
+	if werr != nil {
+		return "", fmt.Errorf("%w\nattach would fail the same way: the handoff needs Linux 6.9+; write path auto (or path synproxy) for that statement, or --path auto", werr)
+	}
+	b.Spec = s
+	return fmt.Sprintf("Kernel: it lacks the socket handoff (%v).\n"+
+		"attach would put every statement on the SYNPROXY path, as shown below.", err), nil
+}
+
 // explainSpec prints the header, the settings, the statements and the XDP services.
-func explainSpec(w io.Writer, b *source.Built, findings []source.Finding) {
+func explainSpec(w io.Writer, b *source.Built, kernel string, findings []source.Finding) {
 	from := map[source.Kind]string{
 		source.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
 		source.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
 		source.FromListeners: "the TCP ports listening on " + b.Iface + "'s addresses (no --port, no --config)",
 	}[b.Kind]
 	fmt.Fprintf(w, "xsyn explain %s: what 'xsyn attach %s' would install, from %s. Nothing is changed.\n\n", b.Iface, b.Iface, from)
-	fmt.Fprint(w, flowText+"\n")
+	fmt.Fprintf(w, "%s.\n\n", pathSummary(b.Spec.Statements))
+	if b.Spec.HasPath(spec.PathHandoff) {
+		fmt.Fprint(w, handoffFlow+"\n")
+	}
+	if b.Spec.HasPath(spec.PathSynproxy) {
+		fmt.Fprint(w, synproxyFlow+"\n")
+	}
+	if kernel != "" {
+		fmt.Fprint(w, kernel+"\n\n")
+	}
 	switch {
 	case b.StackErr != nil && errors.Is(b.StackErr, loader.ErrNoInterface):
 		fmt.Fprintf(w, "Note: %v.\nThe TCP options below are xsyn's defaults (MSS of a 1500-byte MTU, window scale 7), not\n"+
@@ -104,8 +177,16 @@ func explainSpec(w io.Writer, b *source.Built, findings []source.Finding) {
 
 	set := b.Spec.Settings
 	fmt.Fprintln(w, "Settings:")
-	fmt.Fprintf(w, "  mark %s: set on SYNPROXY's SYN to the server; only SYNs with it pass xsyn's isolation rules\n", set.MarkString())
-	fmt.Fprintf(w, "  loopback %s: %s\n\n", set.Loopback, loopbackWhy[set.Loopback])
+	if b.Spec.HasPath(spec.PathSynproxy) {
+		fmt.Fprintf(w, "  mark %s: set on SYNPROXY's SYN to the server; only SYNs with it pass xsyn's isolation rules\n", set.MarkString())
+		fmt.Fprintf(w, "  loopback %s: %s\n", set.Loopback, loopbackWhy[set.Loopback])
+	} else {
+		fmt.Fprintf(w, "  mark %s, loopback %s: unused, they concern the SYNPROXY path, which no statement takes\n", set.MarkString(), set.Loopback)
+	}
+	if c := cookieSecret(b.Spec); c != "" {
+		fmt.Fprintf(w, "  %s\n", c)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "Statements (the first that matches a SYN wins):")
 	notes := map[int][]string{}
@@ -122,6 +203,23 @@ func explainSpec(w io.Writer, b *source.Built, findings []source.Finding) {
 	fmt.Fprintln(w, "first statement covering a destination gives its options):")
 	printXDPServices(w, b.Spec.Services)
 	fmt.Fprintln(w)
+}
+
+// cookieSecret says where the handoff's cookie secret comes from, or "" when nothing takes the
+// handoff and no secret is named.
+func cookieSecret(s spec.Spec) string {
+	file, handoff := s.Settings.CookieSecretFile, s.HasPath(spec.PathHandoff)
+	switch {
+	case file != "" && handoff:
+		return "cookie-secret-file " + file + ": the handoff's cookie secret; attach reads it (explain does not), " +
+			"and every machine with the same file accepts the others' cookies"
+	case file != "":
+		return "cookie-secret-file " + file + ": unused, no statement takes the handoff path"
+	case handoff:
+		return "cookie secret: random, made by the first attach and kept; machines behind one address " +
+			"need the same one: cookie-secret-file FILE (--cookie-secret-file)"
+	}
+	return ""
 }
 
 var loopbackWhy = map[spec.LoopbackPolicy]string{
@@ -186,8 +284,18 @@ func serverNotes(i int, st spec.Statement, b *source.Built, findings []source.Fi
 	return out
 }
 
-// explainRules prints each family's rules, the sysctls and the requirements.
-func explainRules(w io.Writer, plan rules.Plan) {
+// explainRules prints each family's rules, the sysctls and the requirements: for the statements
+// of s on the SYNPROXY path; the handoff path has none.
+func explainRules(w io.Writer, s spec.Spec, plan rules.Plan) {
+	switch {
+	case len(plan.Families) == 0:
+		fmt.Fprintln(w, "Netfilter rules: none; every statement takes the handoff path, which needs no netfilter rules and no sysctls.")
+		fmt.Fprintln(w)
+	case s.HasPath(spec.PathHandoff):
+		fmt.Fprintln(w, "Netfilter rules: SYNPROXY's, for the statements on the SYNPROXY path; the handoff statements only have")
+		fmt.Fprintln(w, "their connections kept out of conntrack, which the SYNPROXY statements' strict tracking would call INVALID.")
+		fmt.Fprintln(w)
+	}
 	for _, fp := range plan.Families {
 		cmd := "iptables-save"
 		if fp.Family == spec.IPv6 {
@@ -199,6 +307,9 @@ func explainRules(w io.Writer, plan rules.Plan) {
 	}
 	sys := rules.ProcSys{Root: "/proc/sys"}
 	fmt.Fprintln(w, "Sysctls attach sets in this network namespace (detach of the last interface puts them back):")
+	if len(plan.Sysctls) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
 	for _, s := range plan.Sysctls {
 		fmt.Fprintf(w, "  %s=%s (%s): %s\n", s.Key, s.Value, nowValue(sys, s.Key), s.Why)
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,13 +16,14 @@ import (
 // specFlags say what to protect: a configuration file, or the flag form. attach and explain
 // take the same ones.
 type specFlags struct {
-	config string
-	ports  string
-	simple spec.Simple
+	config     string
+	ports      string
+	cookieFile string
+	simple     spec.Simple
 }
 
 // flagForm are the flags of the flag form, which a configuration file replaces.
-var flagForm = []string{"port", "dst", "mss", "wscale", "no-sack", "no-timestamps", "ecn", "ttl"}
+var flagForm = []string{"port", "dst", "mss", "wscale", "no-sack", "no-timestamps", "ecn", "ttl", "path"}
 
 func addSpecFlags(fs *cmdFlags) *specFlags {
 	sf := &specFlags{simple: spec.Simple{WScale: -1}}
@@ -42,6 +44,15 @@ func addSpecFlags(fs *cmdFlags) *specFlags {
 	fs.BoolVar(&f.NoTimestamps, "no-timestamps", false, "do not offer timestamps (then neither window scaling nor SACK can be offered)")
 	fs.BoolVar(&f.ECN, "ecn", false, "accept ECN when the client asks for it")
 	fs.IntVar(&f.TTL, "ttl", 0, "IPv4 TTL / IPv6 hop limit of the SYN-ACK (default 64)")
+	fs.Func("path", "`path` of every statement: handoff (xsyn's cookie, the ACK handed to the listening socket; Linux 6.9+), synproxy (netfilter SYNPROXY), or auto (the default: synproxy while the handoff is opt-in)", func(v string) error {
+		via, err := spec.ParseVia(v)
+		if err != nil {
+			return errors.New("want auto, synproxy or handoff")
+		}
+		f.Via = via
+		return nil
+	})
+	fs.StringVar(&sf.cookieFile, "cookie-secret-file", "", "the handoff path's cookie secret: a `FILE` of 32 hexadecimal digits, mode 600, the same on every machine behind one address (default: a random secret, kept across attaches)")
 	return sf
 }
 
@@ -60,8 +71,8 @@ func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error)
 			}
 		}
 		if len(clash) > 0 {
-			return source.Request{}, usagef("--config cannot be combined with %s: the configuration file says which ports to protect "+
-				"and with which TCP options (write them in its synproxy statements, or on an `options` line)", strings.Join(clash, ", "))
+			return source.Request{}, usagef("--config cannot be combined with %s: the configuration file says which ports to protect, "+
+				"with which TCP options and on which path (write them in its synproxy statements, or on an `options` line)", strings.Join(clash, ", "))
 		}
 	}
 	req := source.Request{Iface: iface, Config: sf.config, Flags: sf.simple}
@@ -75,10 +86,12 @@ func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error)
 	case sf.simple.Dst != "":
 		return source.Request{}, usagef("--dst needs --port: without --port, attach protects the listening ports on IFACE's own addresses")
 	}
+	if set["cookie-secret-file"] && sf.cookieFile == "" {
+		return source.Request{}, usagef("--cookie-secret-file needs a file name")
+	}
 	return req, nil
 }
 
-// build builds the spec; errors in the flag form are usage errors.
 // parseSpec parses a command line of the form IFACE plus spec flags, and builds the spec for
 // IFACE from it: what attach and explain share.
 func parseSpec(fs *cmdFlags, sf *specFlags, args []string) (string, *source.Built, error) {
@@ -94,9 +107,37 @@ func parseSpec(fs *cmdFlags, sf *specFlags, args []string) (string, *source.Buil
 		return "", nil, err
 	}
 	b, err := build(req)
-	return pos[0], b, err
+	if err != nil {
+		return "", nil, err
+	}
+	if err := sf.apply(b); err != nil {
+		return "", nil, err
+	}
+	return pos[0], b, nil
 }
 
+// apply gives b what the flags say beyond the source itself: --path for the listeners of
+// zero-config (the flag form's statements have it from spec.Simple already) and
+// --cookie-secret-file, which a configuration may name too, but not both.
+func (sf *specFlags) apply(b *source.Built) error {
+	if v := sf.simple.Via; v != spec.ViaAuto && b.Kind == source.FromListeners {
+		s, err := b.Spec.WithVia(b.Iface, v)
+		if err != nil {
+			return fmt.Errorf("--path %s: %w", v, err)
+		}
+		b.Spec = s
+	}
+	if sf.cookieFile == "" {
+		return nil
+	}
+	if prev := b.Spec.Settings.CookieSecretFile; prev != "" {
+		return usagef("--cookie-secret-file %s: %s names the cookie secret already (cookie-secret-file %s); give it in one place", sf.cookieFile, sf.config, prev)
+	}
+	b.Spec.Settings.CookieSecretFile = sf.cookieFile
+	return nil
+}
+
+// build builds the spec; errors in the flag form are usage errors.
 func build(req source.Request) (*source.Built, error) {
 	b, err := source.Build(req, source.Local())
 	switch {
@@ -114,9 +155,11 @@ func build(req source.Request) (*source.Built, error) {
 	return nil, err
 }
 
-// printStatements shows each statement with its TCP options and what answers its SYNs; xdp is
-// false when no XDP program is in front of the rules. notes are extra lines per statement.
+// printStatements shows each statement with its TCP options, its path and what answers its
+// SYNs; xdp is false when no XDP program is in front of the rules. notes are extra lines per
+// statement.
 func printStatements(w io.Writer, stmts []spec.Statement, xdp bool, notes map[int][]string) {
+	mixed := slices.ContainsFunc(stmts, func(st spec.Statement) bool { return st.Path == spec.PathSynproxy })
 	for i, st := range stmts {
 		where := ""
 		if st.Pos.Line > 0 {
@@ -124,19 +167,60 @@ func printStatements(w io.Writer, stmts []spec.Statement, xdp bool, notes map[in
 		}
 		fmt.Fprintf(w, "  %d. %s%s\n", i+1, where, st.Origin())
 		fmt.Fprintf(w, "     %s: %s, ttl %d\n", st.Family, st.Options, st.TTL)
-		ok, why := st.XDP()
-		switch {
-		case !xdp:
-			fmt.Fprintf(w, "     SYNPROXY answers its SYNs (no XDP fast path)\n")
-		case ok:
-			fmt.Fprintf(w, "     XDP answers its SYNs with cookies; SYNPROXY completes the handshake\n")
-		default:
-			fmt.Fprintf(w, "     SYNPROXY answers its SYNs, not XDP: %s\n", why)
+		for _, l := range pathLines(st, xdp, mixed) {
+			fmt.Fprintf(w, "     %s\n", l)
 		}
 		for _, n := range notes[i] {
 			fmt.Fprintf(w, "     %s\n", n)
 		}
 	}
+}
+
+// handoffWhat is what the handoff path means for a statement, said where its path is shown:
+// alone, and beside statements on the SYNPROXY path, whose loose-tracking sysctl makes xsyn keep
+// the handed-off connections out of conntrack.
+const (
+	handoffWhat      = "xsyn cookie, handed to the listening socket; no netfilter rules; your firewall's INPUT rules still apply"
+	handoffWhatMixed = "xsyn cookie, handed to the listening socket; no SYNPROXY; its packets skip conntrack " +
+		"(the SYNPROXY statements turn loose tracking off), so your firewall's INPUT rules see them UNTRACKED"
+)
+
+// pathLines say which path a statement takes, why, and what answers its SYNs; synproxy is true
+// when some statement of the spec takes the SYNPROXY path.
+func pathLines(st spec.Statement, xdp, synproxy bool) []string {
+	switch {
+	case st.Path == spec.PathHandoff && synproxy:
+		return []string{"path: handoff: " + handoffWhatMixed}
+	case st.Path == spec.PathHandoff:
+		return []string{"path: handoff: " + handoffWhat}
+	}
+	path := "path: synproxy: " + st.PathReason
+	ok, why := st.XDP()
+	switch {
+	case !xdp:
+		return []string{path, "SYNPROXY answers its SYNs (no XDP fast path)"}
+	case !ok && strings.Contains(st.PathReason, why):
+		return []string{path, "SYNPROXY answers its SYNs and completes the handshake"}
+	case !ok:
+		return []string{path, "SYNPROXY answers its SYNs, not XDP: " + why}
+	}
+	return []string{path, "XDP answers its SYNs with cookies; SYNPROXY completes the handshake"}
+}
+
+// pathSummary counts the statements on each path: "3 statements on the handoff path, 1 on the
+// SYNPROXY path".
+func pathSummary(stmts []spec.Statement) string {
+	n := 0
+	for _, st := range stmts {
+		if st.Path == spec.PathHandoff {
+			n++
+		}
+	}
+	noun := "statements"
+	if n == 1 {
+		noun = "statement"
+	}
+	return fmt.Sprintf("%d %s on the handoff path, %d on the SYNPROXY path", n, noun, len(stmts)-n)
 }
 
 // printXDPServices is the table the XDP program matches SYNs against.

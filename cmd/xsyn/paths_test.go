@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xsyn-project/xsyn/internal/source"
+	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/spec"
+)
+
+// parseSpecFlags runs the flag parsing attach and explain share, on lo.
+func parseSpecFlags(t *testing.T, args ...string) (*source.Built, error) {
+	t.Helper()
+	fs := newFlags("explain", "explain IFACE", "", &strings.Builder{})
+	sf := addSpecFlags(fs)
+	_, b, err := parseSpec(fs, sf, append([]string{"lo"}, args...))
+	return b, err
+}
+
+// --path reaches every statement of the flag form and of zero-config; --cookie-secret-file is
+// named in the settings, not read, and may not repeat the configuration's.
+func TestSpecFlagsPathAndCookieSecret(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		path spec.Path
+		via  spec.Via
+	}{
+		{[]string{"--port", "80,443"}, spec.PathSynproxy, spec.ViaAuto},
+		{[]string{"--port", "80,443", "--path", "handoff"}, spec.PathHandoff, spec.ViaHandoff},
+		{[]string{"--port", "80", "--path", "synproxy"}, spec.PathSynproxy, spec.ViaSynproxy},
+	} {
+		b, err := parseSpecFlags(t, tc.args...)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		for _, st := range b.Spec.Statements {
+			if st.Path != tc.path || st.Via != tc.via {
+				t.Errorf("%q: %s takes path %s (via %s); want %s (via %s)", tc.args, st, st.Path, st.Via, tc.path, tc.via)
+			}
+		}
+	}
+
+	b, err := parseSpecFlags(t, "--port", "80", "--path", "handoff", "--cookie-secret-file", "/nonexistent/xsyn.key")
+	if err != nil || b.Spec.Settings.CookieSecretFile != "/nonexistent/xsyn.key" || b.Spec.CookieKey != nil {
+		t.Errorf("--cookie-secret-file: settings %+v, key %v, %v; want the file named, not read", b.Spec.Settings, b.Spec.CookieKey, err)
+	}
+
+	conf := filepath.Join(t.TempDir(), "lo.conf")
+	if err := os.WriteFile(conf, []byte("cookie-secret-file lo.key\nsynproxy4 in dport 80 path handoff accept\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err = parseSpecFlags(t, "--config", conf)
+	if want := filepath.Join(filepath.Dir(conf), "lo.key"); err != nil || b.Spec.Settings.CookieSecretFile != want {
+		t.Errorf("cookie-secret-file in %s: %+v, %v; want %s", conf, b.Spec.Settings, err, want)
+	}
+	_, err = parseSpecFlags(t, "--config", conf, "--cookie-secret-file", "/etc/xsyn/other.key")
+	if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "names the cookie secret already") {
+		t.Errorf("--cookie-secret-file beside the configuration's: %v; want a usage error", err)
+	}
+
+	// Zero-config: the listeners' statements, then --path.
+	s, err := spec.Simple{Ports: []uint16{22}, WScale: -1}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := &source.Built{Iface: "lo", Kind: source.FromListeners, Spec: s}
+	sf := &specFlags{simple: spec.Simple{Via: spec.ViaHandoff}}
+	if err := sf.apply(lb); err != nil || !lb.Spec.HasPath(spec.PathHandoff) || lb.Spec.HasPath(spec.PathSynproxy) {
+		t.Errorf("--path handoff with zero-config: %v; statements %+v", err, lb.Spec.Statements)
+	}
+}
+
+// explain, whatever the kernel, shows the paths attach would take: a kernel without the
+// handoff is an error for statements that ask for it, and one that could not be asked is said.
+func TestExplainKernelPaths(t *testing.T) {
+	handoff, err := spec.Simple{Ports: []uint16{80}, WScale: -1, Via: spec.ViaHandoff}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	synproxy, err := spec.Simple{Ports: []uint16{80}, WScale: -1}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := &loader.FeatureError{Feature: "kfunc bpf_sk_assign_tcp_reqsk", Since: "Linux 6.9 with CONFIG_SYN_COOKIES", Err: errors.New("not found")}
+	for _, tc := range []struct {
+		name  string
+		s     spec.Spec
+		probe error
+		note  string // "" : none
+		err   string // "" : none
+	}{
+		{"nothing takes the handoff: no question asked", synproxy, errors.New("must not be called"), "", ""},
+		{"the kernel has it", handoff, nil, "Kernel: it has the socket handoff (Linux 6.9+).", ""},
+		{"the kernel lacks it", handoff, missing, "",
+			"socket handoff unavailable: synproxy4 input dport 80 accept: this kernel lacks the socket handoff (kernel lacks kfunc bpf_sk_assign_tcp_reqsk (added in Linux 6.9 with CONFIG_SYN_COOKIES): not found)\n" +
+				"attach would fail the same way: the handoff needs Linux 6.9+"},
+		{"cannot tell", handoff, errors.New("operation not permitted"),
+			"Kernel: whether it has the socket handoff (Linux 6.9+) could not be checked: operation not permitted.\nShown as if it has", ""},
+	} {
+		b := &source.Built{Iface: "eth0", Spec: tc.s}
+		note, err := kernelPaths(b, func() error { return tc.probe })
+		if tc.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
+				t.Errorf("%s: error %v; want %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || (tc.note == "") != (note == "") || !strings.HasPrefix(note, tc.note) {
+			t.Errorf("%s: note %q, %v; want %q", tc.name, note, err, tc.note)
+		}
+	}
+}
+
+// explain of the flag form on each path: the handoff alone installs no rules and says so; the
+// SYNPROXY path shows its rules and why it was taken.
+func TestExplainFlagPaths(t *testing.T) {
+	requireRootForTest(t) // the handoff probe loads BPF programs
+	code, out, errOut := runCLI("explain", "lo", "--port", "8080", "--path", "handoff")
+	for _, want := range []string{
+		"2 statements on the handoff path, 0 on the SYNPROXY path.",
+		"How a connection on the handoff path goes",
+		"Kernel: it has the socket handoff (Linux 6.9+).",
+		"path: handoff: xsyn cookie, handed to the listening socket; no netfilter rules; your firewall's INPUT rules still apply",
+		"cookie secret: random, made by the first attach and kept",
+		"64   handoff\n",
+		"Netfilter rules: none; every statement takes the handoff path, which needs no netfilter rules and no sysctls.",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain --path handoff: exit %d, want 0 and %q\n%s%s", code, want, out, errOut)
+		}
+	}
+	if strings.Contains(out, "How a connection on the SYNPROXY path goes") || strings.Contains(out, "-j SYNPROXY") {
+		t.Errorf("explain --path handoff shows SYNPROXY:\n%s", out)
+	}
+
+	code, out, errOut = runCLI("explain", "lo", "--port", "8080", "--path", "synproxy", "--cookie-secret-file", "/etc/xsyn/cookie.key")
+	for _, want := range []string{
+		"0 statements on the handoff path, 2 on the SYNPROXY path.",
+		"path: synproxy: asked for (path synproxy)\n     XDP answers its SYNs with cookies; SYNPROXY completes the handshake",
+		"cookie-secret-file /etc/xsyn/cookie.key: unused, no statement takes the handoff path",
+		"64   synproxy\n",
+		"-j SYNPROXY",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain --path synproxy: exit %d, want 0 and %q\n%s%s", code, want, out, errOut)
+		}
+	}
+	if strings.Contains(out, "How a connection on the handoff path goes") || strings.Contains(out, "Kernel:") {
+		t.Errorf("explain --path synproxy speaks of the handoff:\n%s", out)
+	}
+}
