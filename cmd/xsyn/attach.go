@@ -23,9 +23,8 @@ one. What makes a connection of a valid ACK depends on the statement's path:
 
   handoff   for 'input ... accept' statements XDP can match (destination and port only), when
             asked for: the cookie is xsyn's own (SipHash, keyed by a 128-bit secret) and a TC
-            program hands the valid ACK straight to the listening socket. No netfilter rules,
-            no sysctls; your firewall's INPUT rules still see the ACK and decide. Needs Linux
-            6.9+.
+            program hands the valid ACK straight to the listening socket. No SYNPROXY, no
+            sysctls; your firewall's INPUT rules still see the ACK and decide. Needs Linux 6.9+.
   synproxy  for every other statement (forward, redirect, dnat, reject, drop, action CHAIN, a
             match on src, sport or outface), and by default: the kernel's cookie, and
             netfilter's SYNPROXY opens the real connection, as in FireHOL. attach installs its
@@ -64,6 +63,8 @@ A configuration file, for instance /etc/xsyn/eth0.conf:
   synproxy4 in inface eth0 dst 203.0.113.10 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"
   # a web server behind this router
   synproxy6 forward inface eth0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]
+  # this host's web server, on the handoff path
+  synproxy4 in inface eth0 dst 203.0.113.10 dport 80,443 path handoff accept
 A file with errors is reported line by line (FILE:LINE:COL: message) and attach exits 1 with
 nothing changed; so does a statement that needs what the host lacks (the user chain of an
 'action CHAIN', forwarding for a server behind this host).
@@ -78,13 +79,14 @@ their own (netfilter-only mode), every statement on the SYNPROXY path, and attac
 Statements XDP cannot answer (those matching a source address or port, or an outgoing
 interface) are answered by SYNPROXY alone.
 
-The TCP options must match what the protected server offers (the connection, SYNPROXY's or the
-listener's, goes on with the options the client accepted from the SYN-ACK). By default they are what this host's own stack
-offers: MSS from the interface MTU (1460, or 1440 for IPv6, on a 1500-byte link), window scale
-from the receive buffer limits (7 on a stock kernel), SACK and timestamps on. Before changing
-anything, attach connects to every server it can name (the destination of an accept, the
-target of a redirect or dnat; 2s each) and warns where the server offers other options; with
---probe it adopts the server's options instead. A server that does not answer is a warning.
+The TCP options must match what the protected server offers: the connection, SYNPROXY's or the
+listener's, goes on with the options the client accepted from the SYN-ACK. By default they are
+what this host's own stack offers: MSS from the interface MTU (1460, or 1440 for IPv6, on a
+1500-byte link), window scale from the receive buffer limits (7 on a stock kernel), SACK and
+timestamps on. Before changing anything, attach connects to every server it can name (the
+destination of an accept, the target of a redirect or dnat; 2s each) and warns where the
+server offers other options; with --probe it adopts the server's options instead. A server that
+does not answer is a warning.
 
 Examples:
   xsyn attach eth0

@@ -27,8 +27,8 @@ Each statement takes one of two paths:
   handoff   an 'input ... accept' statement that XDP can match (destination and port only)
             and asks for it (--path handoff, or 'path handoff' in a configuration): XDP
             answers with xsyn's own cookie and the valid ACK is handed straight to the
-            listening socket. No netfilter rules, no sysctls; your firewall still decides.
-            Needs Linux 6.9+.
+            listening socket. No SYNPROXY, no sysctls; your firewall still decides. Needs
+            Linux 6.9+.
   synproxy  every other statement (forward, redirect, dnat, reject, drop, action CHAIN, a
             match on src, sport or outface), and for now any statement that does not ask for
             the handoff: FireHOL's netfilter SYNPROXY opens the connection.

@@ -1,5 +1,6 @@
 // Command xsyn protects TCP services against SYN floods: an XDP program answers SYNs with
-// SYN cookies at line rate and netfilter's SYNPROXY completes the handshakes it validated.
+// SYN cookies at line rate, and netfilter's SYNPROXY completes the handshakes it validated, or
+// (the socket handoff) a TC program hands them straight to the listening socket.
 package main
 
 import (
@@ -30,7 +31,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"attach", "protect TCP ports on an interface (XDP + netfilter SYNPROXY)", runAttach},
+		{"attach", "protect TCP ports on an interface (XDP + netfilter SYNPROXY or the socket handoff)", runAttach},
 		{"detach", "remove every trace of xsyn from an interface", runDetach},
 		{"explain", "show what attach would install on an interface, and why (changes nothing)", runExplain},
 		{"status", "show what is protected, how, and the counters", runStatus},
@@ -95,7 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `xsyn answers SYN floods with SYN cookies from XDP, before any socket, conntrack entry or
-skb exists, and lets netfilter's SYNPROXY complete the handshakes that come back valid.
+skb exists, and lets netfilter's SYNPROXY complete the handshakes that come back valid, or, on
+the handoff path (Linux 6.9+, 'path handoff'), hands them straight to the listening socket.
 
 Usage: xsyn COMMAND [ARGS]
 
