@@ -17,11 +17,16 @@ import (
 
 var update = flag.Bool("update", false, "rewrite rules/testdata/*.golden from the current output")
 
+// mustSpec builds the flag form's spec with every statement on the SYNPROXY path: its `input
+// ... accept` statements may take the handoff (auto may choose it), which has no rules to test.
 func mustSpec(t *testing.T, s spec.Simple) spec.Spec {
 	t.Helper()
 	sp, err := s.Build()
 	if err != nil {
 		t.Fatalf("build spec %+v: %v", s, err)
+	}
+	if sp, err = sp.WithoutHandoff("test of the SYNPROXY rules"); err != nil {
+		t.Fatalf("spec %+v on the SYNPROXY path: %v", s, err)
 	}
 	return sp
 }
@@ -35,12 +40,19 @@ func mustBuild(t *testing.T, iface string, s spec.Simple) Plan {
 	return p
 }
 
-// configSpec parses a configuration (named name in positions) and returns iface's spec.
+// configSpec parses a configuration (named name in positions) and returns iface's spec. A
+// statement that does not ask for a path (`path handoff`) takes SYNPROXY, as mustSpec's do,
+// whatever auto would choose: these tests are about the SYNPROXY rules.
 func configSpec(t *testing.T, name, iface, src string) spec.Spec {
 	t.Helper()
 	cfg, err := spec.ParseConfig(name, []byte(src), nil)
 	if err != nil {
 		t.Fatalf("parse %s: %v\n%s", name, err, src)
+	}
+	for i := range cfg.Statements {
+		if cfg.Statements[i].Via == spec.ViaAuto {
+			cfg.Statements[i].Via = spec.ViaSynproxy
+		}
 	}
 	s, err := cfg.For(iface)
 	if err != nil {
