@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 )
@@ -131,23 +132,86 @@ var ErrHandoffUnavailable = errors.New("socket handoff unavailable")
 // handoff, or no XDP runs to answer SYNs with xsyn's cookie). A statement that demands the
 // handoff (path handoff) makes it an error wrapping ErrHandoffUnavailable.
 func (s Spec) WithoutHandoff(why string) (Spec, error) {
+	return s.MoveToSynproxy(func(Statement) string { return why })
+}
+
+// MoveToSynproxy moves the handoff statements for which why says a reason ("" keeps the
+// handoff) to the SYNPROXY path, with every statement whose destinations overlap theirs (one
+// SYN-ACK cannot serve two paths), and the XDP services with them. A statement that demands the
+// handoff (path handoff) makes it an error wrapping ErrHandoffUnavailable.
+func (s Spec) MoveToSynproxy(why func(Statement) string) (Spec, error) {
 	out := s
 	out.Statements = append([]Statement(nil), s.Statements...)
 	out.Services = append([]Service(nil), s.Services...)
+	move := func(st *Statement, reason string) error {
+		if st.Via == ViaHandoff {
+			return fmt.Errorf("%w: %s: %s", ErrHandoffUnavailable, st.Origin(), reason)
+		}
+		st.Path, st.PathReason = PathSynproxy, reason
+		return nil
+	}
 	for i := range out.Statements {
 		st := &out.Statements[i]
 		if st.Path != PathHandoff {
 			continue
 		}
-		if st.Via == ViaHandoff {
-			return Spec{}, fmt.Errorf("%w: %s: %s", ErrHandoffUnavailable, st.Origin(), why)
+		if reason := why(*st); reason != "" {
+			if err := move(st, reason); err != nil {
+				return Spec{}, err
+			}
 		}
-		st.Path, st.PathReason = PathSynproxy, why
 	}
-	for i := range out.Services {
-		out.Services[i].Handoff = false
+	// Overlapping statements follow, until none is left on the other path.
+	for changed := true; changed; {
+		changed = false
+		for i := range out.Statements {
+			st := &out.Statements[i]
+			if st.Path != PathHandoff {
+				continue
+			}
+			for _, o := range out.Statements {
+				if o.Path == PathSynproxy && o.Family == st.Family && o.overlaps(*st) {
+					if err := move(st, fmt.Sprintf("its destinations overlap those of %s, on the SYNPROXY path", o.Origin())); err != nil {
+						return Spec{}, err
+					}
+					changed = true
+					break
+				}
+			}
+		}
 	}
+	out.syncServiceHandoff()
 	return out, nil
+}
+
+// syncServiceHandoff sets each service's Handoff from the statement that answers it in XDP: the
+// first one covering its destination and port, as Compile chose it.
+func (s *Spec) syncServiceHandoff() {
+	type key struct {
+		fam  Family
+		dst  netip.Prefix
+		port uint16
+	}
+	owner := map[key]bool{}
+	for _, st := range s.Statements {
+		if ok, _ := st.XDP(); !ok {
+			continue
+		}
+		for _, dst := range st.Match.Dst.Positive(st.Family) {
+			for _, r := range st.Match.Dport.Positive() {
+				for p := int(r.Lo); p <= int(r.Hi); p++ {
+					k := key{st.Family, dst, uint16(p)}
+					if _, seen := owner[k]; !seen {
+						owner[k] = st.Path == PathHandoff
+					}
+				}
+			}
+		}
+	}
+	for i := range s.Services {
+		svc := &s.Services[i]
+		svc.Handoff = owner[key{svc.Family, svc.Dst, svc.Port}]
+	}
 }
 
 // CookieKey is the 128-bit SipHash key of the handoff path's cookies.

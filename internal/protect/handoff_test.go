@@ -1,6 +1,7 @@
 package protect
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,11 +46,16 @@ type acceptedConn struct {
 	info   *unix.TCPInfo
 }
 
-func serveBanner(t *testing.T, h *netlab.Host, port int) *bannerServer {
+// serveBanner listens on every address of both families, as sshd does, with plain TCP (Go
+// listens with MPTCP by default, which the handoff cannot serve: TestHandoffMPTCPListener), or
+// with MPTCP when mptcp.
+func serveBanner(t *testing.T, h *netlab.Host, port int, mptcp bool) *bannerServer {
 	t.Helper()
 	s := &bannerServer{}
 	if err := h.Do(func() (err error) {
-		s.ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)) // both families, as sshd
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(mptcp)
+		s.ln, err = lc.Listen(context.Background(), "tcp", fmt.Sprintf("[::]:%d", port))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -130,13 +136,6 @@ func banner(h *netlab.Host, src netip.Addr, to netip.AddrPort) (time.Duration, *
 
 func handoffOrSkip(t *testing.T) {
 	t.Helper()
-	// XXX: on Linux 6.18, bpf_sk_assign_tcp_reqsk() refuses xsyn's handoff with EINVAL here
-	// (counted as handoff_refused; the client is reset), which is why `path auto` stays on
-	// SYNPROXY. These tests are the bar the handoff must pass; run them with
-	// XSYN_TEST_HANDOFF=1 while the cause is found (issue 10's progress note).
-	if os.Getenv("XSYN_TEST_HANDOFF") == "" {
-		t.Skip("the socket handoff is opt-in until it passes these tests: set XSYN_TEST_HANDOFF=1")
-	}
 	if err := loader.ProbeHandoff(); errors.Is(err, loader.ErrFeatureMissing) {
 		t.Skipf("kernel lacks the socket handoff: %v", err)
 	}
@@ -147,7 +146,7 @@ func handoffLab(t *testing.T, fam spec.Family, mode string) (*actionLab, *banner
 	t.Helper()
 	l := newActionLab(t, fam, false)
 	handoffOrSkip(t)
-	srv := serveBanner(t, l.fw, bannerPort)
+	srv := serveBanner(t, l.fw, bannerPort, false)
 	s := l.config(t, fmt.Sprintf("synproxy%d input inface f0 dport %d path handoff accept\n", famNum(fam), bannerPort))
 	res := l.apply(t, s, mode)
 	if res.Spec.Statements[0].Path != spec.PathHandoff || len(res.Warnings) != 0 {
@@ -446,4 +445,45 @@ func tcxPrograms(t *testing.T, iface string) int {
 		t.Fatal(err)
 	}
 	return len(res.Programs)
+}
+
+// TestHandoffMPTCPListener: the kernel cannot hand a connection to an MPTCP listener (Go's
+// default), so a statement whose server listens with MPTCP takes the SYNPROXY path and says why;
+// one that demands the handoff is refused with nothing changed. Clients connect either way.
+func TestHandoffMPTCPListener(t *testing.T) {
+	l := newActionLab(t, spec.IPv4, false)
+	handoffOrSkip(t)
+	serveBanner(t, l.fw, bannerPort, true)
+	to := netip.AddrPortFrom(l.net.fw.Addr(), bannerPort)
+	var mptcp []Listener
+	if err := l.fw.Do(func() (err error) { mptcp, err = MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
+		t.Skipf("this kernel lists no MPTCP listener (%v): MPTCP off?", err)
+	}
+
+	demand := l.config(t, fmt.Sprintf("synproxy4 input inface f0 dport %d path handoff accept\n", bannerPort))
+	err := l.fw.Do(func() error { _, err := l.prot.Apply("f0", demand, "auto"); return err })
+	if !errors.Is(err, spec.ErrHandoffUnavailable) || !strings.Contains(err.Error(), "MPTCP") {
+		t.Errorf("path handoff to an MPTCP listener: %v; want ErrHandoffUnavailable naming MPTCP", err)
+	}
+	if out, _ := l.fw.Run(l.iptablesSave); strings.Contains(out, "XSYN") {
+		t.Errorf("a refused apply left rules:\n%s", out)
+	}
+
+	auto := l.config(t, fmt.Sprintf("synproxy4 input inface f0 dport %d path auto accept\n", bannerPort))
+	if auto.Statements[0].Path != spec.PathHandoff {
+		t.Skipf("path auto does not choose the handoff here (%s)", auto.Statements[0].PathReason)
+	}
+	res := l.apply(t, auto, "auto")
+	if st := res.Spec.Statements[0]; st.Path != spec.PathSynproxy || !strings.Contains(st.PathReason, "MPTCP") ||
+		len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "MPTCP") {
+		t.Errorf("applied %+v, warnings %q; want the SYNPROXY path, saying the listener is MPTCP", res.Spec.Statements, res.Warnings)
+	}
+	for i := range 3 {
+		if _, _, err := banner(l.cli, netip.Addr{}, to); err != nil {
+			t.Errorf("client %d: %v", i, err)
+		}
+	}
+	if c := l.xdp(t); c.HandoffAssigned != 0 || c.HandoffRefused != 0 || c.AckCookieValid < 3 {
+		t.Errorf("counters %+v; want 3 valid ACKs on the SYNPROXY path and no handoff", c)
+	}
 }

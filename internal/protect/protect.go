@@ -6,6 +6,7 @@ package protect
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/xsyn-project/xsyn/loader"
@@ -33,6 +34,8 @@ type Rules interface {
 type Protector struct {
 	Rules  Rules
 	Loader loader.Options
+	// MPTCPListeners lists this namespace's MPTCP listeners; default MPTCPListeners.
+	MPTCPListeners func() ([]Listener, error)
 }
 
 // New returns a Protector using the real netfilter and bpffs.
@@ -204,14 +207,44 @@ func (p *Protector) choosePaths(s spec.Spec, mode string) (spec.Spec, []string, 
 		}
 		why = fmt.Sprintf("the kernel lacks the socket handoff (%v)", err)
 	}
-	if why == "" {
-		return s, nil, nil
+	if why != "" {
+		out, err := s.WithoutHandoff(why)
+		if err != nil {
+			return s, nil, err
+		}
+		return out, []string{"socket handoff unavailable, statements that would take it use netfilter SYNPROXY: " + why}, nil
 	}
-	out, err := s.WithoutHandoff(why)
+	return p.avoidMPTCP(s)
+}
+
+// avoidMPTCP moves to SYNPROXY the handoff statements whose server listens with MPTCP: the
+// kernel refuses to hand a connection to an MPTCP listener (every client would be reset), and
+// SYNPROXY's own handshake with the server falls back to plain TCP.
+func (p *Protector) avoidMPTCP(s spec.Spec) (spec.Spec, []string, error) {
+	list := p.MPTCPListeners
+	if list == nil {
+		list = MPTCPListeners
+	}
+	mp, err := list()
+	if err != nil || len(mp) == 0 {
+		return s, nil, err
+	}
+	var warnings []string
+	out, err := s.MoveToSynproxy(func(st spec.Statement) string {
+		for _, l := range mp {
+			if coversListener(st, l) {
+				why := fmt.Sprintf("the server on %s listens with MPTCP, which the kernel cannot hand connections to "+
+					"(Go's net.Listen does by default; turn MPTCP off in the server to use the handoff)", netip.AddrPortFrom(l.Addr, l.Port))
+				warnings = append(warnings, fmt.Sprintf("%s: SYNPROXY path: %s", st.Origin(), why))
+				return why
+			}
+		}
+		return ""
+	})
 	if err != nil {
 		return s, nil, err
 	}
-	return out, []string{"socket handoff unavailable, statements that would take it use netfilter SYNPROXY: " + why}, nil
+	return out, warnings, nil
 }
 
 // hasSynproxyServices reports whether the XDP program answers SYNs of any SYNPROXY-path service

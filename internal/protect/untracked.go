@@ -101,7 +101,7 @@ func establishedConns() ([]Conn, error) {
 	defer unix.Close(fd)
 	var out []Conn
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		err := dumpSockets(fd, fam, connStates, func(b []byte) error {
+		err := dumpSockets(fd, fam, unix.IPPROTO_TCP, connStates, func(b []byte) error {
 			d, err := parseDiagMsg(b)
 			out = append(out, Conn{Local: d.local, Remote: d.remote})
 			return err
