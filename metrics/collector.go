@@ -47,9 +47,12 @@ var synproxyColumns = []struct{ column, help string }{
 var counterHelp = map[string]string{
 	"syn_received":       "SYNs to a protected service, whatever their verdict.",
 	"synack_sent":        "SYNs answered from XDP with a SYN cookie SYN-ACK.",
-	"ack_cookie_valid":   "ACKs that carried a valid xsyn cookie, passed on to netfilter SYNPROXY.",
+	"ack_cookie_valid":   "ACKs that carried a valid xsyn cookie, passed on to netfilter SYNPROXY (on the handoff path, to the TC program that hands them to the listening socket).",
 	"ack_cookie_invalid": "ACKs to a protected service with neither a connection nor a valid cookie, dropped in XDP.",
-	"established_passed": "Packets of connections conntrack confirmed, passed to the kernel.",
+	"established_passed": "Packets of connections that exist (a confirmed conntrack entry, or on the handoff path a socket), passed to the kernel.",
+	"handoff_assigned":   "Handoff path: ACKs with a valid cookie the TC program handed to the listening socket, each a new connection without netfilter.",
+	"handoff_refused": "Handoff path: ACKs with a valid cookie the kernel refused to hand to the listening socket; the stack resets those clients. " +
+		"Should stay 0: usually an MPTCP listener, net.ipv4.tcp_syncookies=0, or tcp_sack, tcp_timestamps or tcp_window_scaling turned off.",
 }
 
 // Options configure a Collector.

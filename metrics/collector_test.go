@@ -76,16 +76,31 @@ func (f fakeSource) Status(iface string) (protect.Status, error) {
 	return f.statuses[iface], nil
 }
 
-// distinct gives every counter field its own value: base, base+1, ...
+// distinct gives every counter field its own value: base, base+1, ... Fields are listed by hand,
+// newer ones last, so that a new field does not renumber the golden file; TestDistinct makes
+// sure none is forgotten (a forgotten one would read 0 and prove nothing).
 func distinct(base uint64) loader.Counters {
 	var c loader.Counters
 	fields := []*uint64{&c.SynReceived, &c.SynackSent, &c.AckCookieValid, &c.AckCookieInvalid, &c.EstablishedPassed,
 		&c.PassNotIp, &c.PassNotTcp, &c.PassNotProtected, &c.PassFragment, &c.PassVlanDepth, &c.PassExtHdrChain,
-		&c.PassMalformed, &c.PassNoRoom, &c.PassCookieError, &c.DropNoConn, &c.DropMalformed, &c.DropInternal}
+		&c.PassMalformed, &c.PassNoRoom, &c.PassCookieError, &c.DropNoConn, &c.DropMalformed, &c.DropInternal,
+		&c.HandoffAssigned, &c.HandoffRefused, &c.PassNoListener}
 	for i, f := range fields {
 		*f = base + uint64(i)
 	}
 	return c
+}
+
+func TestDistinct(t *testing.T) {
+	seen := map[uint64]string{}
+	for _, f := range loader.Fields(distinct(100)) {
+		if f.Value == 0 {
+			t.Errorf("distinct leaves field %s at 0: add it to its list", f.Name)
+		} else if other, ok := seen[f.Value]; ok {
+			t.Errorf("fields %s and %s both %d", other, f.Name, f.Value)
+		}
+		seen[f.Value] = f.Name
+	}
 }
 
 func twoInterfaces() fakeSource {

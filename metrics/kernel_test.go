@@ -109,14 +109,22 @@ xsyn_synack_sent_total{family="ipv6",iface="d0"} 200
 # TYPE xsyn_ack_cookie_invalid_total counter
 xsyn_ack_cookie_invalid_total{family="ipv4",iface="d0"} 300
 xsyn_ack_cookie_invalid_total{family="ipv6",iface="d0"} 0
-# HELP xsyn_ack_cookie_valid_total ACKs that carried a valid xsyn cookie, passed on to netfilter SYNPROXY. Summed over CPUs.
+# HELP xsyn_ack_cookie_valid_total ACKs that carried a valid xsyn cookie, passed on to netfilter SYNPROXY (on the handoff path, to the TC program that hands them to the listening socket). Summed over CPUs.
 # TYPE xsyn_ack_cookie_valid_total counter
 xsyn_ack_cookie_valid_total{family="ipv4",iface="d0"} 0
 xsyn_ack_cookie_valid_total{family="ipv6",iface="d0"} 0
-# HELP xsyn_established_passed_total Packets of connections conntrack confirmed, passed to the kernel. Summed over CPUs.
+# HELP xsyn_established_passed_total Packets of connections that exist (a confirmed conntrack entry, or on the handoff path a socket), passed to the kernel. Summed over CPUs.
 # TYPE xsyn_established_passed_total counter
 xsyn_established_passed_total{family="ipv4",iface="d0"} 0
 xsyn_established_passed_total{family="ipv6",iface="d0"} 0
+# HELP xsyn_handoff_assigned_total Handoff path: ACKs with a valid cookie the TC program handed to the listening socket, each a new connection without netfilter. Summed over CPUs.
+# TYPE xsyn_handoff_assigned_total counter
+xsyn_handoff_assigned_total{family="ipv4",iface="d0"} 0
+xsyn_handoff_assigned_total{family="ipv6",iface="d0"} 0
+# HELP xsyn_handoff_refused_total Handoff path: ACKs with a valid cookie the kernel refused to hand to the listening socket; the stack resets those clients. Should stay 0: usually an MPTCP listener, net.ipv4.tcp_syncookies=0, or tcp_sack, tcp_timestamps or tcp_window_scaling turned off. Summed over CPUs.
+# TYPE xsyn_handoff_refused_total counter
+xsyn_handoff_refused_total{family="ipv4",iface="d0"} 0
+xsyn_handoff_refused_total{family="ipv6",iface="d0"} 0
 # HELP xsyn_attached 1 for each interface xsyn protects, labelled with how: native or generic XDP (in front of netfilter SYNPROXY), or netfilter-only (the fallback without XDP).
 # TYPE xsyn_attached gauge
 xsyn_attached{iface="d0",mode="native"} 1
@@ -135,7 +143,8 @@ xsyn_netfilter_synproxy_cookie_valid_total 0
 xsyn_netfilter_synproxy_cookie_invalid_total 0
 `
 	names := []string{"xsyn_syn_received_total", "xsyn_synack_sent_total", "xsyn_ack_cookie_invalid_total",
-		"xsyn_ack_cookie_valid_total", "xsyn_established_passed_total", "xsyn_attached", "xsyn_services",
+		"xsyn_ack_cookie_valid_total", "xsyn_established_passed_total", "xsyn_handoff_assigned_total", "xsyn_handoff_refused_total",
+		"xsyn_attached", "xsyn_services",
 		"xsyn_collection_errors_total", "xsyn_netfilter_synproxy_cookie_valid_total", "xsyn_netfilter_synproxy_cookie_invalid_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
@@ -148,6 +157,11 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 		if v, ok := find(mfs, "xsyn_dropped_total", map[string]string{"iface": "d0", "family": "ipv4", "reason": reason}); !ok || v != 0 {
 			t.Errorf("xsyn_dropped_total{reason=%q} = %v (found %v), want 0: forged ACKs count as ack_cookie_invalid", reason, v, ok)
 		}
+	}
+	// The SYNPROXY path never consults a socket: a valid-looking ACK without a listener is not
+	// its business.
+	if v, ok := find(mfs, "xsyn_passed_total", map[string]string{"iface": "d0", "family": "ipv4", "reason": "no_listener"}); !ok || v != 0 {
+		t.Errorf(`xsyn_passed_total{reason="no_listener"} = %v (found %v), want 0 on the SYNPROXY path`, v, ok)
 	}
 
 	// One real connection: XDP answers the SYN, SYNPROXY accepts the cookie. SYNPROXY's
@@ -176,6 +190,7 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 	}{
 		{"xsyn_synack_sent_total", map[string]string{"iface": "d0", "family": "ipv4"}, syn4 + 1},
 		{"xsyn_ack_cookie_valid_total", map[string]string{"iface": "d0", "family": "ipv4"}, 1},
+		{"xsyn_handoff_assigned_total", map[string]string{"iface": "d0", "family": "ipv4"}, 0}, // SYNPROXY's, not a handoff
 		{"xsyn_netfilter_synproxy_cookie_valid_total", nil, 1},
 		{"xsyn_netfilter_synproxy_syn_received_total", nil, 0}, // XDP answered every SYN
 	} {
