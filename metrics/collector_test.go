@@ -297,16 +297,25 @@ func TestCollectionErrors(t *testing.T) {
 
 // xsyn_netfilter_rules_complete is 1 only with every rule there, in either mode: 0 when a reload
 // took some of them (the interface is still listed by what is left) and when XDP is attached
-// without any rules at all.
+// without any rules at all, unless every service takes the handoff path, which needs none.
 func TestRulesComplete(t *testing.T) {
 	gone := []string{"ipv4 filter INPUT: chain XSYN-IN-eth1 and the jump to it are gone"}
+	handoff := spec.Service{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 80, Handoff: true}
+	synproxy := spec.Service{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 22}
 	src := fakeSource{
-		ifaces: []string{"eth0", "eth1", "eth2", "eth3"},
+		ifaces: []string{"eth0", "eth1", "eth2", "eth3", "eth4", "eth5", "eth6"},
 		statuses: map[string]protect.Status{
 			"eth0": {Iface: "eth0", Mode: "native", Rules: true, Counters: &loader.FamilyCounters{}},
 			"eth1": {Iface: "eth1", Mode: protect.ModeNetfilterOnly, Rules: true, RulesMissing: gone},
 			"eth2": {Iface: "eth2", Mode: "generic", Rules: false, RulesMissing: gone, Counters: &loader.FamilyCounters{}},
 			"eth3": {Iface: "eth3", Mode: protect.ModeNetfilterOnly, Rules: true},
+			// Every service on the handoff path: no rules, none needed.
+			"eth4": {Iface: "eth4", Mode: "native", Rules: false, Services: []spec.Service{handoff}, Counters: &loader.FamilyCounters{}},
+			// Both paths, the SYNPROXY one's rules gone.
+			"eth5": {Iface: "eth5", Mode: "native", Rules: false, RulesMissing: gone,
+				Services: []spec.Service{handoff, synproxy}, Counters: &loader.FamilyCounters{}},
+			// XDP without services or rules: nothing says none are needed.
+			"eth6": {Iface: "eth6", Mode: "native", Rules: false, Counters: &loader.FamilyCounters{}},
 		},
 	}
 	reg := prometheus.NewPedanticRegistry()
@@ -317,6 +326,9 @@ xsyn_netfilter_rules_complete{iface="eth0"} 1
 xsyn_netfilter_rules_complete{iface="eth1"} 0
 xsyn_netfilter_rules_complete{iface="eth2"} 0
 xsyn_netfilter_rules_complete{iface="eth3"} 1
+xsyn_netfilter_rules_complete{iface="eth4"} 1
+xsyn_netfilter_rules_complete{iface="eth5"} 0
+xsyn_netfilter_rules_complete{iface="eth6"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "xsyn_netfilter_rules_complete"); err != nil {
 		t.Error(err)
