@@ -228,8 +228,8 @@ func testBinaryStatusJSON(t *testing.T, l *e2eLab) {
 	}
 	ws := l.stackWScale(t)
 	want := []serviceJSON{
-		{Family: "ipv4", Destination: "192.0.2.2/32", Port: 8080, MSS: 1400, WScale: ws, SACK: true, Timestamps: true, TTL: 70},
-		{Family: "ipv4", Destination: "192.0.2.2/32", Port: 9090, MSS: 1400, WScale: ws, SACK: true, Timestamps: true, TTL: 70},
+		{Family: "ipv4", Destination: "192.0.2.2/32", Port: 8080, MSS: 1400, WScale: ws, SACK: true, Timestamps: true, TTL: 70, Path: "synproxy"},
+		{Family: "ipv4", Destination: "192.0.2.2/32", Port: 9090, MSS: 1400, WScale: ws, SACK: true, Timestamps: true, TTL: 70, Path: "synproxy"},
 	}
 	if !reflect.DeepEqual(s.Services, want) {
 		t.Errorf("status services:\n%+v\nwant exactly what was attached:\n%+v", s.Services, want)
@@ -295,7 +295,7 @@ func checkDocumentedKeys(t *testing.T, raw string, want []string) {
 			t.Fatal(err)
 		}
 		for _, svc := range svcs {
-			if got := slices.Sorted(maps.Keys(svc)); !slices.Equal(got, []string{"destination", "ecn", "family", "mss", "port", "sack", "timestamps", "ttl", "wscale"}) {
+			if got := slices.Sorted(maps.Keys(svc)); !slices.Equal(got, []string{"destination", "ecn", "family", "mss", "path", "port", "sack", "timestamps", "ttl", "wscale"}) {
 				t.Errorf("service keys %v", got)
 			}
 			for k := range svc {
