@@ -2,11 +2,14 @@ package loader
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/xsyn-project/xsyn/internal/cookie"
 	"github.com/xsyn-project/xsyn/internal/packet"
 )
 
@@ -15,15 +18,23 @@ import (
 // without multi-buffer support).
 const maxFuzzFrame = 512
 
-// FuzzXDP runs arbitrary frames through the program and checks what must hold for any input:
-// the verdict is never XDP_ABORTED, exactly one verdict counter moves and agrees with the
-// verdict, a frame that is not sent back is left untouched, and a frame sent back is a well-formed
-// SYN-ACK answering the input.
+// FuzzXDP runs arbitrary frames through the program, once configured for the SYNPROXY path
+// (dpSpec) and once for the socket handoff (handoffSpec, where the kernel has it), and checks
+// what must hold for any input: the verdict is never XDP_ABORTED, exactly one verdict counter
+// moves and agrees with the verdict, a frame that is not sent back is left untouched, and a
+// frame sent back is a well-formed SYN-ACK answering the input; on the handoff path its cookie
+// is the one internal/cookie makes for it.
 //
 //	go test ./loader -run XXX -fuzz FuzzXDP -fuzztime 60s
 func FuzzXDP(f *testing.F) {
 	r := newRig(f, dpSpec(f)) // once per fuzzing process, not per input
-	for _, seed := range fuzzSeeds(f, r) {
+	var h *handoffRig
+	if err := haveHandoff(f); err == nil {
+		h = newHandoffRig(f, handoffKey)
+	} else {
+		f.Logf("the handoff path is not fuzzed: %v", err)
+	}
+	for _, seed := range fuzzSeeds(f, r, h) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -31,23 +42,41 @@ func FuzzXDP(f *testing.F) {
 			return // BPF_PROG_RUN needs an Ethernet header; see maxFuzzFrame for the limit
 		}
 		ret, out, delta := r.run(t, in)
-		if ret == xdpAborted {
-			t.Fatalf("XDP_ABORTED for %x", in)
+		fuzzEdge(checkVerdict(t, in, ret, out, delta))
+		if ret == xdpTX {
+			checkAnyReply(t, in, out, false)
 		}
-		fuzzEdge(checkOneVerdict(t, ret, delta))
-		if ret != xdpTX {
-			if !bytes.Equal(out, in) {
-				t.Fatalf("%s changed the frame:\n in  %x\n out %x", actionName(ret), in, out)
-			}
+		if h == nil {
 			return
 		}
-		checkAnyReply(t, in, out)
+		res, inSlot := h.run(t, nil, in)
+		fuzzHandoffEdge(checkVerdict(t, in, res.ret, res.out, res.fam))
+		if res.ret == xdpTX {
+			checkAnyReply(t, in, res.out, true)
+			if inSlot {
+				checkHandoffCookie(t, h, in, res)
+			}
+		}
 	})
 }
 
+// checkVerdict checks what holds for every verdict and returns the counter that moved.
+func checkVerdict(t *testing.T, in []byte, ret uint32, out []byte, delta FamilyCounters) string {
+	t.Helper()
+	if ret == xdpAborted {
+		t.Fatalf("XDP_ABORTED for %x", in)
+	}
+	reason := checkOneVerdict(t, ret, delta)
+	if ret != xdpTX && !bytes.Equal(out, in) {
+		t.Fatalf("%s changed the frame:\n in  %x\n out %x", actionName(ret), in, out)
+	}
+	return reason
+}
+
 // fuzzSeeds are valid frames of every shape: SYNs with and without options, an ACK carrying a
-// cookie of r, a RST, UDP, IPv4 options and IPv6 extension headers.
-func fuzzSeeds(tb testing.TB, r *xdpRig) [][]byte {
+// cookie of r, a RST, UDP, IPv4 options and IPv6 extension headers; and with h, the same to its
+// handoff services, SACK and window scaling without timestamps among them.
+func fuzzSeeds(tb testing.TB, r *xdpRig, h *handoffRig) [][]byte {
 	var seeds [][]byte
 	for _, s := range frameShapes {
 		for _, f := range []packet.Frame{
@@ -70,6 +99,22 @@ func fuzzSeeds(tb testing.TB, r *xdpRig) [][]byte {
 		udp := s.segment(portDefault, 0)
 		udp.TCP, udp.Proto, udp.Payload = nil, packet.ProtoUDP, make([]byte, 12)
 		seeds = append(seeds, udp.Bytes())
+		if h == nil {
+			continue
+		}
+		ecnPort := handoffPort(4) // timestamps, SACK and ECN
+		for _, f := range []packet.Frame{
+			s.segment(handoffBase, packet.SYN, linuxOpts),
+			s.segment(ecnPort, packet.SYN|packet.ECE|packet.CWR, linuxOpts),
+			s.segment(handoffPort(1), packet.SYN, packet.MSS(1460), packet.NOP(), packet.NOP(), packet.SACKPerm(),
+				packet.NOP(), packet.WScale(7)),
+			s.segment(handoffBase, packet.SYN),
+			handoffACK(cookieSYN(tb, h.xdpRig, s, handoffBase, 1460)),
+			handoffACK(cookieSYN(tb, h.xdpRig, s, handoffPort(1), 1460)),
+			s.segment(handoffBase, packet.RST),
+		} {
+			seeds = append(seeds, f.Bytes())
+		}
 	}
 	return seeds
 }
@@ -125,6 +170,34 @@ func fuzzEdge(reason string) {
 	}
 }
 
+// fuzzHandoffEdges are fuzzEdges for the handoff path's program.
+var fuzzHandoffEdges [10]int
+
+func fuzzHandoffEdge(reason string) {
+	switch reason {
+	case "SynackSent":
+		fuzzHandoffEdges[0]++
+	case "AckCookieValid":
+		fuzzHandoffEdges[1]++
+	case "AckCookieInvalid":
+		fuzzHandoffEdges[2]++
+	case "EstablishedPassed":
+		fuzzHandoffEdges[3]++
+	case "PassNoListener":
+		fuzzHandoffEdges[4]++
+	case "PassNotProtected":
+		fuzzHandoffEdges[5]++
+	case "DropNoConn":
+		fuzzHandoffEdges[6]++
+	case "DropMalformed":
+		fuzzHandoffEdges[7]++
+	case "PassMalformed":
+		fuzzHandoffEdges[8]++
+	default:
+		fuzzHandoffEdges[9]++
+	}
+}
+
 // checkOneVerdict checks that exactly one verdict counter moved, by one, for the action
 // returned; SynReceived may move along with a SYN's verdict. It returns the counter.
 func checkOneVerdict(t *testing.T, ret uint32, d FamilyCounters) string {
@@ -167,8 +240,8 @@ func checkOneVerdict(t *testing.T, ret uint32, d FamilyCounters) string {
 
 // checkAnyReply checks that out is a SYN-ACK answering in, whatever in was: checksums valid
 // (packet.Parse), addresses, ports, VLAN tags and sequence number mirrored, options starting
-// with MSS.
-func checkAnyReply(t *testing.T, in, out []byte) {
+// with MSS in the layout of the path (handoff: the listener's, with a window; else SYNPROXY's).
+func checkAnyReply(t *testing.T, in, out []byte, handoff bool) {
 	t.Helper()
 	req, err := packet.Decode(in)
 	if err != nil {
@@ -201,10 +274,15 @@ func checkAnyReply(t *testing.T, in, out []byte) {
 	expect("ports", [2]uint16{resp.TCP.SrcPort, resp.TCP.DstPort}, [2]uint16{req.TCP.DstPort, req.TCP.SrcPort})
 	expect("ack", resp.TCP.Ack, req.TCP.Seq+1)
 	expect("synack flags", resp.TCP.Flags&^packet.ECE, packet.SYN|packet.ACK)
-	expect("window", resp.TCP.Window, uint16(0))
 	expect("payload", resp.Payload, []byte(nil))
 	expect("trailer", resp.Trailer, []byte(nil))
-	problems = append(problems, checkLayout(req, resp.TCP.Options)...)
+	if !handoff {
+		expect("window", resp.TCP.Window, uint16(0))
+		problems = append(problems, checkLayout(req, resp.TCP.Options)...)
+	} else if problems = append(problems, checkHandoffLayout(req, resp.TCP.Options)...); len(problems) == 0 {
+		mss := binary.BigEndian.Uint16(resp.TCP.Options[2:])
+		expect("window", resp.TCP.Window, 65535/mss*mss)
+	}
 	if len(problems) > 0 {
 		t.Fatalf("bad reply:\n %s\n in  %x\n out %x", strings.Join(problems, "\n "), in, out)
 	}
@@ -228,6 +306,37 @@ func checkLayout(syn *packet.Packet, opts []byte) []string {
 	if len(problems) > 0 || len(opts) < 16 {
 		return problems
 	}
+	return checkEcho(syn, opts)
+}
+
+// checkHandoffLayout checks that handoff SYN-ACK options are the listener's: MSS, then
+// [SACK_PERM|NOP NOP] TS or NOP NOP SACK_PERM or nothing, then [NOP WS].
+func checkHandoffLayout(syn *packet.Packet, opts []byte) []string {
+	if len(opts) < 4 || opts[0] != packet.OptMSS || opts[1] != 4 {
+		return []string{fmt.Sprintf("options % x do not start with MSS", opts)}
+	}
+	rest := opts[4:]
+	var problems []string
+	switch {
+	case len(rest) >= 12 && (bytes.HasPrefix(rest, []byte{packet.OptSACKPerm, 2, packet.OptTimestamp, 10}) ||
+		bytes.HasPrefix(rest, []byte{packet.OptNOP, packet.OptNOP, packet.OptTimestamp, 10})):
+		problems = checkEcho(syn, opts)
+		rest = rest[12:]
+	case bytes.HasPrefix(rest, []byte{packet.OptNOP, packet.OptNOP, packet.OptSACKPerm, 2}):
+		rest = rest[4:]
+	}
+	if len(rest) == 4 && bytes.HasPrefix(rest, []byte{packet.OptNOP, packet.OptWScale, 3}) {
+		rest = nil
+	}
+	if len(rest) > 0 {
+		problems = append(problems, fmt.Sprintf("options % x: unexpected % x", opts, rest))
+	}
+	return problems
+}
+
+// checkEcho checks that the timestamps at opts[4:16] echo the last well-formed one of the SYN.
+func checkEcho(syn *packet.Packet, opts []byte) []string {
+	var problems []string
 	ts, ok := packet.LastOption(wellFormed(syn.Options), packet.OptTimestamp)
 	if !ok {
 		return append(problems, "timestamps answered to a SYN without a well-formed one")
@@ -247,4 +356,39 @@ func wellFormed(opts []packet.Option) []packet.Option {
 		}
 	}
 	return out
+}
+
+// checkHandoffCookie checks a handoff SYN-ACK's cookie against internal/cookie: the ISN and the
+// TSval's low byte are what the key makes of the SYN and the option byte the ISN carries, and
+// the option byte says what the options and the ECE flag show.
+func checkHandoffCookie(t *testing.T, h *handoffRig, in []byte, res handoffRun) {
+	t.Helper()
+	req, _ := packet.Decode(in)
+	resp, _ := packet.Parse(res.out)
+	var src, dst netip.Addr
+	if req.IPv4 != nil {
+		src, dst = req.IPv4.Src, req.IPv4.Dst
+	} else {
+		src, dst = req.IPv6.Src, req.IPv6.Dst
+	}
+	opt := uint8(resp.TCP.Seq)
+	isn, tsBits := cookie.Make(h.key, src, dst, req.TCP.SrcPort, req.TCP.DstPort, req.TCP.Seq, res.slot, opt)
+	d := cookie.Decode(opt, req.IPv6 != nil)
+	opts, _ := packet.ParseOptions(resp.TCP.Options)
+	_, ws := packet.LastOption(opts, packet.OptWScale)
+	_, sack := packet.LastOption(opts, packet.OptSACKPerm)
+	ts, hasTS := packet.LastOption(opts, packet.OptTimestamp)
+	var problems []string
+	if resp.TCP.Seq != isn {
+		problems = append(problems, fmt.Sprintf("isn %#08x, want %#08x", resp.TCP.Seq, isn))
+	}
+	if hasTS && ts.Data[3] != tsBits {
+		problems = append(problems, fmt.Sprintf("tsval % x, want low byte %#02x", ts.Data[:4], tsBits))
+	}
+	if got := [3]bool{ws, sack, resp.TCP.Flags&packet.ECE != 0}; got != [3]bool{d.WScale != cookie.NoWScale, d.SACK, d.ECN} {
+		problems = append(problems, fmt.Sprintf("window scale, SACK, ECE %v; the option byte %#02x says %+v", got, opt, d))
+	}
+	if len(problems) > 0 {
+		t.Fatalf("bad handoff cookie:\n %s\n in  %x\n out %x", strings.Join(problems, "\n "), in, res.out)
+	}
 }
