@@ -92,10 +92,7 @@ func (st *Statement) resolvePath() error {
 	case why != "":
 		st.Path, st.PathReason = PathSynproxy, why
 	default:
-		// XXX: auto stays on SYNPROXY until the handoff is proven end to end: on Linux 6.18
-		// bpf_sk_assign_tcp_reqsk() still refuses xsyn's handoff with EINVAL (issue 10's
-		// progress note). `path handoff` asks for it explicitly.
-		st.Path, st.PathReason = PathSynproxy, "the handoff is opt-in for now (path handoff)"
+		st.Path, st.PathReason = PathHandoff, ""
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 			return nil, err
 		}
 	}
-	s, warnings, err := p.choosePaths(s, mode)
+	s, warnings, err := p.ChoosePaths(s, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -192,9 +192,11 @@ func (p *Protector) probeHandoff() error {
 	return loader.ProbeHandoff()
 }
 
-// choosePaths moves the handoff statements of s to the SYNPROXY path where the handoff cannot
-// run, and says so. Statements that demand the handoff (path handoff) make that an error.
-func (p *Protector) choosePaths(s spec.Spec, mode string) (spec.Spec, []string, error) {
+// ChoosePaths is the path each statement of s takes on this host, as Apply decides it: handoff
+// statements move to the SYNPROXY path where the handoff cannot run (--mode netfilter, a kernel
+// before 6.9) or cannot serve the server (an MPTCP listener), with warnings that say so.
+// Statements that demand the handoff (path handoff) make that an error. It changes nothing.
+func (p *Protector) ChoosePaths(s spec.Spec, mode string) (spec.Spec, []string, error) {
 	if !s.HasPath(spec.PathHandoff) {
 		return s, nil, nil
 	}
