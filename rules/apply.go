@@ -56,6 +56,10 @@ var families = []spec.Family{spec.IPv4, spec.IPv6}
 // chains, and only then are the old chains removed and the new ones renamed. On failure
 // everything done is undone, leaving the previous rules, jumps and sysctls as they were.
 //
+// An empty plan (Plan.Empty: every statement takes the handoff path) removes the interface's
+// chains and, when no other interface has any, restores the saved sysctls, as Remove does; but
+// a failure undoes that too.
+//
 // Leftover staging chains of the interface (from a process killed in the middle of Apply) are
 // removed first; that cleanup is not undone.
 func (a *Applier) Apply(p Plan) error {
@@ -69,7 +73,11 @@ func (a *Applier) Apply(p Plan) error {
 		return fmt.Errorf("apply rules for %s: %w", p.Iface, err)
 	}
 	t := &txn{}
-	if err := a.apply(t, p); err != nil {
+	do := a.apply
+	if p.Empty() {
+		do = func(t *txn, p Plan) error { return a.remove(t, p.Iface) }
+	}
+	if err := do(t, p); err != nil {
 		if rerr := t.rollback(); rerr != nil {
 			return fmt.Errorf("apply rules for %s: %w (rollback incomplete: %w)", p.Iface, err, rerr)
 		}
@@ -85,23 +93,31 @@ func (a *Applier) Remove(iface string) error {
 	if err := checkIface(iface); err != nil {
 		return fmt.Errorf("remove rules: %w", err)
 	}
-	mine, err := a.owned(iface)
-	if err != nil {
+	if err := a.remove(nil, iface); err != nil {
 		return fmt.Errorf("remove rules for %s: %w", iface, err)
 	}
+	return nil
+}
+
+// remove takes the interface's chains away along the packet's path, then, if no interface has
+// chains any more, puts the saved sysctls back. With a txn every step can be undone.
+func (a *Applier) remove(t *txn, iface string) error {
+	mine, err := a.owned(iface)
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(mine, func(x, y liveChain) int { return kindIndex(x.kind) - kindIndex(y.kind) })
 	for _, c := range mine {
-		if err := a.dropChain(nil, c); err != nil {
-			return fmt.Errorf("remove rules for %s: %w", iface, err)
+		if err := a.dropChain(t, c); err != nil {
+			return err
 		}
 	}
 	left, err := a.owned("")
 	if err != nil {
-		return fmt.Errorf("remove rules for %s: %w", iface, err)
+		return err
 	}
 	if len(left) == 0 {
-		if err := a.restoreSysctls(); err != nil {
-			return fmt.Errorf("remove rules for %s: %w", iface, err)
-		}
+		return a.restoreSysctls(t)
 	}
 	return nil
 }
@@ -172,7 +188,9 @@ func iptablesCmd(f spec.Family) string {
 }
 
 // Snapshot returns the interface's rules as they are installed, as a Plan that Apply can put
-// back (without sysctls, which stay as they are), and whether there were any.
+// back, and whether there were any. The plan has the sysctls those rules need (as Build plans
+// them), since Apply of an empty plan may have restored them in between. Without rules it is an
+// empty plan.
 func (a *Applier) Snapshot(iface string) (Plan, bool, error) {
 	if err := checkIface(iface); err != nil {
 		return Plan{}, false, fmt.Errorf("snapshot rules: %w", err)
@@ -205,7 +223,29 @@ func (a *Applier) Snapshot(iface string) (Plan, bool, error) {
 			p.Families = append(p.Families, fp)
 		}
 	}
-	return p, len(p.Families) > 0, nil
+	if p.Empty() {
+		return p, false, nil
+	}
+	// Handoff chains come only with SYNPROXY statements (Build), so every plan with chains has
+	// the namespace's sysctls; IPv4 REDIRECT needs the interface's route_localnet.
+	p.Sysctls = append([]SysctlSetting(nil), sysctls...)
+	if redirects(p, spec.IPv4) {
+		p.Sysctls = append(p.Sysctls, routeLocalnet(iface))
+	}
+	return p, true, nil
+}
+
+// redirects reports whether the plan's nat chain of family f has a REDIRECT rule.
+func redirects(p Plan, f spec.Family) bool {
+	fp, _ := p.Family(f)
+	for _, c := range fp.Chains {
+		for _, r := range c.Rules {
+			if i := slices.Index(r.Args, "-j"); c.Table == TableNat && i >= 0 && i+1 < len(r.Args) && r.Args[i+1] == "REDIRECT" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // chainRules reads back the rule specifications of a live chain.

@@ -62,9 +62,11 @@ func (s State) Missing() []string {
 	return out
 }
 
-// Expect returns s for an interface known to be protected in each family of fams, e.g. because
-// the XDP program answers SYNs of that family: a family without any chain of the interface is
-// added, with every chain that each plan has reported missing.
+// Expect returns s for an interface known to be protected by SYNPROXY in each family of fams,
+// e.g. because the XDP program answers SYNs of that family on the SYNPROXY path: a family
+// without any chain of the interface is added, with every chain that each SYNPROXY plan has
+// reported missing. A family whose services all take the handoff path needs no rules: leave it
+// out (ExpectServices does).
 func (s State) Expect(fams ...spec.Family) State {
 	out := State{Iface: s.Iface}
 	for _, fam := range families {
@@ -83,12 +85,26 @@ func (s State) Expect(fams ...spec.Family) State {
 	return out
 }
 
+// ExpectServices is Expect for the families of the services on the SYNPROXY path (Handoff not
+// set), e.g. those the XDP program answers: the valid ACKs it passes on need SYNPROXY. Services
+// on the handoff path expect nothing; an interface with only those has, rightly, no rules.
+func (s State) ExpectServices(svcs []spec.Service) State {
+	var fams []spec.Family
+	for _, svc := range svcs {
+		if !svc.Handoff && !slices.Contains(fams, svc.Family) {
+			fams = append(fams, svc.Family)
+		}
+	}
+	return s.Expect(fams...)
+}
+
 // Check reads the interface's rules back and reports, per family, its chains and what is
 // missing of what Apply installs: a chain that every plan has (or that comes with one that is
 // there) gone, a chain its builtin chain no longer jumps to, a chain without rules, a staging
 // chain left over. A firewall reload that replaces one table (iptables-restore of a file with
 // only *filter) leaves such a state: XSYN-RAW still untracks the clients' SYNs, and their ACKs
 // meet no SYNPROXY. Check changes nothing; applying the interface's plan again repairs it all.
+// An interface whose plan was empty (Plan.Empty) has no chains: not installed, nothing missing.
 func (a *Applier) Check(iface string) (State, error) {
 	if err := checkIface(iface); err != nil {
 		return State{}, fmt.Errorf("check rules: %w", err)

@@ -29,6 +29,12 @@
 // previous values are kept in the never-jumped-to chain XSYN-SAVED, so they live exactly as
 // long as the rules do.
 //
+// Only statements on the SYNPROXY path (spec.PathSynproxy) get these rules. A statement on the
+// socket-handoff path (spec.PathHandoff) needs no netfilter at all: XDP answers its SYN with
+// xsyn's own cookie and a TC program hands the valid ACK to the listening socket. A spec with no
+// SYNPROXY statement plans nothing (Plan.Empty), and applying that removes whatever xsyn had on
+// the interface.
+//
 // Build is pure and returns a Plan; an Applier carries the plan out through small interfaces
 // (IPTables, Sysctl) so that every failure path can be tested.
 //
@@ -88,6 +94,9 @@ var (
 
 // Plan is everything xsyn installs for one interface: per family the chains and the jumps to
 // them, and the namespace-wide sysctls. It is data: Render prints it, an Applier installs it.
+//
+// A plan without families is empty (Empty): no statement of the spec takes the SYNPROXY path. It
+// has no sysctls and no requirements either, and applying it removes the interface's rules.
 type Plan struct {
 	Iface    string
 	Settings spec.Settings
@@ -95,6 +104,11 @@ type Plan struct {
 	Sysctls  []SysctlSetting
 	Requires []Requirement // checked before anything is changed
 }
+
+// Empty reports whether the plan installs nothing and changes no sysctl: every statement of its
+// spec takes the handoff path. Applier.Apply of an empty plan removes whatever xsyn rules the
+// interface has, as Applier.Remove does.
+func (p Plan) Empty() bool { return len(p.Families) == 0 }
 
 // FamilyPlan is what one family's iptables binary (iptables or ip6tables) installs.
 type FamilyPlan struct {
@@ -204,6 +218,7 @@ var (
 		why: "a marked SYN that no statement claimed: log it and drop it"}
 )
 
+// chainKinds in the order packets meet them.
 var chainKinds = []chainKind{kindRaw, kindMark, kindNat, kindIn, kindFwd, kindOut, kindOrphan}
 
 // stagingTag marks the chain built while the interface's current chain still serves:
@@ -254,7 +269,9 @@ var sysctls = []SysctlSetting{
 	},
 }
 
-// Build plans the rules protecting spec s on interface iface. It has no side effects.
+// Build plans the rules protecting spec s on interface iface: those of its statements on the
+// SYNPROXY path. It has no side effects. A spec whose statements all take the handoff path gives
+// an empty plan (Empty).
 func Build(iface string, s spec.Spec) (Plan, error) {
 	if err := checkIface(iface); err != nil {
 		return Plan{}, fmt.Errorf("plan rules: %w", err)
@@ -268,24 +285,28 @@ func Build(iface string, s spec.Spec) (Plan, error) {
 	if err := s.Settings.Validate(); err != nil {
 		return Plan{}, fmt.Errorf("plan rules for %s: %w", iface, err)
 	}
-	p := Plan{Iface: iface, Settings: s.Settings, Sysctls: append([]SysctlSetting(nil), sysctls...)}
+	p := Plan{Iface: iface, Settings: s.Settings}
+	if !s.HasPath(spec.PathSynproxy) {
+		return p, nil
+	}
+	p.Sysctls = append([]SysctlSetting(nil), sysctls...)
 	for _, f := range []spec.Family{spec.IPv4, spec.IPv6} {
-		var stmts []spec.Statement
+		var proxied []spec.Statement
 		for _, st := range s.Statements {
-			if st.Family == f {
-				stmts = append(stmts, st)
+			if st.Family == f && st.Path == spec.PathSynproxy {
+				proxied = append(proxied, st)
 			}
 		}
-		if len(stmts) == 0 {
+		if len(proxied) == 0 {
 			continue
 		}
-		fp, err := planFamily(iface, f, s.Settings, stmts)
+		fp, err := planFamily(iface, f, s.Settings, proxied)
 		if err != nil {
 			return Plan{}, fmt.Errorf("plan rules for %s: %w", iface, err)
 		}
 		p.Families = append(p.Families, fp)
-		p.Sysctls = append(p.Sysctls, familySysctls(iface, f, stmts)...)
-		p.Requires = append(p.Requires, requirements(f, stmts)...)
+		p.Sysctls = append(p.Sysctls, familySysctls(iface, f, proxied)...)
+		p.Requires = append(p.Requires, requirements(f, proxied)...)
 	}
 	return p, nil
 }
@@ -326,8 +347,8 @@ func (p Plan) check() error {
 	if err := checkIface(p.Iface); err != nil {
 		return err
 	}
-	if len(p.Families) == 0 {
-		return fmt.Errorf("%w: no rules for any family", ErrBadPlan)
+	if p.Empty() && (len(p.Sysctls) > 0 || len(p.Requires) > 0) {
+		return fmt.Errorf("%w: sysctls or requirements without rules for any family", ErrBadPlan)
 	}
 	for _, fp := range p.Families {
 		if fp.Family != spec.IPv4 && fp.Family != spec.IPv6 {

@@ -61,7 +61,8 @@ func configSpec(t *testing.T, name, iface, src string) spec.Spec {
 	return s
 }
 
-// mustConfig plans the statements of configuration src that apply to iface.
+// mustConfig plans the statements of configuration src that apply to iface (on SYNPROXY unless
+// they ask for the handoff).
 func mustConfig(t *testing.T, iface, src string) Plan {
 	t.Helper()
 	p, err := Build(iface, configSpec(t, "test.conf", iface, src))
@@ -137,16 +138,23 @@ var configGolden = []string{
 	"loopback_loose",
 	"loopback_none",
 	"custom_mark",
+	"paths_handoff_only", // nothing to install
+}
+
+// goldenSpec is the spec of testdata/NAME.conf for eth0.
+func goldenSpec(t *testing.T, name string) spec.Spec {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", name+".conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return configSpec(t, name+".conf", "eth0", string(src))
 }
 
 func TestRenderGoldenConfig(t *testing.T) {
 	for _, name := range configGolden {
 		t.Run(name, func(t *testing.T) {
-			src, err := os.ReadFile(filepath.Join("testdata", name+".conf"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := Build("eth0", configSpec(t, name+".conf", "eth0", string(src)))
+			p, err := Build("eth0", goldenSpec(t, name))
 			if err != nil {
 				t.Fatalf("build plan: %v", err)
 			}
@@ -364,11 +372,7 @@ func checkInterfaces(t *testing.T, c Chain, r Rule, stmts []string, outface stri
 // TestBuildInterfaces runs the interface checks over every configuration of testdata.
 func TestBuildInterfaces(t *testing.T) {
 	for _, name := range configGolden {
-		src, err := os.ReadFile(filepath.Join("testdata", name+".conf"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := configSpec(t, name, "eth0", string(src))
+		s := goldenSpec(t, name)
 		p, err := Build("eth0", s)
 		if err != nil {
 			t.Fatal(err)

@@ -10,9 +10,10 @@ import (
 )
 
 // Render prints the rules of family f in iptables-save form, the way iptables-save shows them
-// once installed, preceded by the sysctl changes and requirements as comments. Each chain is
-// introduced by what it is for, and each run of rules by the statement it comes from and what
-// it does in the SYNPROXY flow. Jumps print as -A although they are inserted at their Position.
+// once installed, preceded by the sysctl changes and requirements as comments; an empty plan
+// prints a comment saying so. Each chain is introduced by what it is for, and each run of rules
+// by the statement it comes from and what it does in the SYNPROXY flow. Jumps print as -A
+// although they are inserted at their Position.
 func (p Plan) Render(w io.Writer, f spec.Family) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "# xsyn rules for %s, %s\n", p.Iface, f)
@@ -25,7 +26,11 @@ func (p Plan) Render(w io.Writer, f spec.Family) error {
 		}
 	}
 	fp, ok := p.Family(f)
-	if !ok {
+	switch {
+	case p.Empty():
+		fmt.Fprintf(bw, "# no statement takes the SYNPROXY path: no rules, no sysctl changes; applying this removes %s's rules\n", p.Iface)
+		return bw.Flush()
+	case !ok:
 		fmt.Fprintf(bw, "# no %s statements\n", f)
 		return bw.Flush()
 	}

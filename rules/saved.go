@@ -106,19 +106,43 @@ func (a *Applier) setSysctls(t *txn, settings []SysctlSetting, active bool) erro
 }
 
 // restoreSysctls puts back every recorded value, then deletes SavedChain. The chain goes last,
-// so a failure leaves the records for a retry.
-func (a *Applier) restoreSysctls() error {
+// so a failure leaves the records for a retry. With a txn every step can be undone: the values
+// xsyn had set, the chain and its records come back.
+func (a *Applier) restoreSysctls(t *txn) error {
 	saved, exists, err := a.readSaved()
 	if err != nil || !exists {
 		return err
 	}
 	for _, r := range saved {
-		if err := a.sys.Set(r.key, r.value); err != nil {
-			return fmt.Errorf("restore sysctl %s=%s: %w", r.key, r.value, err)
+		var undo func() error
+		if t != nil {
+			cur, err := a.sys.Get(r.key)
+			if err != nil {
+				return fmt.Errorf("read sysctl %s: %w", r.key, err)
+			}
+			undo = func() error { return a.sys.Set(r.key, cur) }
+		}
+		err := t.do(fmt.Sprintf("restore sysctl %s=%s", r.key, r.value),
+			func() error { return a.sys.Set(r.key, r.value) }, undo)
+		if err != nil {
+			return err
 		}
 	}
-	if err := deleteChain(a.ipt[spec.IPv4], TableFilter, SavedChain); err != nil {
-		return fmt.Errorf("delete chain %s: %w", where(spec.IPv4, TableFilter, SavedChain), err)
+	ipt := a.ipt[spec.IPv4]
+	err = t.do("flush chain "+where(spec.IPv4, TableFilter, SavedChain),
+		func() error { return ipt.ClearChain(TableFilter, SavedChain) },
+		func() error {
+			for _, r := range saved {
+				if err := ipt.Append(TableFilter, SavedChain, savedArgs(r.key, r.value)...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return err
 	}
-	return nil
+	return t.do("delete chain "+where(spec.IPv4, TableFilter, SavedChain),
+		func() error { return ipt.DeleteChain(TableFilter, SavedChain) },
+		func() error { return ipt.NewChain(TableFilter, SavedChain) })
 }

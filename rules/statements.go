@@ -546,16 +546,21 @@ func familySysctls(iface string, f spec.Family, stmts []spec.Statement) []Sysctl
 	}
 	for _, st := range stmts {
 		if st.Action.Kind == spec.Redirect {
-			return []SysctlSetting{{
-				Key:   "net.ipv4.conf." + strings.ReplaceAll(iface, ".", "/") + ".route_localnet",
-				Value: "1",
-				Why: "REDIRECT sends SYNPROXY's SYN to 127.0.0.1; the server answers from 127.0.0.1 and the " +
-					"route back to the client through " + iface + " needs route_localnet (the strict loopback policy drops what else it would let in)",
-				Default: "0",
-			}}
+			return []SysctlSetting{routeLocalnet(iface)}
 		}
 	}
 	return nil
+}
+
+// routeLocalnet is the setting IPv4 REDIRECT needs on the interface.
+func routeLocalnet(iface string) SysctlSetting {
+	return SysctlSetting{
+		Key:   "net.ipv4.conf." + strings.ReplaceAll(iface, ".", "/") + ".route_localnet",
+		Value: "1",
+		Why: "REDIRECT sends SYNPROXY's SYN to 127.0.0.1; the server answers from 127.0.0.1 and the " +
+			"route back to the client through " + iface + " needs route_localnet (the strict loopback policy drops what else it would let in)",
+		Default: "0",
+	}
 }
 
 // requirements are what the statements need and xsyn does not create.
