@@ -23,10 +23,13 @@ import (
 
 const rulesFile = "xsyn-rules.yml"
 
-// The operator guide's sections the runbook links may point at.
-const runbookBase = "https://github.com/xsyn-project/xsyn/blob/main/docs/operator-guide.md#"
+// The runbook links point at the docs: these files, and the sections of each they may name.
+const runbookBase = "https://github.com/xsyn-project/xsyn/blob/main/docs/"
 
-var runbookAnchors = []string{"under-attack", "fallback", "exporter"}
+var runbookAnchors = map[string][]string{
+	"operator-guide.md": {"under-attack", "fallback", "exporter"},
+	"metrics.md":        {"the-handoff-path"},
+}
 
 var severities = []string{"critical", "warning", "info"}
 
@@ -75,13 +78,15 @@ func TestRuleFile(t *testing.T) {
 				t.Errorf("%s: no %s annotation", r.Alert, a)
 			}
 		}
-		anchor, ok := strings.CutPrefix(r.Annotations["runbook_url"], runbookBase)
-		if !ok || !slices.Contains(runbookAnchors, anchor) {
+		page, ok := strings.CutPrefix(r.Annotations["runbook_url"], runbookBase)
+		file, anchor, _ := strings.Cut(page, "#")
+		if !ok || !slices.Contains(runbookAnchors[file], anchor) {
 			t.Errorf("%s: runbook_url %q, want %s followed by one of %v", r.Alert, r.Annotations["runbook_url"], runbookBase, runbookAnchors)
 		}
 	}
 	want := []string{"XsynUnderAttack", "XsynForgedAcks", "XsynFallbackActive", "XsynXDPGenericMode",
-		"XsynInterfaceUnprotected", "XsynNetfilterRulesIncomplete", "XsynExporterDown", "XsynExporterCollectionErrors"}
+		"XsynInterfaceUnprotected", "XsynNetfilterRulesIncomplete", "XsynHandoffRefused",
+		"XsynExporterDown", "XsynExporterCollectionErrors"}
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
 	}
@@ -126,7 +131,7 @@ func TestChecker(t *testing.T) {
 
 	want := []string{"xsyn_ack_cookie_invalid_total", "xsyn_ack_cookie_valid_total", "xsyn_attached",
 		"xsyn_build_info", "xsyn_collection_errors_total", "xsyn_dropped_total", "xsyn_established_passed_total",
-		"xsyn_netfilter_rules_complete", "xsyn_netfilter_synproxy_conn_reopened_total",
+		"xsyn_handoff_assigned_total", "xsyn_handoff_refused_total", "xsyn_netfilter_rules_complete", "xsyn_netfilter_synproxy_conn_reopened_total",
 		"xsyn_netfilter_synproxy_cookie_invalid_total", "xsyn_netfilter_synproxy_cookie_retrans_total",
 		"xsyn_netfilter_synproxy_cookie_valid_total", "xsyn_netfilter_synproxy_syn_received_total",
 		"xsyn_passed_total", "xsyn_services", "xsyn_syn_received_total", "xsyn_synack_sent_total"}
@@ -229,28 +234,31 @@ func docExamples(t *testing.T, path string) []string {
 	return exprs
 }
 
-// TestOperatorGuideAnchors checks the runbook links land on a heading of docs/operator-guide.md.
-func TestOperatorGuideAnchors(t *testing.T) {
-	b, err := os.ReadFile("../../docs/operator-guide.md")
-	if os.IsNotExist(err) {
-		t.Skip("docs/operator-guide.md is not written yet: the runbook links cannot be followed")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	slugs := map[string]bool{}
-	for line := range strings.Lines(string(b)) {
-		if h, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && strings.HasPrefix(line, "#") {
-			slugs[githubSlug(h)] = true
+// TestRunbookAnchors checks the runbook links land on a heading of their page in docs/.
+func TestRunbookAnchors(t *testing.T) {
+	for file, anchors := range runbookAnchors {
+		b, err := os.ReadFile("../../docs/" + file)
+		if os.IsNotExist(err) {
+			t.Errorf("docs/%s is not written yet: the runbook links cannot be followed", file)
+			continue
 		}
-		// An explicit anchor, <a id="..."> or <a name="...">, works too.
-		for _, m := range htmlAnchor.FindAllStringSubmatch(line, -1) {
-			slugs[m[1]] = true
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for _, a := range runbookAnchors {
-		if !slugs[a] {
-			t.Errorf("docs/operator-guide.md has no heading or anchor #%s", a)
+		slugs := map[string]bool{}
+		for line := range strings.Lines(string(b)) {
+			if h, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && strings.HasPrefix(line, "#") {
+				slugs[githubSlug(h)] = true
+			}
+			// An explicit anchor, <a id="..."> or <a name="...">, works too.
+			for _, m := range htmlAnchor.FindAllStringSubmatch(line, -1) {
+				slugs[m[1]] = true
+			}
+		}
+		for _, a := range anchors {
+			if !slugs[a] {
+				t.Errorf("docs/%s has no heading or anchor #%s", file, a)
+			}
 		}
 	}
 }
@@ -417,6 +425,38 @@ func TestAlertsOnSyntheticSeries(t *testing.T) {
 		history: quietHost(50 * m).With(
 			Series{Sel: `xsyn_netfilter_rules_complete{iface="eth0"}`, Phases: []Phase{Value(0, 1), Value(30*m, 0), Value(30*m+scrape, 1)}}),
 		expect: []expect{{at: 30 * m}, {at: 31 * m}, {at: 32 * m}, {at: 40 * m}},
+	}, {
+		name: "handoff path on a quiet day: 50 handoffs/s, none refused, a server restart at 30m",
+		history: quietHost(60*m).With(
+			Series{Sel: `xsyn_handoff_assigned_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: []Phase{Rate(0, 50)}},
+			Series{Sel: `xsyn_handoff_refused_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: []Phase{Rate(0, 0)}},
+			// Valid cookies for the port while nothing listens on it: reset, as without xsyn.
+			Series{Sel: `xsyn_passed_total{iface="eth0",family="ipv4",reason="no_listener"}`, Counter: true,
+				Phases: []Phase{Rate(0, 0), Rate(30*m, 50), Rate(30*m+2*scrape, 0)}}),
+		expect: []expect{{at: 30 * m}, {at: 31 * m}, {at: 35 * m}, {at: 60 * m}},
+	}, {
+		name: "the server comes back with MPTCP at 30m: every handoff refused",
+		history: quietHost(60*m).With(
+			Series{Sel: `xsyn_handoff_assigned_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: []Phase{Rate(0, 50), Rate(30*m, 0)}},
+			Series{Sel: `xsyn_handoff_refused_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: []Phase{Rate(0, 0), Rate(30*m, 50)}},
+			Series{Sel: `xsyn_handoff_refused_total{iface="eth0",family="ipv6"}`, Counter: true, Phases: []Phase{Rate(0, 0), Rate(30*m, 10)}}),
+		expect: []expect{
+			{at: 29 * m},
+			{at: 30*m + 30*time.Second, firing: []string{`XsynHandoffRefused{iface="eth0"}`}}, // no for: at once
+			{at: 59 * m, firing: []string{`XsynHandoffRefused{iface="eth0"}`}},
+		},
+	}, {
+		name: "one client refused at 30m",
+		history: quietHost(60*m).With(
+			Series{Sel: `xsyn_handoff_assigned_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: []Phase{Rate(0, 50)}},
+			Series{Sel: `xsyn_handoff_refused_total{iface="eth0",family="ipv4"}`, Counter: true,
+				Phases: []Phase{Rate(0, 0), Rate(30*m, 1/scrape.Seconds()), Rate(30*m+scrape, 0)}}),
+		expect: []expect{
+			{at: 29 * m},
+			{at: 31 * m, firing: []string{`XsynHandoffRefused{iface="eth0"}`}},
+			{at: 34 * m, firing: []string{`XsynHandoffRefused{iface="eth0"}`}},
+			{at: 36 * m}, // 5 minutes later: resolved by itself
+		},
 	}, {
 		name: "exporter down from 30m: every xsyn series gone, up 0",
 		history: func() History {
