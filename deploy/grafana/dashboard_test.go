@@ -3,12 +3,15 @@ package grafana
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/promql"
 
 	xprom "github.com/xsyn-project/xsyn/deploy/prometheus"
 )
@@ -325,10 +328,12 @@ func busyHost(until time.Duration) xprom.History {
 			{Sel: `xsyn_collection_errors_total`, Counter: true, Phases: r(0)},
 			{Sel: `xsyn_passed_total{iface="eth0",family="ipv4",reason="no_room"}`, Counter: true, Phases: r(1)},
 			{Sel: `xsyn_passed_total{iface="eth0",family="other",reason="not_ip"}`, Counter: true, Phases: r(3)},
+			{Sel: `xsyn_passed_total{iface="eth0",family="ipv4",reason="no_listener"}`, Counter: true, Phases: r(1)},
 			{Sel: `xsyn_dropped_total{iface="eth0",family="ipv4",reason="no_conn"}`, Counter: true, Phases: r(2)},
 		},
 	}
-	for _, name := range []string{"syn_received", "synack_sent", "ack_cookie_valid", "ack_cookie_invalid", "established_passed"} {
+	for _, name := range []string{"syn_received", "synack_sent", "ack_cookie_valid", "ack_cookie_invalid", "established_passed",
+		"handoff_assigned", "handoff_refused"} {
 		h.Series = append(h.Series, xprom.Series{Sel: `xsyn_` + name + `_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: r(100)})
 	}
 	for _, name := range []string{"syn_received", "cookie_valid", "cookie_invalid", "cookie_retrans", "conn_reopened"} {
@@ -446,6 +451,84 @@ func TestNetfilterRulesPanel(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("shown:\n got %v\nwant %v", got, want)
 	}
+}
+
+// TestAgreementPanel: valid ACKs of the handoff path never reach SYNPROXY, so the agreement
+// panel takes them out, and reads 0 on a healthy host with both paths; an exporter older than
+// the handoff path, without its counters, must still draw the line.
+func TestAgreementPanel(t *testing.T) {
+	m := time.Minute
+	rate := func(sel string, v float64) xprom.Series {
+		return xprom.Series{Sel: sel, Counter: true, Phases: []xprom.Phase{xprom.Rate(0, v)}}
+	}
+	host := func(series ...xprom.Series) xprom.History {
+		return xprom.History{Target: map[string]string{"job": "xsyn", "instance": "edge1:9377"},
+			Interval: 15 * time.Second, Until: 30 * m, Series: series}
+	}
+	for _, tc := range []struct {
+		name    string
+		history xprom.History
+		want    float64
+	}{{
+		name: "both paths, all well: 200 ACKs/s to SYNPROXY, 90 handed off, 10 refused",
+		history: host(
+			rate(`xsyn_ack_cookie_valid_total{iface="eth0",family="ipv4"}`, 250),
+			rate(`xsyn_ack_cookie_valid_total{iface="eth0",family="ipv6"}`, 50),
+			rate(`xsyn_handoff_assigned_total{iface="eth0",family="ipv4"}`, 60),
+			rate(`xsyn_handoff_assigned_total{iface="eth0",family="ipv6"}`, 30),
+			rate(`xsyn_handoff_refused_total{iface="eth0",family="ipv4"}`, 10),
+			rate(`xsyn_handoff_refused_total{iface="eth0",family="ipv6"}`, 0),
+			rate(`xsyn_netfilter_synproxy_cookie_valid_total`, 200)),
+		want: 0,
+	}, {
+		name: "SYNPROXY path only, 40 valid ACKs/s that no SYNPROXY rule takes",
+		history: host(
+			rate(`xsyn_ack_cookie_valid_total{iface="eth0",family="ipv4"}`, 240),
+			rate(`xsyn_handoff_assigned_total{iface="eth0",family="ipv4"}`, 0),
+			rate(`xsyn_handoff_refused_total{iface="eth0",family="ipv4"}`, 0),
+			rate(`xsyn_netfilter_synproxy_cookie_valid_total`, 200)),
+		want: 40,
+	}, {
+		name: "an exporter without the handoff counters",
+		history: host(
+			rate(`xsyn_ack_cookie_valid_total{iface="eth0",family="ipv4"}`, 240),
+			rate(`xsyn_netfilter_synproxy_cookie_valid_total`, 200)),
+		want: 40,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			vec := instantOfPanel(t, "XDP and SYNPROXY agreement", tc.history, 20*m)
+			if len(vec) != 1 || math.Abs(vec[0].F-tc.want) > 0.01 {
+				t.Errorf("panel reads %v, want one series at %v", vec, tc.want)
+			}
+		})
+	}
+}
+
+// instantOfPanel evaluates the one query of the panel titled title on history at time at, with
+// the variables set to All.
+func instantOfPanel(t *testing.T, title string, history xprom.History, at time.Duration) promql.Vector {
+	t.Helper()
+	d := loadDashboard(t)
+	ps := allPanels(d.Panels)
+	i := slices.IndexFunc(ps, func(p panel) bool { return p.Title == title })
+	if i < 0 || len(ps[i].Targets) != 1 {
+		t.Fatalf("no %s panel with one query", title)
+	}
+	expr, err := expandAll(ps[i].Targets[0].Expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := history.Storage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := xprom.NewEngine()
+	defer eng.Close()
+	vec, err := xprom.Instant(eng, st, expr, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vec
 }
 
 // shownByIface evaluates the one instant query of the stat panel titled title on history at
