@@ -268,7 +268,8 @@ func TestApplyKeepsOldRulesUntilNewAreIn(t *testing.T) {
 		{"new mss", "synproxy input inface eth0 dport 80,443 accept", "synproxy input inface eth0 dport 80,443 mss 1400 accept"},
 		{"every action", "synproxy input inface eth0 dport 80,443 accept", everyAction},
 		{"back to accept", everyAction, "synproxy input inface eth0 dport 80,443 accept"},
-		// Every statement on the handoff path: everything goes.
+		// Statements on the handoff path: their bypass chains come, and everything goes.
+		{"both paths", "synproxy input inface eth0 dport 80,443 accept", mixedConf},
 		{"handoff only", everyAction, handoffConf},
 	} {
 		t.Run(c.name, func(t *testing.T) {

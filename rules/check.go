@@ -10,19 +10,22 @@ import (
 
 // What every plan of a family has, whatever its statements (statements.go), so that Check can
 // tell a firewall reload that took some of an interface's chains from a spec that never needed
-// them: every statement untracks its SYNs in RAW and lets SYNPROXY's SYN-ACK out in OUT, the
-// loopback isolation rule is in IN and the orphan rules are in ORP whatever the statements. MRK
-// and NAT come together: every statement but reject marks SYNPROXY's SYN to the server and
-// translates it, and reject opens no connection to a server. Whether there is a FWD chain
-// depends on the statements alone. TestBuildKeepsCheckInvariant holds Build to this.
+// them: every SYNPROXY statement untracks its SYNs in RAW and lets SYNPROXY's SYN-ACK out in
+// OUT, the loopback isolation rule is in IN and the orphan rules are in ORP whatever the
+// statements. MRK and NAT come together: every statement but reject marks SYNPROXY's SYN to the
+// server and translates it, and reject opens no connection to a server. Whether there is a FWD
+// chain depends on the statements alone. A family whose statements all take the handoff path
+// (in a plan with SYNPROXY statements in the other family) has HFI and HFO only; so a family
+// with any chain of a SYNPROXY kind must have all of alwaysPlanned, and HFI and HFO come
+// together. TestBuildKeepsCheckInvariant holds Build to this.
 //
-// XXX: the plan is not stored in the kernel, so a FWD chain, or MRK and NAT together, gone with
-// their jumps cannot be told from a spec that never had them. A reload of one whole table still
-// shows, by the chains every plan has there (filter: IN, OUT and ORP, but FWD is not named) or by
-// the other one of MRK and NAT.
+// XXX: the plan is not stored in the kernel, so a FWD chain, or MRK and NAT together, or HFI and
+// HFO together, gone with their jumps cannot be told from a spec that never had them. A reload
+// of one whole table still shows, by the chains every plan has there (filter: IN, OUT and ORP,
+// but FWD is not named; raw: RAW) or by the other one of MRK and NAT.
 var (
 	alwaysPlanned   = []chainKind{kindRaw, kindIn, kindOut, kindOrphan}
-	plannedTogether = [][]chainKind{{kindMark, kindNat}}
+	plannedTogether = [][]chainKind{{kindMark, kindNat}, {kindHandoffIn, kindHandoffOut}}
 )
 
 // State is what Check found of one interface's rules.
@@ -153,8 +156,12 @@ func (a *Applier) checkFamily(iface string, fam spec.Family, live []liveChain) (
 		}
 	}
 	want := map[string]bool{}
-	for _, k := range alwaysPlanned {
-		want[k.tag] = true
+	for _, c := range live {
+		if !c.kind.handoff {
+			for _, k := range alwaysPlanned {
+				want[k.tag] = true
+			}
+		}
 	}
 	for _, group := range plannedTogether {
 		if slices.ContainsFunc(group, func(k chainKind) bool { _, ok := present[k.tag]; return ok }) {

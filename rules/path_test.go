@@ -3,6 +3,8 @@ package rules
 import (
 	"bytes"
 	"errors"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +14,14 @@ import (
 // handoffConf has only statements that take the socket handoff, in both families.
 const handoffConf = `synproxy input inface eth0 dport 80,443 path handoff accept
 synproxy6 input inface eth0 dst 2001:db8::10 dport 22 path handoff accept
+`
+
+// mixedConf has both paths: IPv4 proxies 2222 (redirect) and 25 and hands off 80 and 443;
+// IPv6 hands off 443 only.
+const mixedConf = `synproxy4 input inface eth0 dst 198.51.100.1 dport 2222 redirect to 22
+synproxy4 input inface eth0 src 192.0.2.0/24 dst 198.51.100.1 dport 25 accept
+synproxy4 input inface eth0 dst 198.51.100.1 dport 80,443 path handoff accept
+synproxy6 input inface eth0 dst 2001:db8::10 dport 443 path handoff accept
 `
 
 // handoffOnly is the (empty) plan of iface for a spec whose statements all take the handoff.
@@ -54,6 +64,70 @@ func TestBuildHandoffOnlyIsEmpty(t *testing.T) {
 	bad.Sysctls = append(bad.Sysctls, sysctls[0])
 	if err := bad.check(); !errors.Is(err, ErrBadPlan) {
 		t.Errorf("check of an empty plan with a sysctl = %v, want ErrBadPlan", err)
+	}
+}
+
+// TestBuildMixedPaths: the SYNPROXY statements get their rules, the handoff statements none but
+// the conntrack bypass of their flows, in chains of their own.
+func TestBuildMixedPaths(t *testing.T) {
+	s := configSpec(t, "mixed.conf", "eth0", mixedConf)
+	handedOff := map[string]bool{}
+	for _, st := range s.Statements {
+		handedOff[st.Origin()] = st.Path == spec.PathHandoff
+	}
+	n := 0
+	for _, h := range handedOff {
+		if h {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d statements of mixedConf take the handoff, want 2: %+v", n, s.Statements)
+	}
+	p, err := Build("eth0", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Empty() || len(p.Sysctls) != 3 {
+		t.Errorf("plan empty %v, sysctls %+v; want rules and the sysctls of SYNPROXY and REDIRECT", p.Empty(), p.Sysctls)
+	}
+	wantChains := map[spec.Family][]string{
+		spec.IPv4: {"XSYN-RAW-eth0", "XSYN-HFI-eth0", "XSYN-HFO-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"},
+		spec.IPv6: {"XSYN-HFI-eth0", "XSYN-HFO-eth0"}, // handoff only: no loopback, no orphan rules
+	}
+	for _, fp := range p.Families {
+		var names []string
+		for _, c := range fp.Chains {
+			names = append(names, c.Name)
+			oc, _ := parseChain(c.Name)
+			for _, r := range c.Rules {
+				if oc.kind.handoff != handedOff[r.Origin] {
+					t.Errorf("%s %s holds a rule of %q (handoff %v)", fp.Family, c.Name, r.Origin, handedOff[r.Origin])
+				}
+				if !oc.kind.handoff {
+					continue
+				}
+				// The whole flow, both ways, on the interface, by the statement's destination.
+				in, out := argAfter(r.Args, "-i"), argAfter(r.Args, "-o")
+				ports := argAfter(r.Args, "--dport") + argAfter(r.Args, "--dports")
+				addr := argAfter(r.Args, "-d")
+				if oc.kind == kindHandoffOut {
+					ports = argAfter(r.Args, "--sport") + argAfter(r.Args, "--sports")
+					addr = argAfter(r.Args, "-s")
+					in, out = out, in
+				}
+				if !slices.Equal(target(r.Args), []string{"CT", "--notrack"}) || in != "eth0" || out != "" || ports == "" || addr == "" ||
+					slices.Contains(r.Args, "--tcp-flags") || !strings.Contains(r.Origin, "dst "+strings.TrimSuffix(strings.TrimSuffix(addr, "/32"), "/128")) {
+					t.Errorf("%s %s rule %q of %q: want the statement's destination and ports, the interface, every packet, CT --notrack", fp.Family, c.Name, r.Args, r.Origin)
+				}
+			}
+		}
+		if !slices.Equal(names, wantChains[fp.Family]) {
+			t.Errorf("%s chains %v, want %v", fp.Family, names, wantChains[fp.Family])
+		}
+	}
+	if err := p.check(); err != nil {
+		t.Errorf("Build made a plan its own check refuses: %v", err)
 	}
 }
 
@@ -115,6 +189,56 @@ func TestEmptyPlanUndoneBySnapshot(t *testing.T) {
 
 	if p, ok, err := a.Snapshot("eth2"); ok || err != nil || !p.Empty() {
 		t.Errorf("Snapshot(eth2), never installed = %+v, %v, %v; want an empty plan", p, ok, err)
+	}
+}
+
+// TestCheckMixedPaths: a family whose statements all take the handoff has its HFI and HFO
+// chains only, and that is complete; the chains of either path gone are reported.
+func TestCheckMixedPaths(t *testing.T) {
+	v4, v6 := spec.IPv4, spec.IPv6
+	for _, c := range []struct {
+		name   string
+		damage func(ns *fakeNS)
+		want   []string
+	}{
+		{"complete", func(*fakeNS) {}, nil},
+		{"ipv6 HFO deleted", func(ns *fakeNS) { ns.dropChain(v6, TableRaw, kindHandoffOut.name("eth0")) }, []string{gone(v6, kindHandoffOut, "eth0")}},
+		{"ipv4 HFI deleted", func(ns *fakeNS) { ns.dropChain(v4, TableRaw, kindHandoffIn.name("eth0")) }, []string{gone(v4, kindHandoffIn, "eth0")}},
+		{"ipv4 filter restored", func(ns *fakeNS) { ns.restoreTable(v4, TableFilter, nil) },
+			[]string{gone(v4, kindIn, "eth0"), gone(v4, kindOut, "eth0"), gone(v4, kindOrphan, "eth0")}},
+		// XXX in check.go: HFI and HFO gone together cannot be told from a spec without handoff
+		// statements; RAW tells the raw table went.
+		{"ipv4 raw restored", func(ns *fakeNS) { ns.restoreTable(v4, TableRaw, nil) }, []string{gone(v4, kindRaw, "eth0")}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns := nsForEveryAction()
+			a := ns.applier()
+			p := mustConfig(t, "eth0", mixedConf)
+			mustApply(t, a, p)
+			c.damage(ns)
+			st := mustCheck(t, a, "eth0")
+			if got := st.Missing(); !slices.Equal(got, c.want) {
+				t.Errorf("Missing:\n  got  %q\n  want %q", got, c.want)
+			}
+			if !st.Installed() || st.Complete() != (len(c.want) == 0) {
+				t.Errorf("installed %v, complete %v; want true, %v", st.Installed(), st.Complete(), len(c.want) == 0)
+			}
+			mustApply(t, a, p)
+			if st := mustCheck(t, a, "eth0"); !st.Complete() {
+				t.Errorf("applied again: %q missing", st.Missing())
+			}
+		})
+	}
+
+	ns := nsForEveryAction()
+	a := ns.applier()
+	mustApply(t, a, mustConfig(t, "eth0", mixedConf))
+	want := State{Iface: "eth0", Families: []FamilyState{
+		{Family: v4, Chains: []string{"XSYN-RAW-eth0", "XSYN-HFI-eth0", "XSYN-HFO-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"}},
+		{Family: v6, Chains: []string{"XSYN-HFI-eth0", "XSYN-HFO-eth0"}},
+	}}
+	if st := mustCheck(t, a, "eth0"); !reflect.DeepEqual(st, want) {
+		t.Errorf("Check = %+v\nwant %+v", st, want)
 	}
 }
 

@@ -33,7 +33,8 @@
 // socket-handoff path (spec.PathHandoff) needs no netfilter at all: XDP answers its SYN with
 // xsyn's own cookie and a TC program hands the valid ACK to the listening socket. A spec with no
 // SYNPROXY statement plans nothing (Plan.Empty), and applying that removes whatever xsyn had on
-// the interface.
+// the interface. A spec with both paths adds one thing for its handoff statements: their flows
+// skip conntrack in both directions (XSYN-HFI-<iface>, XSYN-HFO-<iface>; see handoffRules).
 //
 // Build is pure and returns a Plan; an Applier carries the plan out through small interfaces
 // (IPTables, Sysctl) so that every failure path can be tested.
@@ -199,6 +200,8 @@ type chainKind struct {
 	hook  string // builtin chain that jumps to it
 	after string // tag of the kind whose jumps this kind's jump follows
 	why   string
+	// handoff: the chain serves statements on the handoff path, not SYNPROXY.
+	handoff bool
 }
 
 var (
@@ -216,10 +219,18 @@ var (
 		why: "let SYNPROXY's SYN-ACK out; apply each statement's action to SYNPROXY's SYN towards the server"}
 	kindOrphan = chainKind{tag: "ORP", table: TableFilter, hook: "OUTPUT", after: "OUT",
 		why: "a marked SYN that no statement claimed: log it and drop it"}
+	// The handoff path's flows, in a plan that also has SYNPROXY statements (handoffRules). The
+	// CT targets of RAW and HFI do not end the chain, so their order does not matter; but HFI
+	// follows RAW whether or not the interface had rules before, so that a plan (or a snapshot)
+	// applied again gives the same jumps.
+	kindHandoffIn = chainKind{tag: "HFI", table: TableRaw, hook: "PREROUTING", after: "RAW", handoff: true,
+		why: "handed-off connections skip conntrack, client to server: nf_conntrack_tcp_loose=0 would make them INVALID"}
+	kindHandoffOut = chainKind{tag: "HFO", table: TableRaw, hook: "OUTPUT", handoff: true,
+		why: "handed-off connections skip conntrack, server to client"}
 )
 
 // chainKinds in the order packets meet them.
-var chainKinds = []chainKind{kindRaw, kindMark, kindNat, kindIn, kindFwd, kindOut, kindOrphan}
+var chainKinds = []chainKind{kindRaw, kindHandoffIn, kindHandoffOut, kindMark, kindNat, kindIn, kindFwd, kindOut, kindOrphan}
 
 // stagingTag marks the chain built while the interface's current chain still serves:
 // XSYN-NEW-RAW-eth0 (13 + 15 characters, exactly MaxChainName).
@@ -291,16 +302,20 @@ func Build(iface string, s spec.Spec) (Plan, error) {
 	}
 	p.Sysctls = append([]SysctlSetting(nil), sysctls...)
 	for _, f := range []spec.Family{spec.IPv4, spec.IPv6} {
-		var proxied []spec.Statement
+		var proxied, handedOff []spec.Statement
 		for _, st := range s.Statements {
-			if st.Family == f && st.Path == spec.PathSynproxy {
+			switch {
+			case st.Family != f:
+			case st.Path == spec.PathHandoff:
+				handedOff = append(handedOff, st)
+			default:
 				proxied = append(proxied, st)
 			}
 		}
-		if len(proxied) == 0 {
+		if len(proxied) == 0 && len(handedOff) == 0 {
 			continue
 		}
-		fp, err := planFamily(iface, f, s.Settings, proxied)
+		fp, err := planFamily(iface, f, s.Settings, proxied, handedOff)
 		if err != nil {
 			return Plan{}, fmt.Errorf("plan rules for %s: %w", iface, err)
 		}

@@ -138,6 +138,7 @@ var configGolden = []string{
 	"loopback_loose",
 	"loopback_none",
 	"custom_mark",
+	"paths_mixed",        // both paths: the handoff's flows skip conntrack (HFI, HFO)
 	"paths_handoff_only", // nothing to install
 }
 

@@ -28,21 +28,32 @@ func (b *chainBuilder) add(k chainKind, origin, why string, args ...[]string) {
 	}
 }
 
-// planFamily lays out the chains of one family for the statements of that family.
-func planFamily(iface string, f spec.Family, set spec.Settings, stmts []spec.Statement) (FamilyPlan, error) {
+// planFamily lays out the chains of one family: the SYNPROXY rules of the statements proxied,
+// and the conntrack bypass of those handed off (see handoffRules). Build calls it only for a plan
+// that has SYNPROXY statements, in this family or the other.
+func planFamily(iface string, f spec.Family, set spec.Settings, proxied, handedOff []spec.Statement) (FamilyPlan, error) {
 	b := &chainBuilder{iface: iface, rules: map[string][]Rule{}}
-	loopbackRules(b, f, set)
-	for _, st := range stmts {
+	if len(proxied) > 0 {
+		loopbackRules(b, f, set)
+	}
+	for _, st := range proxied {
 		if err := statementRules(b, iface, set, st); err != nil {
 			return FamilyPlan{}, fmt.Errorf("%s: %w", st.Pos, err)
 		}
 	}
-	mark := set.MarkString()
-	b.add(kindOrphan, "orphans", "log (rate-limited) a SYNPROXY SYN that no statement claimed",
-		[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-m", "limit", "--limit", "6/min",
-			"-j", "LOG", "--log-prefix", "xsyn ORPHAN SYNPROXY->SERVER "})
-	b.add(kindOrphan, "orphans", "and drop it: it escaped every statement",
-		[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-j", "DROP"})
+	if len(proxied) > 0 {
+		mark := set.MarkString()
+		b.add(kindOrphan, "orphans", "log (rate-limited) a SYNPROXY SYN that no statement claimed",
+			[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-m", "limit", "--limit", "6/min",
+				"-j", "LOG", "--log-prefix", "xsyn ORPHAN SYNPROXY->SERVER "})
+		b.add(kindOrphan, "orphans", "and drop it: it escaped every statement",
+			[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-j", "DROP"})
+	}
+	for _, st := range handedOff {
+		if err := handoffRules(b, iface, st); err != nil {
+			return FamilyPlan{}, fmt.Errorf("%s: %w", st.Pos, err)
+		}
+	}
 
 	fp := FamilyPlan{Family: f}
 	for _, k := range chainKinds {
@@ -202,6 +213,42 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	}
 	b.add(replyKind, origin, "an INVALID packet from the server to the client is dropped, not leaked",
 		product(saddr, tcp(sport2, anyPort, nil), [][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
+	return nil
+}
+
+// handoffRules take the flows of a statement on the handoff path out of conntrack, in both
+// directions, on the interface: the client's packets in raw PREROUTING (XSYN-HFI), the server's
+// in raw OUTPUT (XSYN-HFO), matched by the statement's destination and port.
+//
+// Why: the plan's SYNPROXY statements set nf_conntrack_tcp_loose=0 for the whole namespace. XDP
+// answered the handed-off connection's SYN, so the first packet conntrack would see is the
+// client's ACK, and without loose tracking conntrack calls it, and every packet after it,
+// INVALID, which host firewalls (ufw, firewalld) drop. Untracked, the flow reaches the firewall
+// as UNTRACKED instead, which it still matches by address and port; a firewall rule that accepts
+// only --ctstate NEW must say NEW,UNTRACKED to let these connections in (docs/design.md). The
+// handoff itself needs no conntrack: XDP and TC find the connection by a socket lookup.
+//
+// XXX: the server's packets are matched by the interface they leave by (-o): a reply routed out
+// of another interface (asymmetric routing) is tracked, and INVALID. Without -o, the server's
+// replies to clients on other interfaces, lo included, would be untracked while their requests
+// are not, and conntrack would call those connections INVALID instead.
+//
+// XXX: Build sees one interface. When another interface's SYNPROXY statements turned loose
+// tracking off, a handoff-only plan (which installs nothing) leaves its flows INVALID.
+func handoffRules(b *chainBuilder, iface string, st spec.Statement) error {
+	origin := st.Origin()
+	f := st.Family
+	dst, err := addrAlternatives("-d", st.Match.Dst, f)
+	if err != nil {
+		return err
+	}
+	src, _ := addrAlternatives("-s", st.Match.Dst, f)
+	b.add(kindHandoffIn, origin, "the client's packets of a handed-off connection skip conntrack, which would call them INVALID (no loose tracking)",
+		product(dst, [][]string{{"-i", iface}}, tcp(anyPort, portAlternatives("--dport", "--dports", st.Match.Dport), nil),
+			[][]string{{"-j", "CT", "--notrack"}})...)
+	b.add(kindHandoffOut, origin, "the server's packets of a handed-off connection skip conntrack as well: the firewall sees the whole flow UNTRACKED",
+		product(src, [][]string{{"-o", iface}}, tcp(portAlternatives("--sport", "--sports", st.Match.Dport), anyPort, nil),
+			[][]string{{"-j", "CT", "--notrack"}})...)
 	return nil
 }
 
