@@ -2,6 +2,9 @@ package metrics
 
 import (
 	"bufio"
+	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -56,7 +59,8 @@ func TestCollectorAgainstAttachedProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := spec.Simple{Ports: []uint16{8080}, WScale: -1}.Build()
+	// The SYNPROXY path, whatever auto would choose: this test is about SYNPROXY's counters too.
+	s, err := spec.Simple{Ports: []uint16{8080}, WScale: -1, Via: spec.ViaSynproxy}.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +237,121 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %+v", err, problems)
 	}
+}
+
+// The handoff path's counters against the real program: a connection handed to a plain TCP
+// listener is one xsyn_handoff_assigned_total; after the server comes back listening with MPTCP
+// (Go's default), which the kernel cannot hand connections to, the next client is refused and
+// xsyn_handoff_refused_total says so: what XsynHandoffRefused alerts on.
+func TestHandoffCountersAgainstAttachedProgram(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, XDP, TC")
+	}
+	if err := loader.ProbeHandoff(); errors.Is(err, loader.ErrFeatureMissing) {
+		t.Skipf("kernel lacks the socket handoff: %v", err)
+	}
+	lab, err := netlab.NewPair("xsynmho", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lab.Close() })
+	srv := lab.Server
+
+	// A server answering each connection with a line, on a listener with or without MPTCP.
+	serve := func(mptcp bool) (stop func()) {
+		t.Helper()
+		var ln net.Listener
+		if err := srv.Do(func() (err error) {
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(mptcp)
+			ln, err = lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(dut4.Addr(), 8080).String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintln(c, "hello")
+				c.Close()
+			}
+		}()
+		return func() { ln.Close() }
+	}
+	stop := serve(false)
+	defer func() { stop() }()
+
+	prot, err := protect.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := spec.Simple{Ports: []uint16{8080}, WScale: -1, Via: spec.ViaHandoff}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Do(func() error { _, err := prot.Apply("d0", s, "native"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Do(func() error { return prot.Remove("d0") }); err != nil {
+			t.Error(err)
+		}
+	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(inNetns{srv, New(ProtectorSource(prot), Options{Version: "test"})})
+
+	dial := func(timeout time.Duration) error {
+		return lab.Client.Do(func() error {
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(dut4.Addr(), 8080).String(), timeout)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(timeout))
+			_, err = bufio.NewReader(c).ReadString('\n')
+			return err
+		})
+	}
+	expect := func(when string, want map[string]float64) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, w := range want {
+			if v, ok := find(mfs, name, map[string]string{"iface": "d0", "family": "ipv4"}); !ok || v != w {
+				t.Errorf("%s: %s = %v (found %v), want %v", when, name, v, ok, w)
+			}
+		}
+		if v, ok := find(mfs, "xsyn_netfilter_rules_complete", map[string]string{"iface": "d0"}); !ok || v != 1 {
+			t.Errorf("%s: xsyn_netfilter_rules_complete = %v (found %v), want 1: the handoff needs no rules", when, v, ok)
+		}
+	}
+
+	if err := dial(5 * time.Second); err != nil {
+		t.Fatalf("client through the handoff: %v", err)
+	}
+	waitCounters(t, srv, func(c loader.FamilyCounters) bool { return c.IPv4.HandoffAssigned >= 1 })
+	expect("after one connection", map[string]float64{
+		"xsyn_ack_cookie_valid_total": 1, "xsyn_handoff_assigned_total": 1, "xsyn_handoff_refused_total": 0})
+
+	stop()
+	stop = serve(true)
+	var mptcp []protect.Listener
+	if err := srv.Do(func() (err error) { mptcp, err = protect.MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
+		t.Skipf("this kernel lists no MPTCP listener (%v): MPTCP off?", err)
+	}
+	if err := dial(2 * time.Second); err == nil {
+		t.Skip("this kernel hands connections to an MPTCP listener: nothing to refuse")
+	} else {
+		t.Logf("client to the MPTCP listener: %v", err)
+	}
+	waitCounters(t, srv, func(c loader.FamilyCounters) bool { return c.IPv4.HandoffRefused >= 1 })
+	expect("after the server came back with MPTCP", map[string]float64{
+		"xsyn_ack_cookie_valid_total": 2, "xsyn_handoff_assigned_total": 1, "xsyn_handoff_refused_total": 1})
 }
 
 // spoofed builds n TCP segments with the given flags to port 8080 of the server, from random
