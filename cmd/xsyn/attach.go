@@ -21,22 +21,29 @@ const attachHelp = `Protects TCP ports on IFACE against SYN floods. An XDP progr
 ports with a SYN cookie, before the kernel allocates anything, and drops ACKs with a forged
 one. What makes a connection of a valid ACK depends on the statement's path:
 
-  handoff   for 'input ... accept' statements XDP can match (destination and port only), when
-            asked for: the cookie is xsyn's own (SipHash, keyed by a 128-bit secret) and a TC
+  handoff   for 'input ... accept' statements XDP can match (destination and port only), by
+            default: the cookie is xsyn's own (SipHash, keyed by a 128-bit secret) and a TC
             program hands the valid ACK straight to the listening socket. No SYNPROXY, no
             sysctls; your firewall's INPUT rules still see the ACK and decide. Needs Linux 6.9+.
   synproxy  for every other statement (forward, redirect, dnat, reject, drop, action CHAIN, a
-            match on src, sport or outface), and by default: the kernel's cookie, and
-            netfilter's SYNPROXY opens the real connection, as in FireHOL. attach installs its
-            rules (raw NOTRACK, SYNPROXY, INVALID drop) and the sysctls it needs.
+            match on src, sport or outface), and where the handoff cannot serve one: the
+            kernel's cookie, and netfilter's SYNPROXY opens the real connection, as in FireHOL.
+            attach installs its rules (raw NOTRACK, SYNPROXY, INVALID drop) and the sysctls it
+            needs.
 
---path handoff asks for the handoff, and is an error for a statement that cannot take it.
---path auto, the default, keeps statements on SYNPROXY for now: the handoff is opt-in until it
-is proven on more kernels. --path synproxy says SYNPROXY outright. In a configuration the word
-'path' says the same, per statement or on the options line. On a kernel before 6.9, or with
---mode netfilter, the handoff cannot run: attach fails for a statement that asks for it, and
-moves any other to SYNPROXY, saying so. 'xsyn explain' shows, without changing anything, each
-statement's path and why.
+--path auto, the default, gives the handoff to every statement that can take it, and moves a
+statement to SYNPROXY, with a warning, where the handoff cannot serve it:
+  - on a kernel before 6.9, or with --mode netfilter: every statement;
+  - where its server listens with MPTCP, which the kernel cannot hand connections to: the
+    statements covering that server's address and port, and those sharing destinations with
+    them. The warning names the server ("the server on 192.0.2.10:443 listens with MPTCP").
+    Go programs listen with MPTCP by default: start the server with GODEBUG=multipathtcp=0,
+    or have it call net.ListenConfig's SetMultipathTCP(false), then run attach again.
+attach looks at the listening servers when it runs: a server restarted later with MPTCP gets
+its clients reset (status counts them as handoff_refused) until attach runs again.
+--path handoff makes each of those cases an error, with nothing changed. --path synproxy says
+SYNPROXY outright. In a configuration the word 'path' says the same, per statement or on the
+options line. 'xsyn explain' shows, without changing anything, each statement's path and why.
 
 The handoff's cookie secret is random, made by the first attach and kept when attach runs
 again. Machines behind one address (anycast, a load balancer, a failover pair) must share it,
@@ -63,15 +70,16 @@ A configuration file, for instance /etc/xsyn/eth0.conf:
   synproxy4 in inface eth0 dst 203.0.113.10 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"
   # a web server behind this router
   synproxy6 forward inface eth0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]
-  # this host's web server, on the handoff path
+  # this host's web server: the handoff path, or an error where it cannot run
   synproxy4 in inface eth0 dst 203.0.113.10 dport 80,443 path handoff accept
 A file with errors is reported line by line (FILE:LINE:COL: message) and attach exits 1 with
 nothing changed; so does a statement that needs what the host lacks (the user chain of an
 'action CHAIN', forwarding for a server behind this host).
 
-Connections already open to a protected service keep working only if conntrack tracks them
-(a stateful firewall does): their segments carry no cookie. attach refuses to cut any that it
-does not track, listing them and how to keep them, unless --cut-untracked is given.
+Connections already open to a service on the SYNPROXY path keep working only if conntrack
+tracks them (a stateful firewall does): their segments carry no cookie. attach refuses to cut
+any that it does not track, listing them and how to keep them, unless --cut-untracked is given.
+On the handoff path they keep working: XDP finds their socket.
 
 Running attach again updates the configuration in place, without a moment unprotected. Where
 the kernel cannot run the XDP program (before Linux 6.0), the same netfilter rules protect on

@@ -76,9 +76,25 @@ func checkHelp(t *testing.T, xsyn runner) {
 	}
 	_, out, _ := xsyn("attach", "--help")
 	for _, want := range []string{"32\nhexadecimal digits (128 bits)", "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
-		"Machines behind one address", "--path auto, the default, keeps statements on SYNPROXY for now"} {
+		"Machines behind one address", "--path auto, the default, gives the handoff to every statement that can take it",
+		"status counts them as handoff_refused"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("xsyn attach --help lacks %q", want)
+		}
+	}
+	// The default takes the handoff, and both commands say when it does not: what the operator
+	// sees of a server that listens with MPTCP, and how to give it the handoff.
+	for _, c := range []string{"attach", "explain"} {
+		_, out, _ := xsyn(c, "--help")
+		for _, want := range []string{"listens with MPTCP", "GODEBUG=multipathtcp=0", "SetMultipathTCP(false)", "a kernel before 6.9"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("xsyn %s --help lacks %q", c, want)
+			}
+		}
+		for _, stale := range []string{"for now", "opt-in"} {
+			if strings.Contains(out, stale) {
+				t.Errorf("xsyn %s --help still says %q: auto takes the handoff", c, stale)
+			}
 		}
 	}
 }

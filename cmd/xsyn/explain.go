@@ -24,17 +24,23 @@ interface's MTU, the stack's buffer limits and (without --port or --config) the 
 sockets.
 
 Each statement takes one of two paths:
-  handoff   an 'input ... accept' statement that XDP can match (destination and port only)
-            and asks for it (--path handoff, or 'path handoff' in a configuration): XDP
-            answers with xsyn's own cookie and the valid ACK is handed straight to the
-            listening socket. No SYNPROXY, no sysctls; your firewall still decides. Needs
-            Linux 6.9+.
+  handoff   an 'input ... accept' statement that XDP can match (destination and port only),
+            by default: XDP answers with xsyn's own cookie and the valid ACK is handed
+            straight to the listening socket. No SYNPROXY, no sysctls; your firewall still
+            decides. Needs Linux 6.9+.
   synproxy  every other statement (forward, redirect, dnat, reject, drop, action CHAIN, a
-            match on src, sport or outface), and for now any statement that does not ask for
-            the handoff: FireHOL's netfilter SYNPROXY opens the connection.
-Run as root, explain also checks whether this kernel has the handoff, and says what attach
-would do where it has not. --cookie-secret-file FILE is accepted and named, not read: attach
-reads it.
+            match on src, sport or outface), any that asks for it (--path synproxy, or 'path
+            synproxy' in a configuration), and any that attach moves there: FireHOL's
+            netfilter SYNPROXY opens the connection.
+attach moves a statement from the handoff to SYNPROXY, with a warning, where the handoff cannot
+run (a kernel before 6.9, or attach --mode netfilter), or where its server listens with MPTCP,
+which the kernel cannot hand connections to (Go programs do by default: GODEBUG=multipathtcp=0
+turns that off, as does net.ListenConfig's SetMultipathTCP(false)); a statement that shares
+destinations with a moved one follows it. For a statement that demands the handoff (path
+handoff) each of those is an error. Run as root, explain checks the kernel and the listening
+servers as attach does, shows the paths attach would take and prints the warnings it would
+print; without root it says it could not check. --cookie-secret-file FILE is accepted and
+named, not read: attach reads it.
 
 It takes what attach takes: --config FILE (docs/config.md), or --port with the option flags,
 or neither (the ports listening on IFACE's addresses). For an interface that does not exist
@@ -47,7 +53,7 @@ A configuration file, for instance eth0.conf:
   synproxy4 in inface eth0 dst 203.0.113.10 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"
   # a web server behind this router: SYNPROXY
   synproxy6 forward inface eth0 dst 2001:db8::10 dport 80,443 dnat to [2001:db8:1::5]
-  # this host's web server: the handoff
+  # this host's web server: the handoff, or an error where it cannot run
   synproxy in inface eth0 dst 203.0.113.10,2001:db8::1 dport 80,443 path handoff accept
 Errors in it are reported line by line (FILE:LINE:COL: message); explain then exits 1.
 

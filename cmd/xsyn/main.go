@@ -96,8 +96,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `xsyn answers SYN floods with SYN cookies from XDP, before any socket, conntrack entry or
-skb exists, and lets netfilter's SYNPROXY complete the handshakes that come back valid, or, on
-the handoff path (Linux 6.9+, 'path handoff'), hands them straight to the listening socket.
+skb exists. The handshakes that come back valid are handed straight to the listening socket
+(the socket handoff, Linux 6.9+, the default for this host's own servers), or completed by
+netfilter's SYNPROXY (forwarding, NAT and other actions, older kernels, MPTCP servers).
 
 Usage: xsyn COMMAND [ARGS]
 

@@ -44,7 +44,7 @@ func addSpecFlags(fs *cmdFlags) *specFlags {
 	fs.BoolVar(&f.NoTimestamps, "no-timestamps", false, "do not offer timestamps (then neither window scaling nor SACK can be offered)")
 	fs.BoolVar(&f.ECN, "ecn", false, "accept ECN when the client asks for it")
 	fs.IntVar(&f.TTL, "ttl", 0, "IPv4 TTL / IPv6 hop limit of the SYN-ACK (default 64)")
-	fs.Func("path", "`path` of every statement: handoff (xsyn's cookie, the ACK handed to the listening socket; Linux 6.9+), synproxy (netfilter SYNPROXY), or auto (the default: synproxy while the handoff is opt-in)", func(v string) error {
+	fs.Func("path", "`path` of every statement: handoff (xsyn's cookie, the ACK handed to the listening socket; Linux 6.9+), synproxy (netfilter SYNPROXY), or auto (the default: handoff where it can run and serve the server, else synproxy with a warning, e.g. for a server that listens with MPTCP)", func(v string) error {
 		via, err := spec.ParseVia(v)
 		if err != nil {
 			return errors.New("want auto, synproxy or handoff")
