@@ -278,10 +278,18 @@ func untrackedError(conns []protect.Conn) error {
 	return errors.New(b.String())
 }
 
+// handoffUnavailableHint says what to do about a statement that demands the handoff (path
+// handoff) where it cannot run.
+const handoffUnavailableHint = "the handoff needs Linux 6.9+, XDP (not --mode netfilter) and a server that does not listen with MPTCP: " +
+	"turn MPTCP off in the server (GODEBUG=multipathtcp=0 for a Go server, or net.ListenConfig's SetMultipathTCP(false)), " +
+	"or let attach move the statement to SYNPROXY, saying so: path auto (--path auto), or path synproxy"
+
 // attachHint adds, on a line of its own, what to do about the errors of attach that another
-// --mode avoids.
+// --mode or --path avoids.
 func attachHint(err error, iface, mode string) error {
 	switch {
+	case errors.Is(err, spec.ErrHandoffUnavailable):
+		return fmt.Errorf("%w\nnothing was changed; %s", err, handoffUnavailableHint)
 	case errors.Is(err, loader.ErrFeatureMissing):
 		return fmt.Errorf("%w\nthe XDP fast path cannot run on this kernel: --mode auto protects %s with netfilter SYNPROXY alone, and says so (--mode netfilter asks for that outright)", err, iface)
 	case mode == string(loader.ModeNative) && errors.Is(err, unix.EOPNOTSUPP):

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
@@ -107,7 +108,9 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kernel, err := kernelPaths(b, loader.ProbeHandoff)
+	host, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
+		return (&protect.Protector{}).ChoosePaths(s, "auto")
+	})
 	if err != nil {
 		return err
 	}
@@ -120,40 +123,45 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 		findings = source.Checker{AskedECN: source.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
 	}
 	w := &errWriter{w: stdout}
-	explainSpec(w, b, kernel, findings)
+	explainSpec(w, b, host, findings)
 	explainRules(w, b.Spec, plan)
 	return w.err
 }
 
-// kernelPaths asks the kernel (probe: loader.ProbeHandoff) whether it has the socket handoff,
-// when a statement of b takes it, and moves those statements to SYNPROXY where it has not, as
-// attach would. It returns what to say about it ("" when no statement takes the handoff), or
-// the error attach would fail with: a statement insists on the handoff (path handoff).
-func kernelPaths(b *source.Built, probe func() error) (string, error) {
+// hostPaths moves the handoff statements of b to SYNPROXY where this host cannot serve them
+// on the handoff path, as attach would: choose is protect's ChoosePaths, which asks the kernel
+// whether it has the socket handoff and sock_diag which servers listen with MPTCP. It returns
+// what to say about it ("" when no statement takes the handoff), or the error attach would
+// fail with: a statement insists on the handoff (path handoff). Where the host could not be
+// asked (explain without root) it says so, and shows the paths as if nothing stood in the way.
+func hostPaths(b *source.Built, choose func(spec.Spec) (spec.Spec, []string, error)) (string, error) {
 	if !b.Spec.HasPath(spec.PathHandoff) {
 		return "", nil
 	}
-	err := probe()
+	s, warnings, err := choose(b.Spec)
 	switch {
-	case err == nil:
-		return "Kernel: it has the socket handoff (Linux 6.9+).", nil
-	case !errors.Is(err, loader.ErrFeatureMissing):
-		return fmt.Sprintf("Kernel: whether it has the socket handoff (Linux 6.9+) could not be checked: %v.\n"+
-			"Shown as if it has; on a kernel without it, attach fails for a statement that asks for the handoff (path handoff), "+
-			"and moves any other to SYNPROXY.", err), nil
-	}
-	why := fmt.Sprintf("this kernel lacks the socket handoff (%v)", err)
-	s, werr := b.Spec.WithoutHandoff(why)
-	if werr != nil {
-		return "", fmt.Errorf("%w\nattach would fail the same way: the handoff needs Linux 6.9+; write path auto (or path synproxy) for that statement, or --path auto", werr)
+	case errors.Is(err, spec.ErrHandoffUnavailable):
+		return "", fmt.Errorf("%w\nattach would fail the same way: %s", err, handoffUnavailableHint)
+	case err != nil:
+		return fmt.Sprintf("This host: whether its kernel has the socket handoff (Linux 6.9+), and which servers listen with MPTCP, "+
+			"could not be checked (explain checks both as root): %v.\n"+
+			"Shown as if nothing stands in the way of the handoff. Where the kernel lacks it, or a statement's server listens with MPTCP, "+
+			"attach moves the statement to SYNPROXY and warns (or fails, for path handoff).", err), nil
+	case len(warnings) == 0:
+		return "Kernel: it has the socket handoff (Linux 6.9+), and no server of a statement on the handoff path listens with MPTCP.", nil
 	}
 	b.Spec = s
-	return fmt.Sprintf("Kernel: it lacks the socket handoff (%v).\n"+
-		"attach would put every statement on the SYNPROXY path, as shown below.", err), nil
+	var w strings.Builder
+	w.WriteString("This host, checked as attach checks it (the kernel's socket handoff, the servers that listen with MPTCP):")
+	for _, warning := range warnings {
+		w.WriteString("\n  attach would warn: " + warning)
+	}
+	w.WriteString("\nThe statements below take the paths attach would give them.")
+	return w.String(), nil
 }
 
 // explainSpec prints the header, the settings, the statements and the XDP services.
-func explainSpec(w io.Writer, b *source.Built, kernel string, findings []source.Finding) {
+func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Finding) {
 	from := map[source.Kind]string{
 		source.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
 		source.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
@@ -167,8 +175,8 @@ func explainSpec(w io.Writer, b *source.Built, kernel string, findings []source.
 	if b.Spec.HasPath(spec.PathSynproxy) {
 		fmt.Fprint(w, synproxyFlow+"\n")
 	}
-	if kernel != "" {
-		fmt.Fprint(w, kernel+"\n\n")
+	if host != "" {
+		fmt.Fprint(w, host+"\n\n")
 	}
 	switch {
 	case b.StackErr != nil && errors.Is(b.StackErr, loader.ErrNoInterface):

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/xsyn-project/xsyn/internal/source"
-	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -29,7 +28,7 @@ func TestSpecFlagsPathAndCookieSecret(t *testing.T) {
 		path spec.Path
 		via  spec.Via
 	}{
-		{[]string{"--port", "80,443"}, spec.PathSynproxy, spec.ViaAuto},
+		{[]string{"--port", "80,443"}, spec.PathHandoff, spec.ViaAuto}, // attach may still move them (hostPaths)
 		{[]string{"--port", "80,443", "--path", "handoff"}, spec.PathHandoff, spec.ViaHandoff},
 		{[]string{"--port", "80", "--path", "synproxy"}, spec.PathSynproxy, spec.ViaSynproxy},
 	} {
@@ -74,56 +73,106 @@ func TestSpecFlagsPathAndCookieSecret(t *testing.T) {
 	}
 }
 
-// explain, whatever the kernel, shows the paths attach would take: a kernel without the
-// handoff is an error for statements that ask for it, and one that could not be asked is said.
-func TestExplainKernelPaths(t *testing.T) {
+// explain shows the paths attach would take, as protect's ChoosePaths decides them on this host:
+// its warnings are shown and its moves applied; a statement that insists on the handoff is
+// attach's error; a host that could not be asked (no root) is said.
+func TestExplainHostPaths(t *testing.T) {
 	handoff, err := spec.Simple{Ports: []uint16{80}, WScale: -1, Via: spec.ViaHandoff}.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
-	synproxy, err := spec.Simple{Ports: []uint16{80}, WScale: -1}.Build()
+	auto, err := spec.Simple{Ports: []uint16{80}, WScale: -1}.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
-	missing := &loader.FeatureError{Feature: "kfunc bpf_sk_assign_tcp_reqsk", Since: "Linux 6.9 with CONFIG_SYN_COOKIES", Err: errors.New("not found")}
+	synproxy, err := spec.Simple{Ports: []uint16{80}, WScale: -1, Via: spec.ViaSynproxy}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mptcp := "the server on 0.0.0.0:80 listens with MPTCP"
+	moveV4 := func(s spec.Spec) (spec.Spec, []string, error) {
+		out, err := s.MoveToSynproxy(func(st spec.Statement) string {
+			if st.Family == spec.IPv4 {
+				return mptcp
+			}
+			return ""
+		})
+		return out, []string{"synproxy4 input dport 80 accept: SYNPROXY path: " + mptcp}, err
+	}
 	for _, tc := range []struct {
-		name  string
-		s     spec.Spec
-		probe error
-		note  string // "" : none
-		err   string // "" : none
+		name   string
+		s      spec.Spec
+		choose func(spec.Spec) (spec.Spec, []string, error)
+		note   []string    // what it says, in this order; nil: nothing
+		paths  []spec.Path // the statements' paths after it
+		err    string      // prefix of the error; "" : none
 	}{
-		{"nothing takes the handoff: no question asked", synproxy, errors.New("must not be called"), "", ""},
-		{"the kernel has it", handoff, nil, "Kernel: it has the socket handoff (Linux 6.9+).", ""},
-		{"the kernel lacks it", handoff, missing, "",
-			"socket handoff unavailable: synproxy4 input dport 80 accept: this kernel lacks the socket handoff (kernel lacks kfunc bpf_sk_assign_tcp_reqsk (added in Linux 6.9 with CONFIG_SYN_COOKIES): not found)\n" +
-				"attach would fail the same way: the handoff needs Linux 6.9+"},
-		{"cannot tell", handoff, errors.New("operation not permitted"),
-			"Kernel: whether it has the socket handoff (Linux 6.9+) could not be checked: operation not permitted.\nShown as if it has", ""},
+		{"nothing takes the handoff: no question asked", synproxy,
+			func(spec.Spec) (spec.Spec, []string, error) {
+				return spec.Spec{}, nil, errors.New("must not be called")
+			},
+			nil, []spec.Path{spec.PathSynproxy, spec.PathSynproxy}, ""},
+		{"the host serves the handoff", auto,
+			func(s spec.Spec) (spec.Spec, []string, error) { return s, nil, nil },
+			[]string{"Kernel: it has the socket handoff (Linux 6.9+), and no server of a statement on the handoff path listens with MPTCP."},
+			[]spec.Path{spec.PathHandoff, spec.PathHandoff}, ""},
+		{"an MPTCP server: attach's warning, its move", auto, moveV4,
+			[]string{"This host, checked as attach checks it", "\n  attach would warn: synproxy4 input dport 80 accept: SYNPROXY path: " + mptcp,
+				"\nThe statements below take the paths attach would give them."},
+			[]spec.Path{spec.PathSynproxy, spec.PathHandoff}, ""},
+		{"an MPTCP server, path handoff: attach's error", handoff, moveV4, nil, nil,
+			"socket handoff unavailable: synproxy4 input dport 80 accept: " + mptcp + "\nattach would fail the same way: the handoff needs Linux 6.9+"},
+		{"cannot tell", auto,
+			func(s spec.Spec) (spec.Spec, []string, error) { return s, nil, errors.New("operation not permitted") },
+			[]string{"This host: whether its kernel has the socket handoff (Linux 6.9+), and which servers listen with MPTCP, could not be checked " +
+				"(explain checks both as root): operation not permitted.", "\nShown as if nothing stands in the way"},
+			[]spec.Path{spec.PathHandoff, spec.PathHandoff}, ""},
 	} {
 		b := &source.Built{Iface: "eth0", Spec: tc.s}
-		note, err := kernelPaths(b, func() error { return tc.probe })
+		note, err := hostPaths(b, tc.choose)
 		if tc.err != "" {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
 				t.Errorf("%s: error %v; want %q", tc.name, err, tc.err)
 			}
 			continue
 		}
-		if err != nil || (tc.note == "") != (note == "") || !strings.HasPrefix(note, tc.note) {
+		if err != nil || (tc.note == nil) != (note == "") {
 			t.Errorf("%s: note %q, %v; want %q", tc.name, note, err, tc.note)
+		}
+		rest := note
+		for _, w := range tc.note {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				t.Errorf("%s: note lacks %q (in this order):\n%s", tc.name, w, note)
+				break
+			}
+			rest = rest[i+len(w):]
+		}
+		for i, st := range b.Spec.Statements {
+			if st.Path != tc.paths[i] {
+				t.Errorf("%s: %s takes path %s, want %s", tc.name, st, st.Path, tc.paths[i])
+			}
 		}
 	}
 }
 
 // explain of the flag form on each path: the handoff alone installs no rules and says so; the
-// SYNPROXY path shows its rules and why it was taken.
+// SYNPROXY path shows its rules and why it was taken. In a namespace of its own, where no
+// server listens with MPTCP on the port.
 func TestExplainFlagPaths(t *testing.T) {
 	requireRootForTest(t) // the handoff probe loads BPF programs
-	code, out, errOut := runCLI("explain", "lo", "--port", "8080", "--path", "handoff")
+	h, _ := emptyNamespace(t, "xsynexf")
+	xsyn := func(args ...string) (code int, out, errOut string) {
+		if err := h.Do(func() error { code, out, errOut = runCLI(args...); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	code, out, errOut := xsyn("explain", "lo", "--port", "8080", "--path", "handoff")
 	for _, want := range []string{
 		"2 statements on the handoff path, 0 on the SYNPROXY path.",
 		"How a connection on the handoff path goes",
-		"Kernel: it has the socket handoff (Linux 6.9+).",
+		"Kernel: it has the socket handoff (Linux 6.9+), and no server of a statement on the handoff path listens with MPTCP.",
 		"path: handoff: xsyn cookie, handed to the listening socket; no netfilter rules; your firewall's INPUT rules still apply",
 		"cookie secret: random, made by the first attach and kept",
 		"64   handoff\n",
@@ -137,7 +186,7 @@ func TestExplainFlagPaths(t *testing.T) {
 		t.Errorf("explain --path handoff shows SYNPROXY:\n%s", out)
 	}
 
-	code, out, errOut = runCLI("explain", "lo", "--port", "8080", "--path", "synproxy", "--cookie-secret-file", "/etc/xsyn/cookie.key")
+	code, out, errOut = xsyn("explain", "lo", "--port", "8080", "--path", "synproxy", "--cookie-secret-file", "/etc/xsyn/cookie.key")
 	for _, want := range []string{
 		"0 statements on the handoff path, 2 on the SYNPROXY path.",
 		"path: synproxy: asked for (path synproxy)\n     XDP answers its SYNs with cookies; SYNPROXY completes the handshake",
