@@ -148,6 +148,13 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The paths first: a statement that moves to SYNPROXY (its server listens with MPTCP, say)
+	// cuts the untracked connections the handoff would have kept. Apply decides the same again,
+	// and finds nothing more to move.
+	s, warnings, err := p.ChoosePaths(s, mode)
+	if err != nil {
+		return attachHint(err, iface, mode)
+	}
 	if !*cut {
 		conns, err := p.Untracked(iface, s)
 		if err != nil {
@@ -161,7 +168,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return attachHint(err, iface, mode)
 	}
-	for _, w := range res.Warnings {
+	for _, w := range append(warnings, res.Warnings...) {
 		fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w)
 	}
 	verb := "protecting"
