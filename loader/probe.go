@@ -95,7 +95,7 @@ func ProbeHandoff() error {
 		case errors.Is(err, ebpf.ErrNotSupported):
 			errs = append(errs, &FeatureError{Feature: "BPF helper " + h.name + " for XDP", Since: h.since, Err: err})
 		case err != nil:
-			return fmt.Errorf("probe BPF helper %s: %w (loading BPF programs needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)", h.name, err)
+			return fmt.Errorf("probe BPF helper %s: %w (loading the XDP program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)", h.name, err)
 		}
 	}
 	kernel, err := btf.LoadKernelSpec()

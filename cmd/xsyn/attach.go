@@ -151,7 +151,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	// The paths first: a statement that moves to SYNPROXY (its server listens with MPTCP, say)
 	// cuts the untracked connections the handoff would have kept. Apply decides the same again,
 	// and finds nothing more to move.
-	s, warnings, err := p.ChoosePaths(s, mode)
+	s, warnings, err := p.ChoosePaths(iface, s, mode)
 	if err != nil {
 		return attachHint(err, iface, mode)
 	}

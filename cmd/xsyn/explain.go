@@ -109,7 +109,7 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	host, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
-		return (&protect.Protector{}).ChoosePaths(s, "auto")
+		return (&protect.Protector{}).ChoosePaths(iface, s, "auto")
 	})
 	if err != nil {
 		return err

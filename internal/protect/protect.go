@@ -75,7 +75,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 			return nil, err
 		}
 	}
-	s, warnings, err := p.ChoosePaths(s, mode)
+	s, warnings, err := p.ChoosePaths(iface, s, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +103,6 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		cur = nil
 	default:
 		return nil, err
-	}
-	if cur != nil && s.HasPath(spec.PathHandoff) && !cur.Handoff {
-		// Attached by an xsyn from before the handoff, or on a kernel that gained it since.
-		return nil, fmt.Errorf("%s carries xsyn's program without the socket handoff (attached by an older xsyn?): "+
-			"detach and attach again, or keep the SYNPROXY path with `path synproxy` (--path synproxy)", iface)
 	}
 	// What the interface has now, to put back if the XDP step fails after the rules changed.
 	prevRules, hadRules, err := p.Rules.Snapshot(iface)
@@ -192,17 +187,26 @@ func (p *Protector) probeHandoff() error {
 	return loader.ProbeHandoff()
 }
 
-// ChoosePaths is the path each statement of s takes on this host, as Apply decides it: handoff
+// ChoosePaths is the path each statement of s takes on iface, as Apply decides it: handoff
 // statements move to the SYNPROXY path where the handoff cannot run (--mode netfilter, a kernel
-// before 6.9) or cannot serve the server (an MPTCP listener), with warnings that say so.
-// Statements that demand the handoff (path handoff) make that an error. It changes nothing.
-func (p *Protector) ChoosePaths(s spec.Spec, mode string) (spec.Spec, []string, error) {
+// before 6.9, a program attached without it) or cannot serve the server (an MPTCP listener),
+// with warnings that say so. Statements that demand the handoff (path handoff) make that an
+// error. Where xsyn is attached to iface already, its program says whether the handoff runs, so a
+// reload needs no BPF capability to probe the kernel again. It changes nothing.
+func (p *Protector) ChoosePaths(iface string, s spec.Spec, mode string) (spec.Spec, []string, error) {
 	if !s.HasPath(spec.PathHandoff) {
 		return s, nil, nil
 	}
 	var why string
 	if mode == ModeNetfilter {
 		why = "--mode netfilter: no XDP program answers SYNs with xsyn's cookie"
+	} else if cur, err := p.attached(iface); cur != nil {
+		if !cur.Handoff {
+			why = fmt.Sprintf("the program attached to %s was loaded without the handoff (an older xsyn, or an older kernel): detach and attach again to use it", iface)
+		}
+		cur.Close()
+	} else if err != nil {
+		return s, nil, err
 	} else if err := p.probeHandoff(); err != nil {
 		if !errors.Is(err, loader.ErrFeatureMissing) {
 			return s, nil, err
@@ -217,6 +221,22 @@ func (p *Protector) ChoosePaths(s spec.Spec, mode string) (spec.Spec, []string, 
 		return out, []string{"socket handoff unavailable, statements that would take it use netfilter SYNPROXY: " + why}, nil
 	}
 	return p.avoidMPTCP(s)
+}
+
+// attached is xsyn's attachment on iface, opened read-only; nil when there is none (or iface is
+// ""). Errors other than "not there" are returned.
+func (p *Protector) attached(iface string) (*loader.Attachment, error) {
+	if iface == "" {
+		return nil, nil
+	}
+	a, err := loader.Open(iface, true, p.Loader)
+	switch {
+	case err == nil:
+		return a, nil
+	case errors.Is(err, loader.ErrNotAttached) || errors.Is(err, loader.ErrNoInterface) || errors.Is(err, loader.ErrForeignProgram):
+		return nil, nil // Apply says what is wrong, if anything is
+	}
+	return nil, err
 }
 
 // avoidMPTCP moves to SYNPROXY the handoff statements whose server listens with MPTCP: the
