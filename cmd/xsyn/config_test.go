@@ -102,7 +102,7 @@ func TestExplainConfig(t *testing.T) {
 		"How a connection on the handoff path goes",
 		"How a connection on the SYNPROXY path goes",
 		// nobody cannot load the probe's programs; explain says so rather than guess.
-		"Kernel: whether it has the socket handoff (Linux 6.9+) could not be checked: ",
+		"This host: whether its kernel has the socket handoff (Linux 6.9+), and which servers listen with MPTCP, could not be checked (explain checks both as root): ",
 		"mark 0x20000000/0x20000000",
 		"loopback strict",
 		"1. " + conf + `:2: synproxy4 in inface d0 dst 192.0.2.2 dport 2200 redirect to 22 loglimit "SYNPROXY SSH"`,
@@ -161,7 +161,7 @@ func TestExplainConfig(t *testing.T) {
 	any := writeConfig(t, "any.conf", "synproxy4 in dst 192.0.2.9 dport 22 path synproxy accept\nsynproxy4 in dst 192.0.2.9 dport 80 path handoff accept\n")
 	out, errOut, code := l.xsyn(t, "explain", "nosuch0", "--config", any)
 	for _, want := range []string{`Note: no such interface: "nosuch0"`, "ipv4: mss 1460 wscale 7 sack timestamps",
-		"path: synproxy: asked for (path synproxy)", "path: handoff: ", "Kernel: it has the socket handoff (Linux 6.9+).", "-A XSYN-IN-nosuch0"} {
+		"path: synproxy: asked for (path synproxy)", "path: handoff: ", "Kernel: it has the socket handoff (Linux 6.9+), and no server", "-A XSYN-IN-nosuch0"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("explain of a missing interface: exit %d, want 0 and %q\n%s%s", code, want, out, errErr(errOut))
 		}
@@ -229,11 +229,11 @@ func TestAttachConfigErrors(t *testing.T) {
 	requireRootForTest(t)
 	l := newE2ELab(t, "xsyncf", enterers["ip-netns-exec"])
 	// Both paths, so that a failed attach has rules, sysctls, XDP and the handoff to leave alone.
-	good := writeConfig(t, "good.conf", "synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept\n"+
+	good := writeConfig(t, "good.conf", "synproxy4 in inface d0 dst 192.0.2.2 dport 8080 path synproxy accept\n"+
 		"synproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept\n")
 	out := l.mustXsyn(t, "attach", "d0", "--config", good)
 	for _, want := range []string{"1 statement on the handoff path, 1 on the SYNPROXY path\n",
-		"1. " + good + ":1: synproxy4 in inface d0 dst 192.0.2.2 dport 8080 accept", "XDP answers its SYNs",
+		"1. " + good + ":1: synproxy4 in inface d0 dst 192.0.2.2 dport 8080 path synproxy accept", "XDP answers its SYNs",
 		"2. " + good + ":2: synproxy4 in inface d0 dst 192.0.2.2 dport 8090 path handoff accept", "path: handoff: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("attach --config output lacks %q:\n%s", want, out)

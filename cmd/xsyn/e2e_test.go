@@ -160,12 +160,20 @@ func testE2E(t *testing.T, enter func(*netlab.Host) []string) {
 		t.Fatal(err)
 	}
 
-	out := l.mustXsyn(t, "attach", "d0", "--port", "8080", "--mss", "1400")
-	if !strings.Contains(out, "d0: protecting") {
-		t.Errorf("attach output does not say what it protects:\n%s", out)
+	// The default path, for the server a Go program is: it listens with MPTCP, which the
+	// handoff cannot serve, so attach keeps both statements on SYNPROXY and says why
+	// (the handoff end to end: TestAttachHandoffByDefault).
+	out, errOut, code := l.xsyn(t, "attach", "d0", "--port", "8080", "--mss", "1400")
+	if code != 0 || !strings.Contains(out, "d0: protecting") || !strings.Contains(out, "0 statements on the handoff path, 2 on the SYNPROXY path") {
+		t.Errorf("attach: exit %d; want it to say what it protects, on the SYNPROXY path:\n%s%s", code, out, errOut)
+	}
+	for _, fam := range []string{"synproxy4", "synproxy6"} {
+		if want := "xsyn attach: warning: " + fam + " input dport 8080 accept: SYNPROXY path: the server on "; !strings.Contains(errOut, want) {
+			t.Errorf("attach stderr lacks %q:\n%s", want, errOut)
+		}
 	}
 	st := l.status(t)
-	if st.Mode != "native" || !st.NetfilterRules || len(st.Services) != 2 {
+	if st.Mode != "native" || !st.NetfilterRules || len(st.Services) != 2 || st.Services[0].Path != "synproxy" || st.Services[1].Path != "synproxy" {
 		t.Fatalf("status after attach: %+v", st)
 	}
 	stateDir := st.StateDir // pinned state, when a bpffs is visible

@@ -78,11 +78,12 @@ func TestStatusRulesState(t *testing.T) {
 
 // A firewall reload that restores only the filter table, through the built binary: XDP goes on
 // answering SYNs, the valid ACKs meet no SYNPROXY and real clients fail, and status says so
-// (exit 0) in JSON and text; attach again repairs it.
+// (exit 0) in JSON and text; attach again repairs it. The SYNPROXY path, whose rules a reload
+// can take: the handoff has none.
 func TestRulesHealthE2E(t *testing.T) {
 	l := newE2ELab(t, "xsynrh", enterers["ip-netns-exec"])
 	l.echoServer(t, 8080)
-	l.mustXsyn(t, "attach", "d0", "--port", "8080")
+	l.mustXsyn(t, "attach", "d0", "--port", "8080", "--path", "synproxy")
 	t.Cleanup(func() { l.xsyn(t, "detach", "d0") })
 	connect := func(addr, client string) error {
 		t.Helper()
@@ -160,6 +161,6 @@ func TestRulesHealthE2E(t *testing.T) {
 	}
 
 	// attach again (what systemctl reload xsyn@d0 runs) puts every piece back.
-	l.mustXsyn(t, "attach", "d0", "--port", "8080")
+	l.mustXsyn(t, "attach", "d0", "--port", "8080", "--path", "synproxy")
 	complete("after attach again")
 }

@@ -11,7 +11,9 @@ import (
 
 // attach would cut connections that conntrack does not track (their segments carry no cookie):
 // it refuses, names them and changes nothing; once conntrack tracks a connection it survives
-// attach; --cut-untracked cuts the others, as the refusal said it would.
+// attach; --cut-untracked cuts the others, as the refusal said it would. The SYNPROXY path,
+// which judges every segment without a conntrack entry by its cookie (the handoff finds the
+// socket: TestAttachHandoffByDefault).
 func TestAttachRefusesToCutUntracked(t *testing.T) {
 	requireRootForTest(t)
 	l := newE2ELab(t, "xsynut", enterers["nsenter"])
@@ -61,7 +63,7 @@ func TestAttachRefusesToCutUntracked(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := l.nsState(t)
-	out, errOut, code := l.xsyn(t, "attach", "d0", "--port", "9000")
+	out, errOut, code := l.xsyn(t, "attach", "d0", "--port", "9000", "--path", "synproxy")
 	if code != exitError || out != "" ||
 		!strings.Contains(errOut, "xsyn attach: refusing to cut 1 established connection(s) to protected services that conntrack does not track:\nxsyn attach:   "+a.LocalAddr().String()+" -> 192.0.2.2:9000\n") ||
 		!strings.Contains(errOut, "or cut them: --cut-untracked") {
@@ -79,7 +81,7 @@ func TestAttachRefusesToCutUntracked(t *testing.T) {
 	if err := echo(a, ar, "a2"); err != nil {
 		t.Fatal(err)
 	}
-	l.mustXsyn(t, "attach", "d0", "--port", "9000")
+	l.mustXsyn(t, "attach", "d0", "--port", "9000", "--path", "synproxy")
 	if err := echo(a, ar, "a3"); err != nil {
 		t.Errorf("a tracked connection after attach: %v", err)
 	}
@@ -94,11 +96,11 @@ func TestAttachRefusesToCutUntracked(t *testing.T) {
 	if err := echo(b, br, "b1"); err != nil {
 		t.Fatal(err)
 	}
-	_, errOut, code = l.xsyn(t, "attach", "d0", "--port", "9000")
+	_, errOut, code = l.xsyn(t, "attach", "d0", "--port", "9000", "--path", "synproxy")
 	if code != exitError || !strings.Contains(errOut, "refusing to cut 1 established connection(s)") || !strings.Contains(errOut, b.LocalAddr().String()+" -> ") || strings.Contains(errOut, a.LocalAddr().String()) {
 		t.Errorf("attach with one tracked and one untracked connection: exit %d, want 1 naming %s only:\n%s", code, b.LocalAddr(), errOut)
 	}
-	l.mustXsyn(t, "attach", "d0", "--port", "9000", "--cut-untracked")
+	l.mustXsyn(t, "attach", "d0", "--port", "9000", "--path", "synproxy", "--cut-untracked")
 	t.Cleanup(func() { l.xsyn(t, "detach", "d0") }) // pins in the host's bpffs outlive the namespace
 	invalid := counter(l.status(t), "ipv4", "ack_cookie_invalid")
 	if err := echo(b, br, "b2"); err == nil {
