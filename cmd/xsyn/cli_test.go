@@ -313,7 +313,9 @@ func TestConcurrentAttach(t *testing.T) {
 	errs := make(chan string, len(mss))
 	for _, m := range mss {
 		go func() {
-			out, errOut, code := l.xsyn(t, "attach", "d0", "--port", "8080", "--dst", "192.0.2.2", "--mss", m)
+			// The SYNPROXY path, whose rules must agree with XDP (nothing listens: auto would
+			// take the handoff, which has no rules).
+			out, errOut, code := l.xsyn(t, "attach", "d0", "--port", "8080", "--dst", "192.0.2.2", "--mss", m, "--path", "synproxy")
 			if code != 0 {
 				errs <- fmt.Sprintf("attach --mss %s: exit %d: %s%s", m, code, out, errOut)
 				return
@@ -345,7 +347,8 @@ func TestConcurrentAttach(t *testing.T) {
 }
 
 // `xsyn attach d0` with no ports protects what the server listens on at d0's addresses (and on
-// wildcards), not what listens on loopback only, and says so; clients get through.
+// wildcards), not what listens on loopback only, and says so; clients get through. The servers
+// are Go's, listening with MPTCP: the default takes them to the SYNPROXY path, saying why.
 func TestZeroConfigAttach(t *testing.T) {
 	requireRootForTest(t)
 	l := newE2ELab(t, "xsynzc", enterers["ip-netns-exec"])
@@ -362,7 +365,14 @@ func TestZeroConfigAttach(t *testing.T) {
 		}
 		t.Cleanup(func() { l0.Close() })
 	}
-	out := l.mustXsyn(t, "attach", "d0")
+	out, errOut, code := l.xsyn(t, "attach", "d0")
+	if code != 0 {
+		t.Fatalf("zero-config attach: exit %d\n%s%s", code, out, errOut)
+	}
+	// One warning per statement (one per family and address), naming one of its servers.
+	if n := strings.Count(errOut, ": SYNPROXY path: the server on "); n != 3 || strings.Count(errOut, " listens with MPTCP") != 3 {
+		t.Errorf("zero-config attach: %d warnings of a server that listens with MPTCP, want 3:\n%s", n, errOut)
+	}
 	st := l.status(t)
 	var got []string
 	for _, s := range st.Services {
@@ -370,6 +380,9 @@ func TestZeroConfigAttach(t *testing.T) {
 			s.Destination = "fe80::(link-local)"
 		}
 		got = append(got, fmt.Sprintf("%s %s %d", s.Family, s.Destination, s.Port))
+		if s.Path != "synproxy" {
+			t.Errorf("%s %s %d takes path %s; want synproxy, as the MPTCP server needs", s.Family, s.Destination, s.Port, s.Path)
+		}
 	}
 	want := []string{"ipv4 192.0.2.2/32 8080", "ipv4 192.0.2.2/32 9090", "ipv6 2001:db8::2/128 8080", "ipv6 2001:db8::2/128 9443", "ipv6 fe80::(link-local) 9443"}
 	// 9443 listens IPv6-only: no IPv4 service for it (sock_diag tells, /proc/net/tcp6 would not).
