@@ -77,7 +77,7 @@ func demo(ctx context.Context, bin string, dur time.Duration, clients, rate int,
 		say("lab removed")
 	}()
 	inet, dut, il, dl := lab.Client, lab.Server, lab.ClientLink, lab.ServerLink
-	stopServer, err := dut.ServeClientAddr(port, dutAddr4.Addr(), dutAddr6.Addr())
+	stopServer, err := dut.ServeClientAddrTCP(port, dutAddr4.Addr(), dutAddr6.Addr())
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package netlab
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -49,8 +50,20 @@ func (p *Pair) Close() error { return p.Lab.Close() }
 
 // ServeClientAddr listens on addr:port for each addr inside the host and answers every
 // connection with the client address the server sees, one line, then closes it: the proof that
-// a connection went through with the real client address. stop closes the listeners.
+// a connection went through with the real client address. It speaks first, as SSH or SMTP do.
+// It listens as Go does by default: with MPTCP where the kernel has it. stop closes the
+// listeners.
 func (h *Host) ServeClientAddr(port int, addrs ...netip.Addr) (stop func(), err error) {
+	return h.serveClientAddr(port, true, addrs)
+}
+
+// ServeClientAddrTCP is ServeClientAddr listening with plain TCP, as sshd or nginx do: a server
+// the socket handoff can serve (the kernel cannot hand connections to MPTCP listeners).
+func (h *Host) ServeClientAddrTCP(port int, addrs ...netip.Addr) (stop func(), err error) {
+	return h.serveClientAddr(port, false, addrs)
+}
+
+func (h *Host) serveClientAddr(port int, mptcp bool, addrs []netip.Addr) (stop func(), err error) {
 	var lns []net.Listener
 	stop = func() {
 		for _, ln := range lns {
@@ -60,7 +73,9 @@ func (h *Host) ServeClientAddr(port int, addrs ...netip.Addr) (stop func(), err 
 	for _, a := range addrs {
 		var ln net.Listener
 		err := h.Do(func() (err error) {
-			ln, err = net.Listen("tcp", netip.AddrPortFrom(a, uint16(port)).String())
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(mptcp)
+			ln, err = lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(a, uint16(port)).String())
 			return err
 		})
 		if err != nil {
