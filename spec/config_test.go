@@ -272,9 +272,8 @@ func TestParseConfigPath(t *testing.T) {
 		name, src string
 		want      []want
 	}{
-		{"auto: an input accept stays on SYNPROXY while the handoff is opt-in", "synproxy4 in dport 80 accept",
-			[]want{{ViaAuto, PathSynproxy, "opt-in"}}},
-		{"auto, written", "synproxy4 in dport 80 path auto accept", []want{{ViaAuto, PathSynproxy, "opt-in"}}},
+		{"auto: an input accept takes the handoff", "synproxy4 in dport 80 accept", []want{{ViaAuto, PathHandoff, ""}}},
+		{"auto, written", "synproxy4 in dport 80 path auto accept", []want{{ViaAuto, PathHandoff, ""}}},
 		{"auto: redirect is SYNPROXY's", "synproxy4 in dport 2200 redirect to 22",
 			[]want{{ViaAuto, PathSynproxy, "its action is redirect to 22, which only netfilter can carry out"}}},
 		{"auto: forward is SYNPROXY's", "synproxy6 forward dport 80 dnat to [2001:db8::5]",
@@ -315,15 +314,36 @@ func TestParseConfigPath(t *testing.T) {
 	}
 
 	// Two statements for the same destination on different paths: one SYN-ACK cannot serve
-	// both, whichever way the difference came about.
+	// both. A statement that demands the handoff is an error at its line; one on auto follows
+	// its SYNPROXY neighbour (FireHOL's input accept beside a forward dnat keeps working).
 	for _, src := range []string{
 		"synproxy4 in dst 192.0.2.1 dport 80 path handoff accept\nsynproxy4 in dport 80 path synproxy accept",
 		"synproxy4 in dst 192.0.2.1 dport 80 path handoff accept\nsynproxy4 in dport 80 reject",
 	} {
 		_, err := mustParse(t, src, nil).For("eth0")
-		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), "test.conf:2: matches destinations of test.conf:1, which takes the handoff path") ||
+		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), "test.conf:1: path handoff is not possible: it matches destinations of test.conf:2") ||
 			!strings.Contains(err.Error(), "give both the same `path`") {
-			t.Errorf("%q: %v; want an error at test.conf:2 saying both need the same path", src, err)
+			t.Errorf("%q: %v; want an error at test.conf:1 saying both need the same path", src, err)
+		}
+	}
+	for _, src := range []string{
+		"synproxy4 in dst 192.0.2.1 dport 80 accept\nsynproxy4 in dport 80 path synproxy accept",
+		"synproxy4 in dst 192.0.2.1 dport 80 accept\nsynproxy4 in dport 80 reject",
+		"synproxy4 in dport 80 reject\nsynproxy4 in dst 192.0.2.1 dport 80 accept",
+	} {
+		s, err := mustParse(t, src, nil).For("eth0")
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		for _, st := range s.Statements {
+			if st.Path != PathSynproxy {
+				t.Errorf("%q: %s takes the %s path; want SYNPROXY for both", src, st, st.Path)
+			}
+		}
+		for _, svc := range s.Services {
+			if svc.Handoff {
+				t.Errorf("%q: service %s on the handoff path", src, svc)
+			}
 		}
 	}
 }

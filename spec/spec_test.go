@@ -88,7 +88,7 @@ func TestSimpleBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Service{Family: IPv6, Dst: netip.MustParsePrefix("2001:db8::/64"), Port: 22, TTL: 9,
-		Options: TCPOptions{MSS: 1400, WScale: 0, ECN: true}}
+		Options: TCPOptions{MSS: 1400, WScale: 0, ECN: true}, Handoff: true}
 	if len(s.Services) != 1 || s.Services[0] != want {
 		t.Errorf("with every flag: %+v; want only %+v", s.Services, want)
 	}
@@ -109,15 +109,15 @@ func TestSimpleBuild(t *testing.T) {
 	}
 }
 
-// --path applies to every statement the flags make: handoff takes the handoff (the flag form is
-// input ... accept, by destination and port), synproxy and (for now) auto SYNPROXY.
+// --path applies to every statement the flags make: auto and handoff take the handoff (the flag
+// form is input ... accept, by destination and port), synproxy moves them all to SYNPROXY.
 func TestSimpleBuildPath(t *testing.T) {
 	for _, tc := range []struct {
 		via     Via
 		path    Path
 		handoff bool
 	}{
-		{ViaAuto, PathSynproxy, false},
+		{ViaAuto, PathHandoff, true},
 		{ViaHandoff, PathHandoff, true},
 		{ViaSynproxy, PathSynproxy, false},
 	} {

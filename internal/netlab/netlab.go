@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -42,7 +43,13 @@ func New(prefix string) *Lab { return &Lab{prefix: prefix} }
 // Host creates a namespace with loopback up.
 func (l *Lab) Host(name string) (*Host, error) {
 	full := l.prefix + "-" + name
-	_ = netns.DeleteNamed(full) // left over from a killed run
+	if netns.DeleteNamed(full) != nil { // left over from a killed run
+		// Still there, held in another mount namespace (a run killed under `ip netns exec`,
+		// say): a name of this process's own, so a leftover never fails a later run.
+		if _, err := os.Stat(filepath.Join("/run/netns", full)); err == nil {
+			full = fmt.Sprintf("%s-%d-%s", l.prefix, os.Getpid(), name)
+		}
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()

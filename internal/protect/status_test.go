@@ -16,7 +16,8 @@ import (
 // the program's services say that family is protected.
 func TestStatusRulesMissing(t *testing.T) {
 	h := server(t, "xsynst")
-	s, err := spec.Simple{Ports: []uint16{8080}, WScale: -1}.Build()
+	// The SYNPROXY path: the handoff has no rules to go missing.
+	s, err := spec.Simple{Ports: []uint16{8080}, WScale: -1, Via: spec.ViaSynproxy}.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
