@@ -39,13 +39,14 @@ import (
 
 // What the DUT runs in the established scenario.
 const (
-	streamNone     = "none"     // no XDP program, no rules
-	streamPass     = "pass"     // XDP_PASS only, no rules
-	streamSynproxy = "synproxy" // netfilter rules alone
-	streamXsyn     = "xsyn"     // rules and xsyn's XDP program
+	streamNone     = "none"          // no XDP program, no rules
+	streamPass     = "pass"          // XDP_PASS only, no rules
+	streamSynproxy = "synproxy"      // netfilter rules alone
+	streamXsyn     = "xsyn"          // xsyn as deployed by default: handoff path, a socket lookup per segment
+	streamXsynNF   = "xsyn-synproxy" // xsyn on the SYNPROXY path: rules, a conntrack lookup per segment
 )
 
-var streamModes = []string{streamNone, streamPass, streamSynproxy, streamXsyn}
+var streamModes = []string{streamNone, streamPass, streamSynproxy, streamXsyn, streamXsynNF}
 
 // streamWrite is the size of the sender's writes and the receiver's reads.
 const streamWrite = 256 << 10
@@ -252,6 +253,8 @@ func (r *rig) deployStream(mode string, s spec.Spec) (*deployment, error) {
 		return r.deploy(modeSynproxy, s)
 	case streamXsyn:
 		return r.deploy(modeXsyn, s)
+	case streamXsynNF:
+		return r.deploy(modeXsynNF, s)
 	}
 	return nil, fmt.Errorf("unknown established mode %q (want one of %v)", mode, streamModes)
 }

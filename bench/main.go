@@ -76,9 +76,9 @@ var allScenarios = []string{scenarioFlood, scenarioAck, scenarioMix, scenarioLeg
 // SYNs too.
 var scenarioModes = map[string][]string{
 	scenarioFlood: allModes,
-	scenarioAck:   {modeNone, modeDrop, modeXsyn, modeGeneric, modeSynproxy},
-	scenarioMix:   {modeNone, modeDrop, modeXsyn, modeGeneric, modeSynproxy},
-	scenarioLegit: {modeNone, modeSynproxy, modeXsyn, modeGeneric},
+	scenarioAck:   {modeNone, modeDrop, modeXsyn, modeXsynNF, modeGeneric, modeSynproxy},
+	scenarioMix:   {modeNone, modeDrop, modeXsyn, modeXsynNF, modeGeneric, modeSynproxy},
+	scenarioLegit: {modeNone, modeSynproxy, modeXsyn, modeXsynNF, modeGeneric},
 }
 
 // modesFor is the modes of scenario sc among the selected ones, in the selected order.

@@ -14,18 +14,19 @@ import (
 
 // What the DUT runs.
 const (
-	modeNone     = "none"         // no protection: the kernel's listener with its own syncookies
-	modeDrop     = "drop"         // ceiling: XDP_DROP
-	modeReflect  = "reflect"      // ceiling: swap and XDP_TX, no cookie
-	modeXsyn     = "xsyn"         // xsyn: XDP program (native) + netfilter rules, as deployed
-	modeGeneric  = "xsyn-generic" // the same in generic XDP mode (after the stack built an skb)
-	modeSynproxy = "synproxy"     // netfilter SYNPROXY alone, no XDP program on the DUT
+	modeNone     = "none"          // no protection: the kernel's listener with its own syncookies
+	modeDrop     = "drop"          // ceiling: XDP_DROP
+	modeReflect  = "reflect"       // ceiling: swap and XDP_TX, no cookie
+	modeXsyn     = "xsyn"          // xsyn as deployed by default: the socket handoff (SipHash cookie, socket lookup, TC handoff)
+	modeXsynNF   = "xsyn-synproxy" // xsyn on the SYNPROXY path: the kernel's cookie helper, conntrack lookup, netfilter rules
+	modeGeneric  = "xsyn-generic"  // the default in generic XDP mode (after the stack built an skb)
+	modeSynproxy = "synproxy"      // netfilter SYNPROXY alone, no XDP program on the DUT
 )
 
-var allModes = []string{modeNone, modeDrop, modeReflect, modeXsyn, modeGeneric, modeSynproxy}
+var allModes = []string{modeNone, modeDrop, modeReflect, modeXsyn, modeXsynNF, modeGeneric, modeSynproxy}
 
 // isXsyn says whether mode runs xsyn's program.
-func isXsyn(mode string) bool { return mode == modeXsyn || mode == modeGeneric }
+func isXsyn(mode string) bool { return mode == modeXsyn || mode == modeXsynNF || mode == modeGeneric }
 
 // deployment is one mode set up on the DUT.
 type deployment struct {
@@ -50,6 +51,12 @@ func (r *rig) deploy(mode string, s spec.Spec) (*deployment, error) {
 		return r.deployCeiling(r.progs.BenchReflect)
 	case modeXsyn:
 		return r.deployXsyn(s, loader.ModeNative)
+	case modeXsynNF:
+		nf, err := s.WithoutHandoff("the bench's SYNPROXY-path mode")
+		if err != nil {
+			return nil, err
+		}
+		return r.deployXsyn(nf, loader.ModeNative)
 	case modeGeneric:
 		return r.deployXsyn(s, loader.ModeGeneric)
 	case modeSynproxy:

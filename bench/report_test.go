@@ -213,8 +213,8 @@ func TestPlanRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// flood 6 modes, ack 5, mix 5, legit 4 modes x 2 levels, established 4 modes.
-	if n := planRuns(c); n != 6+5+5+8+4 {
+	// flood 7 modes, ack 6, mix 6, legit 5 modes x 2 levels, established 5 modes.
+	if n := planRuns(c); n != 7+6+6+10+5 {
 		t.Errorf("%d runs", n)
 	}
 	if m := modesFor(scenarioLegit, []string{modeDrop, modeXsyn, modeNone}); len(m) != 2 || m[0] != modeXsyn || m[1] != modeNone {

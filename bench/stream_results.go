@@ -81,7 +81,7 @@ func (res *streamResult) fill(a, b streamSample) {
 	if u := res.DUTNAPIUtil + res.ReceiverUtil; u > 0 {
 		res.DUTCoreGbps = res.Gbps / u
 	}
-	if res.Mode == streamXsyn {
+	if res.Mode == streamXsyn || res.Mode == streamXsynNF {
 		// The handshake happened before the window: count it from the deployment on (a is
 		// later than the attachment, b.xsyn holds everything since).
 		res.Xsyn = &xsynStreamCounts{

@@ -19,6 +19,7 @@ var modeColours = map[string]string{
 	modeDrop:     "#8172b3",
 	modeReflect:  "#4c72b0",
 	modeXsyn:     "#dd8452",
+	modeXsynNF:   "#937860",
 	modeGeneric:  "#c44e52",
 	modeSynproxy: "#55a868",
 }

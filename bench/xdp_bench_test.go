@@ -58,6 +58,9 @@ type xdpCase struct {
 	rewrites bool // the program changes the frame: no Repeat benchmark
 }
 
+// BenchmarkXDP runs every path of both of xsyn's cookies (the handoff path's SipHash cookie and
+// the SYNPROXY path's kernel helper), and the SYNs through the reflect ceiling (bench.c: swap and
+// XDP_TX, no cookie), on the same frames, so that their costs compare within one run.
 func BenchmarkXDP(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: loads an XDP program and runs it with BPF_PROG_RUN")
@@ -66,17 +69,38 @@ func BenchmarkXDP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := loader.LoadProgram(s)
+	synproxy, err := s.WithoutHandoff("the kernel helper's cookie, for comparison")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.Close()
-
-	for _, c := range xdpCases(b, p.XDP()) {
-		b.Run(c.name+"/run1", func(b *testing.B) { benchRun1(b, p.XDP(), c) })
-		if !c.rewrites {
-			b.Run(c.name+"/repeat", func(b *testing.B) { benchRepeat(b, p.XDP(), c) })
+	for _, path := range []struct {
+		name string
+		s    spec.Spec
+	}{{"handoff", s}, {"synproxy", synproxy}} {
+		if path.s.Services[0].Handoff && loader.ProbeHandoff() != nil {
+			b.Logf("%s: kernel lacks the socket handoff: %v", path.name, loader.ProbeHandoff())
+			continue
 		}
+		p, err := loader.LoadProgram(path.s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		for _, c := range xdpCases(b, p.XDP()) {
+			b.Run(path.name+"/"+c.name+"/run1", func(b *testing.B) { benchRun1(b, p.XDP(), c) })
+			if !c.rewrites {
+				b.Run(path.name+"/"+c.name+"/repeat", func(b *testing.B) { benchRepeat(b, p.XDP(), c) })
+			}
+		}
+	}
+
+	var objs benchprogsObjects
+	if err := loadBenchprogsObjects(&objs, nil); err != nil {
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	for _, c := range synCases() {
+		b.Run("reflect/"+c.name+"/run1", func(b *testing.B) { benchRun1(b, objs.BenchReflect, c) })
 	}
 }
 
@@ -128,7 +152,6 @@ func benchRepeat(b *testing.B, prog *ebpf.Program, c xdpCase) {
 // for the option-less IPv4 SYN, so it carries a real cookie.
 func xdpCases(b *testing.B, prog *ebpf.Program) []xdpCase {
 	dst4 := netip.MustParseAddr("192.0.2.2")
-	dst6 := netip.MustParseAddr("2001:db8::2")
 	syn4 := synFrame(4, shapeBare, benchCliMAC, benchSrvMAC, dst4, benchPort)
 
 	out := make([]byte, len(syn4)+256)
@@ -148,13 +171,21 @@ func xdpCases(b *testing.B, prog *ebpf.Program) []xdpCase {
 				Seq: synack.TCP.Ack, Ack: ackSeq, Flags: packet.ACK, Window: 502},
 		}.Bytes()
 	}
+	return append(synCases(),
+		xdpCase{"ack4-valid", ack(synack.TCP.Seq + 1), xdpPass, false},
+		xdpCase{"ack4-invalid", ack(synack.TCP.Seq + 12345), xdpDrop, false},
+		xdpCase{"syn4-not-protected", synFrame(4, shapeLinux, benchCliMAC, benchSrvMAC, dst4, benchPort+1), xdpPass, false},
+	)
+}
+
+// synCases are the SYN frames: both families, without options and with Linux's.
+func synCases() []xdpCase {
+	dst4 := netip.MustParseAddr("192.0.2.2")
+	dst6 := netip.MustParseAddr("2001:db8::2")
 	return []xdpCase{
-		{"syn4-54B", syn4, xdpTX, true},
+		{"syn4-54B", synFrame(4, shapeBare, benchCliMAC, benchSrvMAC, dst4, benchPort), xdpTX, true},
 		{"syn4-74B", synFrame(4, shapeLinux, benchCliMAC, benchSrvMAC, dst4, benchPort), xdpTX, true},
 		{"syn6-74B", synFrame(6, shapeBare, benchCliMAC, benchSrvMAC, dst6, benchPort), xdpTX, true},
 		{"syn6-94B", synFrame(6, shapeLinux, benchCliMAC, benchSrvMAC, dst6, benchPort), xdpTX, true},
-		{"ack4-valid", ack(synack.TCP.Seq + 1), xdpPass, false},
-		{"ack4-invalid", ack(synack.TCP.Seq + 12345), xdpDrop, false},
-		{"syn4-not-protected", synFrame(4, shapeLinux, benchCliMAC, benchSrvMAC, dst4, benchPort+1), xdpPass, false},
 	}
 }
