@@ -487,3 +487,53 @@ func TestHandoffMPTCPListener(t *testing.T) {
 		t.Errorf("counters %+v; want 3 valid ACKs on the SYNPROXY path and no handoff", c)
 	}
 }
+
+// TestBothPathsBehindAFirewall: one configuration with a statement of each path, on a host whose
+// firewall drops INVALID (as ufw and firewalld do). The SYNPROXY path makes conntrack strict
+// (nf_conntrack_tcp_loose=0), which would call a handed-off connection INVALID; xsyn keeps
+// conntrack off the handoff's flows instead, and both kinds of client get in.
+func TestBothPathsBehindAFirewall(t *testing.T) {
+	for _, fam := range families {
+		t.Run(fam.String(), func(t *testing.T) {
+			l := newActionLab(t, fam, false)
+			handoffOrSkip(t)
+			srv := serveBanner(t, l.fw, bannerPort, false)
+			proxied := serve(t, l.fw, netip.AddrPortFrom(l.net.fw.Addr(), 80))
+			iptables := strings.TrimSuffix(l.iptablesSave, "-save")
+			for _, rule := range [][]string{
+				{"-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"},
+				{"-A", "OUTPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"},
+			} {
+				if _, err := l.fw.Run(iptables, rule...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := l.config(t, fmt.Sprintf("synproxy%[1]d input inface f0 dport %[2]d path handoff accept\n"+
+				"synproxy%[1]d input inface f0 dst %[3]s dport 80 path synproxy accept\n", famNum(fam), bannerPort, l.net.fw.Addr()))
+			res := l.apply(t, s, "auto")
+			if p0, p1 := res.Spec.Statements[0].Path, res.Spec.Statements[1].Path; p0 != spec.PathHandoff || p1 != spec.PathSynproxy {
+				t.Fatalf("paths %s, %s; want handoff, synproxy", p0, p1)
+			}
+			if out, err := l.fw.Run("sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose"); err != nil || strings.TrimSpace(out) != "0" {
+				t.Fatalf("nf_conntrack_tcp_loose = %q (%v); the SYNPROXY statement needs 0", out, err)
+			}
+			for i := range 3 {
+				if _, _, err := banner(l.cli, netip.Addr{}, netip.AddrPortFrom(l.net.fw.Addr(), bannerPort)); err != nil {
+					t.Errorf("handoff client %d: %v", i, err)
+				}
+				if _, err := exchange(l.cli, netip.AddrPortFrom(l.net.fw.Addr(), 80), i); err != nil {
+					t.Errorf("SYNPROXY client %d: %v", i, err)
+				}
+			}
+			if n := len(srv.accepted()); n != 3 {
+				t.Errorf("the handoff's server accepted %d connections; want 3", n)
+			}
+			if n := proxied.accepts.Load(); n != 3 {
+				t.Errorf("the SYNPROXY statement's server accepted %d connections; want 3", n)
+			}
+			if c := l.xdp(t); c.HandoffAssigned != 3 || c.HandoffRefused != 0 {
+				t.Errorf("counters %+v; want 3 handoffs", c)
+			}
+		})
+	}
+}
