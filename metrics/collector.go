@@ -15,6 +15,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/spec"
 )
 
 const namespace = "xsyn"
@@ -103,8 +104,9 @@ func New(src Source, opts Options) *Collector {
 				"xsyn status IFACE names what is missing; xsyn attach again (systemctl reload xsyn@IFACE) repairs it.",
 			[]string{"iface"}, nil),
 		services: prometheus.NewDesc("xsyn_services",
-			"Services (family, destination, port) the XDP program protects on the interface; absent in netfilter-only mode.",
-			[]string{"iface"}, nil),
+			"Services (family, destination, port) the XDP program protects on the interface, by the path their valid ACKs take: "+
+				"handoff (xsyn's cookie, handed to the listening socket) or synproxy (the kernel's cookie, netfilter SYNPROXY); absent in netfilter-only mode.",
+			[]string{"iface", "path"}, nil),
 		buildInfo: prometheus.NewDesc("xsyn_build_info",
 			"1, labelled with the xsyn version and the Go version it was built with.",
 			[]string{"version", "goversion"}, nil),
@@ -218,7 +220,14 @@ func (c *Collector) collectInterface(ch chan<- prometheus.Metric, st protect.Sta
 	if st.Counters == nil {
 		return // netfilter-only: no XDP program, no maps
 	}
-	ch <- prometheus.MustNewConstMetric(c.services, prometheus.GaugeValue, float64(len(st.Services)), st.Iface)
+	var handoff int
+	for _, svc := range st.Services {
+		if svc.Handoff {
+			handoff++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.services, prometheus.GaugeValue, float64(handoff), st.Iface, spec.PathHandoff.String())
+	ch <- prometheus.MustNewConstMetric(c.services, prometheus.GaugeValue, float64(len(st.Services)-handoff), st.Iface, spec.PathSynproxy.String())
 	c.collectCounters(ch, st.Iface, familyIPv4, st.Counters.IPv4)
 	c.collectCounters(ch, st.Iface, familyIPv6, st.Counters.IPv6)
 	c.collectCounters(ch, st.Iface, familyOther, st.Counters.Other)

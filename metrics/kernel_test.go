@@ -133,9 +133,10 @@ xsyn_handoff_refused_total{family="ipv6",iface="d0"} 0
 # TYPE xsyn_attached gauge
 xsyn_attached{iface="d0",mode="native"} 1
 xsyn_attached{iface="lo",mode="netfilter-only"} 1
-# HELP xsyn_services Services (family, destination, port) the XDP program protects on the interface; absent in netfilter-only mode.
+# HELP xsyn_services Services (family, destination, port) the XDP program protects on the interface, by the path their valid ACKs take: handoff (xsyn's cookie, handed to the listening socket) or synproxy (the kernel's cookie, netfilter SYNPROXY); absent in netfilter-only mode.
 # TYPE xsyn_services gauge
-xsyn_services{iface="d0"} 2
+xsyn_services{iface="d0",path="handoff"} 0
+xsyn_services{iface="d0",path="synproxy"} 2
 # HELP xsyn_collection_errors_total Sources (an interface, the SYNPROXY statistics, the list of interfaces) that could not be read during a scrape; the scrape returns everything else.
 # TYPE xsyn_collection_errors_total counter
 xsyn_collection_errors_total 0

@@ -180,7 +180,7 @@ func TestChecker(t *testing.T) {
 		`sum without (family) (rate(xsyn_syn_received_total[1m]))`:                                  {"iface", "instance", "job"},
 		`xsyn_attached == 1 unless on (instance) xsyn_services`:                                     {"iface", "instance", "job", "mode"},
 		`sum by (iface) (rate(xsyn_syn_received_total[1m])) or vector(0)`:                           {"iface"},
-		`xsyn_services * on (job, instance, iface) group_left (mode) xsyn_attached`:                 {"iface", "instance", "job", "mode"},
+		`xsyn_services * on (job, instance, iface) group_left (mode) xsyn_attached`:                 {"iface", "instance", "job", "mode", "path"},
 		`sum(rate(xsyn_syn_received_total[1m])) / on () sum(rate(xsyn_ack_cookie_valid_total[1m]))`: nil,
 	} {
 		res, err := chk.Check(expr)
@@ -292,7 +292,8 @@ func quietHost(until time.Duration) History {
 		Series: []Series{
 			{Sel: `up`, Phases: []Phase{Value(0, 1)}},
 			{Sel: `xsyn_attached{iface="eth0",mode="native"}`, Phases: []Phase{Value(0, 1)}},
-			{Sel: `xsyn_services{iface="eth0"}`, Phases: []Phase{Value(0, 2)}},
+			{Sel: `xsyn_services{iface="eth0",path="handoff"}`, Phases: []Phase{Value(0, 2)}},
+			{Sel: `xsyn_services{iface="eth0",path="synproxy"}`, Phases: []Phase{Value(0, 0)}},
 			{Sel: `xsyn_netfilter_rules_complete{iface="eth0"}`, Phases: []Phase{Value(0, 1)}},
 			{Sel: `xsyn_collection_errors_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
 			{Sel: `xsyn_syn_received_total{iface="eth0",family="ipv4"}`, Counter: true, Phases: []Phase{Rate(0, 200)}},
