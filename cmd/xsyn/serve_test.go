@@ -90,7 +90,7 @@ func TestServeUnderFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := c.waitMetric(t, url, synack4, flood1)
-	for _, series := range []string{`xsyn_attached{iface="d0",mode="native"}`, `xsyn_services{iface="d0"}`, "go_goroutines", "process_open_fds", "xsyn_collection_errors_total"} {
+	for _, series := range []string{`xsyn_attached{iface="d0",mode="native"}`, `xsyn_services{iface="d0",path="handoff"}`, `xsyn_services{iface="d0",path="synproxy"}`, "go_goroutines", "process_open_fds", "xsyn_collection_errors_total"} {
 		if _, ok := metricValue(body, series); !ok {
 			t.Errorf("scrape lacks %s", series)
 		}
