@@ -6,7 +6,7 @@
  * in the rest; our TSval (when the client asked for timestamps) carries 8 more bits of it:
  *
  *        31                      8 7   6   5      4      3    0
- *   ISN | SipHash bits 0-23        | MSS | ECN | SACK | WScale |   WScale 0xf: no window scaling
+ *   ISN | SipHash bits 8-31        | MSS | ECN | SACK | WScale |   WScale 0xf: no window scaling
  *   TSval | milliseconds, low byte cleared | SipHash bits 32-39 |
  *
  * The hash covers the 4-tuple, the client's ISN, the option byte and a time slot of one minute on
@@ -127,8 +127,11 @@ static __always_inline bool cookie_matches(struct sip_msg *m, const __u64 *key, 
 /*
  * Is this ACK the answer to one of our SYN-ACKs? The current key first, in this slot and the last;
  * then, while a rotation is recent, the key before it. A forged ACK costs two hashes (four during
- * a rotation); the 24 + 8 bits make a blind guess succeed once in 2^23 tries (2^31 with
- * timestamps).
+ * a rotation). A blind guess succeeds once in 2^23 tries (24 bits, two slots), during a rotation
+ * once in 2^22: an ACK without timestamps is checked on the ISN alone, and a forger leaves them
+ * out. The TSval bits only narrow what a client that sent timestamps can be mistaken for.
+ * XXX: the kernel's own cookie has the same strength; a guess buys one connection to a listener,
+ * which the host's firewall still judges.
  */
 static __always_inline bool cookie_check(const struct packet *p, const struct cookie_secret *sec,
 					 __u64 now_ns, bool has_ts, __u32 tsecr)

@@ -28,8 +28,9 @@ struct counters {
 	__u64 established_passed; /* confirmed conntrack entry, or (handoff) a socket (XDP_PASS) */
 	/* Handoff path, counted by the TC program. */
 	__u64 handoff_assigned;   /* valid-cookie ACK handed to the listener: a connection */
-	__u64 handoff_refused;    /* the kernel refused the handoff (a sysctl turned an option off,
-				   * tcp_syncookies=0, no memory); the stack answers with a reset */
+	__u64 handoff_refused;    /* the kernel refused the handoff (an MPTCP listener, a sysctl
+				   * turned an option off, no memory); the stack answers with a
+				   * reset */
 	/* Passed to the kernel untouched. */
 	__u64 pass__not_ip;        /* neither IPv4 nor IPv6 */
 	__u64 pass__not_tcp;       /* not TCP, or behind an IPv6 header we do not walk (AH, ESP) */

@@ -220,8 +220,16 @@ func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, erro
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if err := w.opts.Probe(); err != nil {
-		return nil, err
+	// The SYNPROXY path's services need the kernel's cookie helpers and conntrack kfuncs; a spec
+	// on the handoff path alone needs only what ProbeHandoff checks below (which implies every
+	// XDP feature before 6.9), and no conntrack at all.
+	// XXX: where nf_conntrack is a module nobody had loaded at this attach, the program's
+	// conntrack kfuncs stay unresolved (weak); a later reconfiguration that adds SYNPROXY
+	// statements then needs a detach and attach (or Upgrade) to resolve them.
+	if !hasHandoff(s) || hasSynproxy(s) {
+		if err := w.opts.Probe(); err != nil {
+			return nil, err
+		}
 	}
 	nlink, err := lookupInterface(iface)
 	if err != nil {
@@ -429,6 +437,15 @@ func (a *Attachment) detachHandoff() error {
 	}
 	a.Handoff = false
 	return nil
+}
+
+func hasSynproxy(s spec.Spec) bool {
+	for _, svc := range s.Services {
+		if !svc.Handoff {
+			return true
+		}
+	}
+	return false
 }
 
 func hasHandoff(s spec.Spec) bool {

@@ -53,7 +53,7 @@ var counterHelp = map[string]string{
 	"established_passed": "Packets of connections that exist (a confirmed conntrack entry, or on the handoff path a socket), passed to the kernel.",
 	"handoff_assigned":   "Handoff path: ACKs with a valid cookie the TC program handed to the listening socket, each a new connection without netfilter.",
 	"handoff_refused": "Handoff path: ACKs with a valid cookie the kernel refused to hand to the listening socket; the stack resets those clients. " +
-		"Should stay 0: usually an MPTCP listener, net.ipv4.tcp_syncookies=0, or tcp_sack, tcp_timestamps or tcp_window_scaling turned off.",
+		"Should stay 0: usually an MPTCP listener, or tcp_sack, tcp_timestamps or tcp_window_scaling turned off after the attach.",
 }
 
 // Options configure a Collector.

@@ -125,7 +125,7 @@ xsyn_established_passed_total{family="ipv6",iface="d0"} 0
 # TYPE xsyn_handoff_assigned_total counter
 xsyn_handoff_assigned_total{family="ipv4",iface="d0"} 0
 xsyn_handoff_assigned_total{family="ipv6",iface="d0"} 0
-# HELP xsyn_handoff_refused_total Handoff path: ACKs with a valid cookie the kernel refused to hand to the listening socket; the stack resets those clients. Should stay 0: usually an MPTCP listener, net.ipv4.tcp_syncookies=0, or tcp_sack, tcp_timestamps or tcp_window_scaling turned off. Summed over CPUs.
+# HELP xsyn_handoff_refused_total Handoff path: ACKs with a valid cookie the kernel refused to hand to the listening socket; the stack resets those clients. Should stay 0: usually an MPTCP listener, or tcp_sack, tcp_timestamps or tcp_window_scaling turned off after the attach. Summed over CPUs.
 # TYPE xsyn_handoff_refused_total counter
 xsyn_handoff_refused_total{family="ipv4",iface="d0"} 0
 xsyn_handoff_refused_total{family="ipv6",iface="d0"} 0

@@ -146,3 +146,18 @@ func (a *Applier) restoreSysctls(t *txn) error {
 		func() error { return ipt.DeleteChain(TableFilter, SavedChain) },
 		func() error { return ipt.NewChain(TableFilter, SavedChain) })
 }
+
+// Original is the value sysctl key had before xsyn changed it, when xsyn's rules changed it and
+// the record is still there (ok false otherwise: the current value is the namespace's own).
+func (a *Applier) Original(key string) (value string, ok bool, err error) {
+	saved, _, err := a.readSaved()
+	if err != nil {
+		return "", false, err
+	}
+	for _, s := range saved {
+		if s.key == key {
+			return s.value, true, nil
+		}
+	}
+	return "", false, nil
+}

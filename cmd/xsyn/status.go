@@ -269,16 +269,17 @@ func describeMode(mode string, holder loader.Holder, dir string) string {
 	}
 }
 
-// printServices shows what the SYN-ACK offers, and the path of the ACKs that come back: without
-// timestamps there is nowhere to keep the client's window scale, SACK or ECN in the cookie, so
-// none of them is offered (shown as -).
+// printServices shows what the SYN-ACK offers, and the path of the ACKs that come back. On the
+// SYNPROXY path, without timestamps there is nowhere to keep the client's window scale, SACK or
+// ECN in the kernel's cookie, so none of them is offered (shown as -); the handoff's cookie
+// carries them in the sequence number itself.
 func printServices(w io.Writer, svcs []spec.Service) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  FAMILY\tDESTINATION\tPORT\tMSS\tWSCALE\tSACK\tTIMESTAMPS\tECN\tTTL\tPATH")
 	for _, s := range svcs {
 		o := s.Options
 		wscale, sack, ecn := strconv.Itoa(int(o.WScale)), onOff(o.SACK), onOff(o.ECN)
-		if !o.Timestamps {
+		if !o.Timestamps && !s.Handoff {
 			wscale, sack, ecn = "-", "-", "-"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL, servicePath(s))

@@ -537,3 +537,42 @@ func TestBothPathsBehindAFirewall(t *testing.T) {
 		})
 	}
 }
+
+// TestHandoffStackSysctls: a TCP sysctl that would make the kernel refuse or ignore the handoff
+// (every client reset) keeps the statement on SYNPROXY, saying which; clients get in.
+func TestHandoffStackSysctls(t *testing.T) {
+	for _, tc := range []struct{ sysctl, warn string }{
+		{"net.ipv4.tcp_sack", "tcp_sack=0"},
+		{"net.ipv4.tcp_syncookies", "tcp_syncookies=0"},
+		{"net.ipv4.tcp_window_scaling", "tcp_window_scaling=0"},
+	} {
+		t.Run(tc.sysctl, func(t *testing.T) {
+			l := newActionLab(t, spec.IPv4, false)
+			handoffOrSkip(t)
+			srv := serveBanner(t, l.fw, bannerPort, false)
+			if _, err := l.fw.Run("sysctl", "-qw", tc.sysctl+"=0"); err != nil {
+				t.Fatal(err)
+			}
+			s := l.config(t, fmt.Sprintf("synproxy4 input inface f0 dport %d accept\n", bannerPort))
+			res := l.apply(t, s, "auto")
+			if st := res.Spec.Statements[0]; st.Path != spec.PathSynproxy || !strings.Contains(st.PathReason, tc.warn) ||
+				len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], tc.warn) {
+				t.Fatalf("applied %+v (%q), warnings %q; want SYNPROXY, naming %s", st, st.PathReason, res.Warnings, tc.warn)
+			}
+			if _, _, err := banner(l.cli, netip.Addr{}, netip.AddrPortFrom(l.net.fw.Addr(), bannerPort)); err != nil {
+				t.Errorf("client: %v", err)
+			}
+			if n := len(srv.accepted()); n != 1 {
+				t.Errorf("server accepted %d connections; want 1", n)
+			}
+			if c := l.xdp(t); c.HandoffAssigned != 0 || c.HandoffRefused != 0 {
+				t.Errorf("counters %+v; want no handoff", c)
+			}
+			demand := l.config(t, fmt.Sprintf("synproxy4 input inface f0 dport %d path handoff accept\n", bannerPort))
+			err := l.fw.Do(func() error { _, err := l.prot.Apply("f0", demand, "auto"); return err })
+			if !errors.Is(err, spec.ErrHandoffUnavailable) || !strings.Contains(err.Error(), tc.warn) {
+				t.Errorf("path handoff with %s: %v; want ErrHandoffUnavailable naming it", tc.warn, err)
+			}
+		})
+	}
+}

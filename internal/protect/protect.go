@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
@@ -36,6 +38,8 @@ type Protector struct {
 	Loader loader.Options
 	// MPTCPListeners lists this namespace's MPTCP listeners; default MPTCPListeners.
 	MPTCPListeners func() ([]Listener, error)
+	// Sysctl reads a sysctl of this namespace ("net.ipv4.tcp_sack"); default /proc/sys.
+	Sysctl func(key string) (string, error)
 }
 
 // New returns a Protector using the real netfilter and bpffs.
@@ -220,7 +224,70 @@ func (p *Protector) ChoosePaths(iface string, s spec.Spec, mode string) (spec.Sp
 		}
 		return out, []string{"socket handoff unavailable, statements that would take it use netfilter SYNPROXY: " + why}, nil
 	}
-	return p.avoidMPTCP(s)
+	s, warnings, err := p.avoidStackRefusals(s)
+	if err != nil {
+		return s, nil, err
+	}
+	s, more, err := p.avoidMPTCP(s)
+	return s, append(warnings, more...), err
+}
+
+// avoidStackRefusals moves to SYNPROXY the handoff statements whose connections this host's TCP
+// sysctls would make the kernel refuse or ignore (every client reset): tcp_syncookies=0 (the
+// kernel then ignores a handed-off ACK), or an option the statement offers that the stack has
+// turned off (bpf_sk_assign_tcp_reqsk refuses it). SYNPROXY, which sets tcp_syncookies=1 and
+// opens its own connection to the server, serves them.
+func (p *Protector) avoidStackRefusals(s spec.Spec) (spec.Spec, []string, error) {
+	read := p.Sysctl
+	if read == nil {
+		read = readSysctl
+	}
+	// What the namespace has of its own: the SYNPROXY path's rules set tcp_syncookies=1, and
+	// moving every statement to the handoff removes them and puts the original back.
+	if o, ok := p.Rules.(interface {
+		Original(key string) (string, bool, error)
+	}); ok {
+		current := read
+		read = func(key string) (string, error) {
+			if v, saved, err := o.Original(key); err == nil && saved {
+				return v, nil
+			}
+			return current(key)
+		}
+	}
+	off := func(key string) bool { v, err := read(key); return err == nil && v == "0" }
+	cookiesOff, sackOff, tsOff, wsOff := off("net.ipv4.tcp_syncookies"), off("net.ipv4.tcp_sack"),
+		off("net.ipv4.tcp_timestamps"), off("net.ipv4.tcp_window_scaling")
+	if !cookiesOff && !sackOff && !tsOff && !wsOff {
+		return s, nil, nil
+	}
+	var warnings []string
+	out, err := s.MoveToSynproxy(func(st spec.Statement) string {
+		var why string
+		switch {
+		case cookiesOff:
+			why = "net.ipv4.tcp_syncookies=0 makes the kernel ignore a handed-off ACK; set it to 1 (the default) or 2 to use the handoff"
+		case wsOff:
+			why = "net.ipv4.tcp_window_scaling=0 makes the kernel refuse the handoff of every client that offers window scaling; set it to 1 to use the handoff"
+		case sackOff && st.Options.SACK:
+			why = "net.ipv4.tcp_sack=0 makes the kernel refuse a handoff with SACK; write nosack for the statement (--no-sack), or set the sysctl to 1"
+		case tsOff && st.Options.Timestamps:
+			why = "net.ipv4.tcp_timestamps=0 makes the kernel refuse a handoff with timestamps; write notimestamps for the statement (--no-timestamps), or set the sysctl to 1"
+		default:
+			return ""
+		}
+		warnings = append(warnings, fmt.Sprintf("%s: SYNPROXY path: %s", st.Origin(), why))
+		return why
+	})
+	if err != nil {
+		return s, nil, err
+	}
+	return out, warnings, nil
+}
+
+func readSysctl(key string) (string, error) {
+	b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
+	return strings.TrimSpace(string(b)), err
 }
 
 // attached is xsyn's attachment on iface, opened read-only; nil when there is none (or iface is

@@ -11,7 +11,6 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
-	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -27,13 +26,11 @@ func (c Conn) String() string { return c.Remote.String() + " -> " + c.Local.Stri
 // connections to a server of this host that a statement covers and that conntrack does not
 // track. Their next segment has no conntrack entry and no valid cookie, so XDP (or SYNPROXY)
 // takes it for a forged ACK and drops it: on a host without a stateful firewall, the SSH
-// session of the operator running attach. An interface xsyn already protects has none (its
-// rules made conntrack track every connection since). Handoff statements cut nothing.
+// session of the operator running attach. An interface with xsyn's rules has none (they made
+// conntrack track every connection since). Handoff statements cut nothing.
 func (p *Protector) Untracked(iface string, s spec.Spec) ([]Conn, error) {
-	if a, err := loader.Open(iface, true, p.Loader); err == nil {
-		a.Close()
-		return nil, nil
-	}
+	// Rules of xsyn's on the interface have made conntrack track every connection since they
+	// went in. An attachment without them (every statement on the handoff path) has not.
 	if on, err := p.Rules.Installed(iface); err != nil || on {
 		return nil, err
 	}
