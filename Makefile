@@ -1,5 +1,6 @@
 # xsyn: SYN-flood defence with XDP + netfilter SYNPROXY.
-# Targets that touch the kernel (test, demo, bench) need root.
+# Targets that touch the kernel (test, demo, bench) need root. ./quickstart demo|test (the README's
+# quick start) installs make and the other packages first, as root or through sudo, then runs them.
 
 # sudo resets PATH (secure_path), which usually lacks Go: find it where the Go installer puts it,
 # and hand its directory down to what the tests run (they build the CLI).

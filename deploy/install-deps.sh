@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing, the demo and the benchmarks need on Debian 12 / Ubuntu 22.04+.
 # Idempotent: packages already present are left alone, and apt is only consulted when one is missing.
-# Used by .ci/run, by `make deps` (and the make targets that need it), and by the Vagrantfile.
+# Used by ./quickstart (the README's commands, which runs it before make exists), by .ci/run, by
+# `make deps` (and the make targets that need it), and by the Vagrantfile.
 #
 # The BPF object is compiled by one pinned clang major (CLANG_VERSION) so that `make generate`
 # reproduces the committed loader/*.o byte for byte; CI fails on any difference.
@@ -17,11 +18,11 @@ packages=(
 	iptables nftables conntrack                     # netfilter SYNPROXY rules, conntrack counts
 	ethtool                                         # checksum offload off on veth senders
 	kmod                                            # modprobe for nf_conntrack/nf_synproxy where modular
-	make git ca-certificates sudo                   # sudo: the README's commands are `sudo make ...`
+	make git ca-certificates                        # make: every target; a minimal machine lacks it
 )
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "install-deps: must run as root (try: sudo $0)" >&2
+	echo "install-deps: must run as root (./quickstart deps runs it with sudo)" >&2
 	exit 1
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -47,7 +48,10 @@ fi
 
 export PATH="$PATH:/usr/local/go/bin" # where the Go installer puts it; sudo's PATH lacks it
 if ! command -v go >/dev/null 2>&1; then
-	echo "install-deps: Go is not installed (need the version in go.mod); see https://go.dev/doc/install" >&2
+	want=$(sed -n 's/^go //p' "$(dirname "$0")/../go.mod")
+	tarball="go${want}.linux-$(dpkg --print-architecture).tar.gz"
+	echo "install-deps: Go is not installed (need go${want}, from go.mod): download https://go.dev/dl/${tarball}" >&2
+	echo "  and unpack it as root: tar -C /usr/local -xzf ${tarball} (/usr/local/go/bin is found without a PATH change)" >&2
 	exit 1
 fi
 echo "install-deps: ok (clang-${CLANG_VERSION}, $(go version | cut -d' ' -f3))"
