@@ -43,6 +43,8 @@ struct counters {
 	__u64 pass__cookie_error;  /* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */
 	__u64 pass__no_listener;   /* handoff: valid cookie but no socket on the port any more: the
 				    * stack answers with a reset, as it would without xsyn */
+	__u64 pass__time_wait;     /* handoff: SYN for a 4-tuple in TIME_WAIT on the server: the
+				    * kernel reuses the port, as it would without xsyn */
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
@@ -88,6 +90,7 @@ enum reason {
 	PASS_NO_ROOM,
 	PASS_COOKIE_ERROR,
 	PASS_NO_LISTENER,
+	PASS_TIME_WAIT,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_INTERNAL,
@@ -185,6 +188,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_PASS;
 	case PASS_NO_LISTENER:
 		c->pass__no_listener++;
+		return XDP_PASS;
+	case PASS_TIME_WAIT:
+		c->pass__time_wait++;
 		return XDP_PASS;
 	case DROP_NO_CONN:
 		c->drop__no_conn++;

@@ -24,6 +24,7 @@
 #include "csum.h"
 #include "maps.h"
 #include "parse.h"
+#include "socket.h"
 
 #define MAX_TCP_OPTION_BYTES 40
 
@@ -497,6 +498,13 @@ static __always_inline enum reason answer_syn(struct xdp_md *ctx, const struct p
 	sa.dport = p->tcp->source;
 	sa.flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
 	if (have_handoff && svc->handoff) {
+		/* A new SYN for a 4-tuple whose server side is in TIME_WAIT: the kernel reuses the
+		 * port (tcp_timewait_state_process, TCP_TW_SYN), where a cookie's ACK would only meet
+		 * the TIME_WAIT socket and stall until it expires. Such SYNs come from real clients
+		 * reconnecting from the same port; a flood's spoofed tuples find the listener and
+		 * cost this lookup only. */
+		if (socket_state(ctx, p) == TCP_TIME_WAIT)
+			return PASS_TIME_WAIT;
 		if (!handoff_synack(p, svc, &o, ecn, &sa))
 			return PASS_COOKIE_ERROR;
 	} else {

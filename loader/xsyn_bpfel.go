@@ -40,6 +40,7 @@ type xsynCounters struct {
 	PassNoRoom        uint64
 	PassCookieError   uint64
 	PassNoListener    uint64
+	PassTimeWait      uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
 	DropInternal      uint64

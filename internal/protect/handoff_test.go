@@ -576,3 +576,65 @@ func TestHandoffStackSysctls(t *testing.T) {
 		})
 	}
 }
+
+// TestHandoffTimeWaitReuse: a server that closes first leaves its side in TIME_WAIT; a client
+// reconnecting from the same port gets a new connection at once, as without xsyn (the kernel
+// reuses the port for a new SYN; a cookie's ACK would only meet the TIME_WAIT socket).
+func TestHandoffTimeWaitReuse(t *testing.T) {
+	l := newActionLab(t, spec.IPv4, false)
+	handoffOrSkip(t)
+	var ln net.Listener
+	if err := l.fw.Do(func() (err error) {
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		ln, err = lc.Listen(context.Background(), "tcp", fmt.Sprintf("0.0.0.0:%d", bannerPort))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("SSH-2.0-xsyn-test\r\n"))
+			c.Close() // the server closes first: its side goes to TIME_WAIT
+		}
+	}()
+	s := l.config(t, fmt.Sprintf("synproxy4 input inface f0 dport %d path handoff accept\n", bannerPort))
+	l.apply(t, s, "auto")
+	to := netip.AddrPortFrom(l.net.fw.Addr(), bannerPort)
+	dial := func() error {
+		return l.cli.Do(func() error {
+			d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{Port: 40404}}
+			c, err := d.Dial("tcp", to.String())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			b, err := io.ReadAll(c)
+			if err != nil || !strings.HasPrefix(string(b), "SSH-2.0-") {
+				return fmt.Errorf("banner %q: %v", b, err)
+			}
+			return nil
+		})
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	if !eventually(func() bool {
+		out, _ := l.fw.Run("ss", "-Htn", "state", "time-wait", "sport", "= :"+fmt.Sprint(bannerPort))
+		return strings.Contains(out, ":40404")
+	}) {
+		t.Fatal("the server's side never reached TIME_WAIT")
+	}
+	if err := dial(); err != nil {
+		t.Errorf("reconnecting from the same port while the server's side is in TIME_WAIT: %v", err)
+	}
+	if c := l.xdp(t); c.PassTimeWait != 1 || c.HandoffAssigned != 1 {
+		t.Errorf("counters %+v; want the first connection handed off and the second SYN passed (time_wait)", c)
+	}
+}
