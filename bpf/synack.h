@@ -220,6 +220,24 @@ struct synack {
 	__be32 opt[5];
 };
 
+/* The options after the MSS when timestamps are on, in the order Linux writes them:
+ * [SACK_PERM|NOP NOP] TS tsval tsecr, [NOP WS]. tsecr is the client's TSval, as it came. */
+static __always_inline void ts_options(struct synack *sa, bool sack, __u32 tsval, __be32 tsecr,
+				       bool ws, __u8 wscale)
+{
+	sa->opt[1] = bpf_htonl(((sack ? (TCPOPT_SACK_PERM << 8) | TCPOLEN_SACK_PERM
+				      : (TCPOPT_NOP << 8) | TCPOPT_NOP) << 16) |
+			       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
+	sa->opt[2] = bpf_htonl(tsval);
+	sa->opt[3] = tsecr;
+	sa->optlen = 16;
+	if (ws) {
+		sa->opt[4] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_WINDOW << 16) |
+				       (TCPOLEN_WINDOW << 8) | wscale);
+		sa->optlen = 20;
+	}
+}
+
 static __always_inline void synack_options(const struct service *svc, const struct syn_options *o,
 					   bool ecn_requested, struct synack *sa)
 {
@@ -248,20 +266,7 @@ static __always_inline void synack_options(const struct service *svc, const stru
 		sa->flags |= TCP_FLAG_ECE;
 	}
 
-	if (sack)
-		sa->opt[1] = bpf_htonl((TCPOPT_SACK_PERM << 24) | (TCPOLEN_SACK_PERM << 16) |
-				       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
-	else
-		sa->opt[1] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) |
-				       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
-	sa->opt[2] = bpf_htonl(tsval);
-	sa->opt[3] = o->tsval;
-	sa->optlen = 16;
-	if (ws) {
-		sa->opt[4] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_WINDOW << 16) |
-				       (TCPOLEN_WINDOW << 8) | svc->wscale);
-		sa->optlen = 20;
-	}
+	ts_options(sa, sack, tsval, o->tsval, ws, svc->wscale);
 }
 
 /*
@@ -302,17 +307,7 @@ static __always_inline bool handoff_synack(const struct packet *p, const struct 
 	if (ts) {
 		__u32 tsval = ((__u32)(now / 1000000) & ~0xffu) | ts_bits;
 
-		sa->opt[1] = bpf_htonl(((sack ? (TCPOPT_SACK_PERM << 8) | TCPOLEN_SACK_PERM
-					      : (TCPOPT_NOP << 8) | TCPOPT_NOP) << 16) |
-				       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
-		sa->opt[2] = bpf_htonl(tsval);
-		sa->opt[3] = o->tsval;
-		sa->optlen = 16;
-		if (ws) {
-			sa->opt[4] = bpf_htonl((TCPOPT_NOP << 24) | (TCPOPT_WINDOW << 16) |
-					       (TCPOLEN_WINDOW << 8) | svc->wscale);
-			sa->optlen = 20;
-		}
+		ts_options(sa, sack, tsval, o->tsval, ws, svc->wscale);
 		return true;
 	}
 	if (sack) {

@@ -14,27 +14,15 @@ import (
 // errors joining one *FeatureError per missing feature, or another error when it cannot tell
 // (no permission to load BPF programs).
 func Probe() error {
-	var errs []error
-	for _, h := range []struct {
-		fn    asm.BuiltinFunc
-		name  string
-		since string
-	}{
+	errs, err := probeHelpers([]helper{
 		{asm.FnTcpRawGenSyncookieIpv4, "bpf_tcp_raw_gen_syncookie_ipv4", "Linux 6.0"},
 		{asm.FnTcpRawGenSyncookieIpv6, "bpf_tcp_raw_gen_syncookie_ipv6", "Linux 6.0"},
 		{asm.FnTcpRawCheckSyncookieIpv4, "bpf_tcp_raw_check_syncookie_ipv4", "Linux 6.0"},
 		{asm.FnTcpRawCheckSyncookieIpv6, "bpf_tcp_raw_check_syncookie_ipv6", "Linux 6.0"},
 		{asm.FnXdpAdjustTail, "bpf_xdp_adjust_tail", "Linux 4.18"},
-	} {
-		err := features.HaveProgramHelper(ebpf.XDP, h.fn)
-		switch {
-		case errors.Is(err, ebpf.ErrNotSupported):
-			errs = append(errs, &FeatureError{Feature: "BPF helper " + h.name + " for XDP", Since: h.since, Err: err})
-		case err != nil:
-			// Not an old kernel: this process may not load BPF programs (capabilities, a
-			// seccomp filter without bpf(2)). Falling back to netfilter-only would hide that.
-			return fmt.Errorf("probe BPF helper %s: %w (loading the XDP program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)", h.name, err)
-		}
+	})
+	if err != nil {
+		return err
 	}
 
 	kernel, err := btf.LoadKernelSpec()
@@ -80,23 +68,13 @@ func findFunc(kernel *btf.Spec, name string) (*btf.Func, error) {
 // lookup in XDP. It returns nil, or errors joining one *FeatureError per missing feature, or
 // another error when it cannot tell.
 func ProbeHandoff() error {
-	var errs []error
-	for _, h := range []struct {
-		fn    asm.BuiltinFunc
-		name  string
-		since string
-	}{
+	errs, err := probeHelpers([]helper{
 		{asm.FnKtimeGetTaiNs, "bpf_ktime_get_tai_ns", "Linux 6.1"},
 		{asm.FnSkcLookupTcp, "bpf_skc_lookup_tcp", "Linux 5.2"},
 		{asm.FnSkRelease, "bpf_sk_release", "Linux 4.20"},
-	} {
-		err := features.HaveProgramHelper(ebpf.XDP, h.fn)
-		switch {
-		case errors.Is(err, ebpf.ErrNotSupported):
-			errs = append(errs, &FeatureError{Feature: "BPF helper " + h.name + " for XDP", Since: h.since, Err: err})
-		case err != nil:
-			return fmt.Errorf("probe BPF helper %s: %w (loading the XDP program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)", h.name, err)
-		}
+	})
+	if err != nil {
+		return err
 	}
 	kernel, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -111,4 +89,28 @@ func ProbeHandoff() error {
 		errs = append(errs, &FeatureError{Feature: "tcx BPF links", Since: "Linux 6.6", Err: err})
 	}
 	return errors.Join(errs...)
+}
+
+// helper is a BPF helper the XDP program calls, and the kernel that added it for XDP.
+type helper struct {
+	fn    asm.BuiltinFunc
+	name  string
+	since string
+}
+
+// probeHelpers returns one *FeatureError per helper the kernel lacks for XDP, or an error when it
+// cannot tell: this process may not load BPF programs (capabilities, a seccomp filter without
+// bpf(2)), and falling back to netfilter-only would hide that.
+func probeHelpers(hs []helper) ([]error, error) {
+	var errs []error
+	for _, h := range hs {
+		err := features.HaveProgramHelper(ebpf.XDP, h.fn)
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
+			errs = append(errs, &FeatureError{Feature: "BPF helper " + h.name + " for XDP", Since: h.since, Err: err})
+		case err != nil:
+			return nil, fmt.Errorf("probe BPF helper %s: %w (loading the XDP program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and bpf(2) allowed)", h.name, err)
+		}
+	}
+	return errs, nil
 }

@@ -248,7 +248,14 @@ func (l *actionLab) synproxy(t *testing.T) synproxyStats {
 // snmp reads one counter of /proc/net/snmp (Tcp: PassiveOpens, ...) in h.
 func snmp(t *testing.T, h *netlab.Host, proto, name string) uint64 {
 	t.Helper()
-	out, err := h.Run("cat", "/proc/net/snmp")
+	return procNetCounter(t, h, "/proc/net/snmp", proto, name)
+}
+
+// procNetCounter reads counter name of proto ("Tcp", "TcpExt") from file, /proc/net/snmp or
+// /proc/net/netstat of h: a line of names, then a line of values.
+func procNetCounter(t *testing.T, h *netlab.Host, file, proto, name string) uint64 {
+	t.Helper()
+	out, err := h.Run("cat", file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +276,7 @@ func snmp(t *testing.T, h *netlab.Host, proto, name string) uint64 {
 			}
 		}
 	}
-	t.Fatalf("%s %s not in /proc/net/snmp of %s", proto, name, h.Name)
+	t.Fatalf("%s %s not in %s of %s", proto, name, file, h.Name)
 	return 0
 }
 

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -348,30 +347,7 @@ func TestHandoffKeepsTheFirewall(t *testing.T) {
 // tcpExt reads a TcpExt counter of h (/proc/net/netstat).
 func tcpExt(t *testing.T, h *netlab.Host, name string) uint64 {
 	t.Helper()
-	out, err := h.Run("cat", "/proc/net/netstat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hdr []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "TcpExt:" {
-			continue
-		}
-		if hdr == nil {
-			hdr = f
-			continue
-		}
-		if i := slices.Index(hdr, name); i > 0 && i < len(f) {
-			v, err := strconv.ParseUint(f[i], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
-	}
-	t.Fatalf("TcpExt %s not in /proc/net/netstat of %s", name, h.Name)
-	return 0
+	return procNetCounter(t, h, "/proc/net/netstat", "TcpExt", name)
 }
 
 // synRecv counts the server's half-open connections.
