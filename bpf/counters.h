@@ -45,6 +45,10 @@ struct counters {
 				    * stack answers with a reset, as it would without xsyn */
 	__u64 pass__time_wait;     /* handoff: SYN for a 4-tuple in TIME_WAIT on the server: the
 				    * kernel reuses the port, as it would without xsyn */
+	__u64 pass__not_for_host;  /* SYN not sent to this host: another MAC (a bridge, promiscuous
+				    * mode), a broadcast or multicast frame or address, loopback, a
+				    * bad IPv4 header checksum, an IPv6 routing header with segments
+				    * left. Answering would reflect; the stack decides */
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
@@ -91,6 +95,7 @@ enum reason {
 	PASS_COOKIE_ERROR,
 	PASS_NO_LISTENER,
 	PASS_TIME_WAIT,
+	PASS_NOT_FOR_HOST,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_INTERNAL,
@@ -191,6 +196,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_PASS;
 	case PASS_TIME_WAIT:
 		c->pass__time_wait++;
+		return XDP_PASS;
+	case PASS_NOT_FOR_HOST:
+		c->pass__not_for_host++;
 		return XDP_PASS;
 	case DROP_NO_CONN:
 		c->drop__no_conn++;

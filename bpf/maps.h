@@ -92,6 +92,23 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
 } xsyn_services6 SEC(".maps");
 
+/* The interface the program is attached to, as the loader saw it: a SYN is answered only when it
+ * was sent to this MAC address (check_mac: false before an interface is known, as under
+ * BPF_PROG_RUN in tests that do not set one). */
+struct iface_config {
+	__u8 mac[6];
+	__u8 check_mac; /* bool */
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct iface_config);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+} xsyn_iface SEC(".maps");
+
 /*
  * The secret of the handoff path's cookies (cookie.h): a SipHash-2-4 key that nodes of a fleet
  * can share, and the key it replaced, accepted until the slot prev_until so that rotating the key

@@ -26,6 +26,8 @@ struct packet {
 	struct ipv6hdr *ip6;
 	struct tcphdr *tcp;     /* at least sizeof(struct tcphdr) bytes are in the frame */
 	__u32 tcp_len;          /* TCP header + payload, as the IP header says */
+	bool rh_pending;        /* IPv6 routing header with segments left: this host is not the
+				 * packet's final destination */
 };
 
 static __always_inline bool is_vlan(__be16 proto)
@@ -120,6 +122,15 @@ static __always_inline enum reason parse_ipv6(struct packet *p)
 			break;
 		if ((void *)(eh + 1) > p->data_end)
 			return PASS_MALFORMED;
+		if (nh == IPPROTO_ROUTING) {
+			/* segments left: the fourth byte of every routing header type */
+			__u8 *rh = (void *)eh;
+
+			if ((void *)(rh + 4) > p->data_end)
+				return PASS_MALFORMED;
+			if (rh[3])
+				p->rh_pending = true;
+		}
 		nh = eh->nexthdr;
 		off += (eh->hdrlen + 1) * 8;
 	}

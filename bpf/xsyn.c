@@ -21,6 +21,7 @@
 #include "conntrack.h"
 #include "synack.h"
 #include "handoff.h"
+#include "host.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -38,6 +39,8 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 	flags = tcp_flags(th) & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN);
 	if (flags == TCP_FLAG_SYN) {
 		v->syn = true;
+		if (!syn_for_host(p))
+			return PASS_NOT_FOR_HOST;
 		return answer_syn(ctx, p, v->svc, hdr_len - sizeof(*th));
 	}
 	if (have_handoff && v->svc->handoff)

@@ -114,7 +114,7 @@ type attachedMaps struct {
 
 // mapNames are the program's maps, as pinned and as the kernel names them (all fit in the
 // kernel's 15 characters).
-var mapNames = []string{xsynMapXsynPorts, xsynMapXsynSvcs, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts, xsynMapXsynSecret}
+var mapNames = []string{xsynMapXsynPorts, xsynMapXsynSvcs, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts, xsynMapXsynSecret, xsynMapXsynIface}
 
 func (m *attachedMaps) slot(name string) **ebpf.Map {
 	switch name {
@@ -132,6 +132,8 @@ func (m *attachedMaps) slot(name string) **ebpf.Map {
 		return &m.svcCounts
 	case xsynMapXsynSecret:
 		return &m.secret
+	case xsynMapXsynIface:
+		return &m.iface
 	}
 	return nil
 }
@@ -270,6 +272,9 @@ func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, erro
 	}
 	if err := a.maps.apply(s); err != nil {
 		return fail(fmt.Errorf("configure program: %w", err))
+	}
+	if err := a.maps.setInterface(nlink.Attrs().HardwareAddr); err != nil {
+		return fail(err)
 	}
 
 	if err := a.attach(nlink, mode, pinnable); err != nil {

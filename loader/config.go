@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/cilium/ebpf"
@@ -14,7 +15,22 @@ import (
 // configMaps are the maps that hold a spec (bpf/maps.h), plus the per-service counters, whose
 // slot of a new service is reset.
 type configMaps struct {
-	ports, svcs, services4, services6, svcCounts, secret *ebpf.Map
+	ports, svcs, services4, services6, svcCounts, secret, iface *ebpf.Map
+}
+
+// setInterface tells the program the MAC address of the interface it is attached to: it answers
+// only SYNs sent to it (bpf/host.h). Without one (BPF_PROG_RUN), it checks only for group
+// addresses.
+func (c configMaps) setInterface(mac net.HardwareAddr) error {
+	if c.iface == nil || len(mac) != 6 {
+		return nil // a device without an Ethernet address; XDP there sees no Ethernet frames
+	}
+	v := xsynIfaceConfig{CheckMac: 1}
+	copy(v.Mac[:], mac)
+	if err := c.iface.Put(uint32(0), v); err != nil {
+		return fmt.Errorf("write interface address: %w", err)
+	}
+	return nil
 }
 
 // serviceKey identifies a service across reconfigurations.

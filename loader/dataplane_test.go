@@ -704,7 +704,9 @@ func TestPolicies(t *testing.T) {
 				if ty == packet.ProtoFragment {
 					f.IPv6.ExtHeaders = append(f.IPv6.ExtHeaders, packet.Fragment(0, true, 0xabcd))
 				} else {
-					f.IPv6.ExtHeaders = append(f.IPv6.ExtHeaders, packet.ExtHeader{Type: ty, Data: []byte{1, 2, 0, 0, 0, 0}})
+					// For a routing header: type 1, no segments left (this host is the
+					// destination); TestNotForHost has one with segments left.
+					f.IPv6.ExtHeaders = append(f.IPv6.ExtHeaders, packet.ExtHeader{Type: ty, Data: []byte{1, 0, 0, 0, 0, 0}})
 				}
 			}
 		}

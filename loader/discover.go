@@ -249,6 +249,14 @@ func (a *Attachment) Reconfigure(s spec.Spec) error {
 	if err := a.maps.apply(s); err != nil {
 		return fmt.Errorf("reconfigure %s: %w", a.Iface, err)
 	}
+	// The interface's address again, in case it changed (a bond that failed over, say): the
+	// program answers only SYNs sent to it. Only from the interface's own namespace, where its
+	// index names it (the maps can be updated from anywhere).
+	if l, err := netlink.LinkByIndex(a.Ifindex); err == nil && l.Attrs().Name == a.Iface {
+		if err := a.maps.setInterface(l.Attrs().HardwareAddr); err != nil {
+			return fmt.Errorf("reconfigure %s: %w", a.Iface, err)
+		}
+	}
 	return nil
 }
 

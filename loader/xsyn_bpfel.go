@@ -41,9 +41,17 @@ type xsynCounters struct {
 	PassCookieError   uint64
 	PassNoListener    uint64
 	PassTimeWait      uint64
+	PassNotForHost    uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
 	DropInternal      uint64
+}
+
+type xsynIfaceConfig struct {
+	_        structs.HostLayout
+	Mac      [6]uint8
+	CheckMac uint8
+	Pad      uint8
 }
 
 type xsynPortServices struct {
@@ -101,6 +109,7 @@ type xsynServiceKey6 struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	xsynMapXsynCounters  = "xsyn_counters"
+	xsynMapXsynIface     = "xsyn_iface"
 	xsynMapXsynPorts     = "xsyn_ports"
 	xsynMapXsynSecret    = "xsyn_secret"
 	xsynMapXsynServices4 = "xsyn_services4"
@@ -163,6 +172,7 @@ type xsynProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type xsynMapSpecs struct {
 	XsynCounters  *ebpf.MapSpec `ebpf:"xsyn_counters"`
+	XsynIface     *ebpf.MapSpec `ebpf:"xsyn_iface"`
 	XsynPorts     *ebpf.MapSpec `ebpf:"xsyn_ports"`
 	XsynSecret    *ebpf.MapSpec `ebpf:"xsyn_secret"`
 	XsynServices4 *ebpf.MapSpec `ebpf:"xsyn_services4"`
@@ -199,6 +209,7 @@ func (o *xsynObjects) Close() error {
 // It can be passed to loadXsynObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xsynMaps struct {
 	XsynCounters  *ebpf.Map `ebpf:"xsyn_counters"`
+	XsynIface     *ebpf.Map `ebpf:"xsyn_iface"`
 	XsynPorts     *ebpf.Map `ebpf:"xsyn_ports"`
 	XsynSecret    *ebpf.Map `ebpf:"xsyn_secret"`
 	XsynServices4 *ebpf.Map `ebpf:"xsyn_services4"`
@@ -210,6 +221,7 @@ type xsynMaps struct {
 func (m *xsynMaps) Close() error {
 	return _XsynClose(
 		m.XsynCounters,
+		m.XsynIface,
 		m.XsynPorts,
 		m.XsynSecret,
 		m.XsynServices4,

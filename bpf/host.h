@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Is this SYN for this host? XDP_TX answers whatever it is given, so before a SYN-ACK is written
+ * the frame must be one this host would itself answer: unicast to the interface's own MAC, from
+ * and to unicast addresses that are not loopback or unspecified, with a valid IPv4 header
+ * checksum, and (IPv6) not on its way elsewhere along a routing header. Everything else passes
+ * to the stack, which drops it or routes it as it would without xsyn. Only SYNs are judged here:
+ * they are what xsyn answers; ACKs and the rest are only passed or dropped.
+ */
+#ifndef XSYN_HOST_H
+#define XSYN_HOST_H
+
+#include "common.h"
+#include "csum.h"
+#include "maps.h"
+#include "parse.h"
+
+static __always_inline bool mac_for_host(const struct packet *p)
+{
+	const struct ethhdr *eth = p->data;
+	const struct iface_config *cfg;
+	__u32 zero = 0;
+
+	if ((void *)(eth + 1) > p->data_end || (eth->h_dest[0] & 1)) /* group: broadcast, multicast */
+		return false;
+	cfg = bpf_map_lookup_elem(&xsyn_iface, &zero);
+	if (!cfg || !cfg->check_mac)
+		return true;
+	return __builtin_memcmp(eth->h_dest, cfg->mac, ETH_ALEN) == 0;
+}
+
+/* 0/8, 127/8, multicast 224/4, and class E with the limited broadcast 240/4. */
+static __always_inline bool ip4_unicast(__be32 a)
+{
+	__u8 first = bpf_ntohl(a) >> 24;
+
+	return first != 0 && first != 127 && first < 224;
+}
+
+/* Neither ::, ::1 nor multicast ff00::/8 (IPv4-mapped addresses never arrive on the wire). */
+static __always_inline bool ip6_unicast(const __be32 *a)
+{
+	if ((bpf_ntohl(a[0]) >> 24) == 0xff)
+		return false;
+	return (a[0] | a[1] | a[2]) != 0 || (bpf_ntohl(a[3]) > 1);
+}
+
+/* The IPv4 header checksum, over ihl 32-bit words (5 to 15). */
+static __always_inline bool ip4_csum_ok(const struct packet *p)
+{
+	const __be32 *w = (const void *)p->ip4;
+	__u32 words = p->ip4->ihl;
+	__u64 sum;
+
+	if ((void *)(w + 5) > p->data_end)
+		return false;
+	sum = csum_words(w, 5);
+#pragma unroll
+	for (int i = 5; i < 15; i++) {
+		const __be32 *q = w + i;
+
+		/* Keep clang from turning the range check into arithmetic on data_end, which the
+		 * verifier cannot follow. */
+		barrier_var(q);
+		if (i < words) {
+			if ((void *)(q + 1) > p->data_end)
+				return false;
+			sum += *q;
+		}
+	}
+	return csum_fold(sum) == 0;
+}
+
+static __always_inline bool syn_for_host(const struct packet *p)
+{
+	if (!mac_for_host(p))
+		return false;
+	/* The headers were checked in parse(); again here for the verifier, which may have lost
+	 * the range of a pointer that went through the stack. */
+	if (!p->ipv6) {
+		if ((void *)(p->ip4 + 1) > p->data_end)
+			return false;
+		return ip4_unicast(p->ip4->saddr) && ip4_unicast(p->ip4->daddr) && ip4_csum_ok(p);
+	}
+	if ((void *)(p->ip6 + 1) > p->data_end)
+		return false;
+	return !p->rh_pending && ip6_unicast(p->ip6->saddr) && ip6_unicast(p->ip6->daddr);
+}
+
+#endif /* XSYN_HOST_H */
