@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
@@ -115,6 +117,87 @@ func Build(req Request, h Host) (*Built, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// BuildAll makes the spec of every interface req covers: req.Iface's alone when it names one
+// (Build), else, for a configuration file, of each interface its statements name in inface,
+// in name order, each with its own stack's default options. A statement that names none (no
+// inface, or `inface not ...`) is an error then, at its line: it would apply to interfaces
+// nobody named. Like Build, a missing interface is only in its Built.StackErr.
+func BuildAll(req Request, h Host) ([]*Built, error) {
+	if req.Iface != "" {
+		b, err := Build(req, h)
+		if err != nil {
+			return nil, err
+		}
+		return []*Built{b}, nil
+	}
+	if req.Config == "" {
+		return nil, errors.New("build spec: no interface and no configuration file")
+	}
+	ifaces, err := ConfigInterfaces(req.Config)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Built, 0, len(ifaces))
+	for _, iface := range ifaces {
+		r := req
+		r.Iface = iface
+		b, err := Build(r, h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// ConfigInterfaces reads a configuration file and lists the interfaces its statements name
+// (spec.Config.Interfaces), for a command line that names none. Every statement must name its
+// interfaces then: one that names none is a *spec.ConfigError at its line, saying to name the
+// interface, and so is a file without statements. Errors in the file are ParseConfigFile's.
+func ConfigInterfaces(file string) ([]string, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := spec.ParseConfig(file, src, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Statements) == 0 {
+		return nil, fmt.Errorf("%s has no synproxy statement: nothing to protect", file)
+	}
+	lines := strings.Split(string(src), "\n")
+	var errs []error
+	seen := map[spec.Pos]bool{}
+	for _, st := range cfg.Statements {
+		in := st.Match.Inface
+		if !in.Any() && !in.Not || seen[st.Pos] {
+			continue
+		}
+		seen[st.Pos] = true // one error for a statement, not one per family
+		which := "every interface (it has no inface)"
+		if in.Not {
+			which = "every interface but " + strings.Join(in.Names, ", ") + " (inface not)"
+		}
+		errs = append(errs, &spec.ConfigError{File: st.Pos.File, Line: st.Pos.Line, Col: column(lines, st.Pos.Line),
+			Msg: "the statement applies to " + which + ", and no interface was named: name the one to protect " +
+				"on the command line (IFACE before --config), or give the statement inface IFACE"})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg.Interfaces(), nil
+}
+
+// column is where the text of line n (from 1) begins, counted from 1.
+func column(lines []string, n int) int {
+	if n < 1 || n > len(lines) {
+		return 1
+	}
+	l := lines[n-1]
+	return len(l) - len(strings.TrimLeft(l, " \t")) + 1
 }
 
 // listening is zero-config: the listening services of iface, with the options of the flags,

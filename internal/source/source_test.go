@@ -122,3 +122,76 @@ func TestBuildSources(t *testing.T) {
 		t.Errorf("zero-config on a missing interface: %v", err)
 	}
 }
+
+// Without an interface, a configuration is built for each interface its statements name, each
+// with its own stack's options; naming one still narrows it to that one.
+func TestBuildAllInterfaces(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "two.conf")
+	text := "synproxy4 in inface eth1 dst 192.0.2.9 dport 80 accept\n" +
+		"synproxy in inface eth0,eth1 dport 443 accept\n" +
+		"synproxy4 in inface not eth9 dport 22 accept\n"
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Named: the statements that apply to eth0, `inface not eth9` among them.
+	bs, err := BuildAll(Request{Iface: "eth0", Config: conf}, fakeHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 || bs[0].Iface != "eth0" || len(bs[0].Spec.Statements) != 3 {
+		t.Fatalf("eth0 named: %d specs, want eth0's alone with 3 statements: %+v", len(bs), bs)
+	}
+
+	// Not named: the statement that names no interface of its own is an error, at its line,
+	// saying what to do.
+	_, err = BuildAll(Request{Config: conf}, fakeHost())
+	want := conf + ":3:1: the statement applies to every interface but eth9 (inface not), and no interface was named: " +
+		"name the one to protect on the command line (IFACE before --config), or give the statement inface IFACE"
+	if ce := new(spec.ConfigError); !errors.As(err, &ce) || err.Error() != want {
+		t.Errorf("inface not, no interface named: %v\nwant the ConfigError %s", err, want)
+	}
+	if err := os.WriteFile(conf, []byte(text[:strings.LastIndex(text[:len(text)-1], "\n")+1]+"  synproxy in dport 22 accept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = BuildAll(Request{Config: conf}, fakeHost())
+	if want := conf + ":3:3: the statement applies to every interface (it has no inface), and no interface was named"; err == nil ||
+		!strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("no inface, no interface named: %v\nwant one error (not one per family) starting %s", err, want)
+	}
+
+	// Every statement names its interfaces: one spec each, in name order, with its stack's
+	// options (eth1 does not exist: xsyn's defaults, and StackErr says so).
+	if err := os.WriteFile(conf, []byte(text[:strings.LastIndex(text[:len(text)-1], "\n")+1]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bs, err = BuildAll(Request{Config: conf}, fakeHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 2 || bs[0].Iface != "eth0" || bs[1].Iface != "eth1" {
+		t.Fatalf("specs for %d interfaces, want eth0 and eth1", len(bs))
+	}
+	if b := bs[0]; b.Kind != FromConfig || len(b.Spec.Statements) != 2 || b.Spec.Statements[0].Options.WScale != 9 || b.StackErr != nil {
+		t.Errorf("eth0: kind %d, %d statements (want 2: both families of line 2), options %s, %v", b.Kind, len(b.Spec.Statements), b.Spec.Statements[0].Options, b.StackErr)
+	}
+	if b := bs[1]; len(b.Spec.Statements) != 3 || b.Spec.Statements[0].Pos.Line != 1 || b.Spec.Statements[0].Options != spec.DefaultOptions(spec.IPv4) ||
+		!errors.Is(b.StackErr, loader.ErrNoInterface) {
+		t.Errorf("eth1: %d statements (want 3), first from line %d, options %s, %v", len(b.Spec.Statements), b.Spec.Statements[0].Pos.Line, b.Spec.Statements[0].Options, b.StackErr)
+	}
+
+	// Errors in the file are reported as they are with an interface; a file without a
+	// statement has nothing to protect.
+	if err := os.WriteFile(conf, []byte("synproxy4 in inface eth0 dport 70000 accept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildAll(Request{Config: conf}, fakeHost()); err == nil || !strings.Contains(err.Error(), conf+":1:") {
+		t.Errorf("broken config, no interface named: %v", err)
+	}
+	if err := os.WriteFile(conf, []byte("# nothing yet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildAll(Request{Config: conf}, fakeHost()); err == nil || err.Error() != conf+" has no synproxy statement: nothing to protect" {
+		t.Errorf("empty config, no interface named: %v", err)
+	}
+}
