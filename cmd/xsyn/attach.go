@@ -57,7 +57,10 @@ without failing the handshakes in flight.
 
 What to protect comes from one of three places:
   --config FILE   synproxy statements, as FireHOL writes them (docs/config.md). attach installs
-                  the statements that apply to IFACE (no inface, or one naming IFACE).
+                  the statements that apply to IFACE (no inface, or one naming IFACE). Without
+                  IFACE, every interface the statements name in inface, all or none: when one
+                  fails, those changed before it are put back as they were. Every statement
+                  must then name its interfaces.
   --port P        the flag form: these ports on every address (or on --dst), with the option
                   flags; one 'input ... accept' statement per family.
   neither         what this host serves on IFACE: every TCP port listening on one of IFACE's
@@ -103,10 +106,11 @@ Examples:
   xsyn attach eth0 --port 8000-8010 --dst 2001:db8::/64 --no-timestamps
   xsyn attach eth0 --port 443 --path handoff --cookie-secret-file /etc/xsyn/cookie.key
   xsyn attach eth0 --config /etc/xsyn/eth0.conf --probe
+  xsyn attach --config /etc/xsyn/xsyn.conf
 `
 
 func runAttach(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("attach", "attach IFACE [--config FILE | --port P[,P...] [flags]] [--probe] [--mode M]", attachHelp, stdout)
+	fs := newFlags("attach", "attach [IFACE] [--config FILE | --port P[,P...] [flags]] [--probe] [--mode M]", attachHelp, stdout)
 	sf := addSpecFlags(fs)
 	mode := "auto"
 	fs.Func("mode", "protect in mode `M`: auto (the default: native XDP, else generic), native, generic, or netfilter (SYNPROXY alone, no XDP)", func(v string) error {
@@ -119,73 +123,110 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 	})
 	probe := fs.Bool("probe", false, "adopt the TCP options each server offers (default: warn where they differ)")
 	cut := fs.Bool("cut-untracked", false, "protect even if that cuts established connections conntrack does not track")
-	iface, b, err := parseSpec(fs, sf, args)
+	_, bs, err := parseSpecs(fs, sf, args)
 	if err != nil {
 		return err
 	}
-	if b.StackErr != nil {
+	for _, b := range bs {
+		if b.StackErr == nil {
+			continue
+		}
+		if len(bs) > 1 {
+			return fmt.Errorf("%w\nnothing was changed: %s names %s, and attach protects all of them or none", b.StackErr, sf.config, joinIfaces(bs))
+		}
 		return b.StackErr // no such interface
 	}
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	key, err := readCookieKey(b.Spec.Settings.CookieSecretFile)
+	// One configuration, one cookie secret for all its interfaces.
+	key, err := readCookieKey(bs[0].Spec.Settings.CookieSecretFile)
 	if err != nil {
 		return err
 	}
-
-	s, notes, err := checkServers(b, *probe, func(w string) { fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w) })
-	if err != nil {
-		return err
-	}
-	for _, st := range s.Statements {
-		if w := localWarning(st, iface, b.Addrs); w != "" {
-			fmt.Fprintf(stderr, "xsyn attach: warning: %s: %s\n", source.Where(st), strings.TrimPrefix(w, "warning: "))
-		}
-	}
-	s.CookieKey = key
 	p, err := protect.New()
 	if err != nil {
 		return err
 	}
+	// Everything that can refuse without changing anything, for every interface, before the
+	// first one changes.
+	warn := func(w string) { fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w) }
+	steps := make([]attachStep, len(bs))
+	for i, b := range bs {
+		if steps[i], err = prepareAttach(p, b, key, mode, *probe, *cut, warn); err != nil {
+			return err
+		}
+	}
+	results, err := attachAll(protector{p}, steps, mode)
+	if err != nil {
+		return err
+	}
+	for i, res := range results {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		printAttached(stdout, stderr, steps[i], res, len(bs) > 1)
+	}
+	return nil
+}
+
+// prepareAttach makes the spec attach applies to b's interface: the servers' TCP options checked
+// (or adopted), the cookie secret, and each statement's path as Apply will choose it. It
+// refuses, changing nothing, where the paths cannot be had or untracked connections would be
+// cut (unless cut).
+func prepareAttach(p *protect.Protector, b *source.Built, key *spec.CookieKey, mode string, probe, cut bool, warn func(string)) (attachStep, error) {
+	s, notes, err := checkServers(b, probe, warn)
+	if err != nil {
+		return attachStep{}, err
+	}
+	for _, st := range s.Statements {
+		if w := localWarning(st, b.Iface, b.Addrs); w != "" {
+			warn(fmt.Sprintf("%s: %s", source.Where(st), strings.TrimPrefix(w, "warning: ")))
+		}
+	}
+	s.CookieKey = key
 	// The paths first: a statement that moves to SYNPROXY (its server listens with MPTCP, say)
 	// cuts the untracked connections the handoff would have kept. Apply decides the same again,
 	// and finds nothing more to move.
-	s, warnings, err := p.ChoosePaths(iface, s, mode)
+	s, warnings, err := p.ChoosePaths(b.Iface, s, mode)
 	if err != nil {
-		return attachHint(err, iface, mode)
+		return attachStep{}, attachHint(err, b.Iface, mode)
 	}
-	if !*cut {
-		conns, err := p.Untracked(iface, s)
+	if !cut {
+		conns, err := p.Untracked(b.Iface, s)
 		if err != nil {
-			return err
+			return attachStep{}, err
 		}
 		if len(conns) > 0 {
-			return untrackedError(conns)
+			return attachStep{}, untrackedError(conns)
 		}
 	}
-	res, err := p.Apply(iface, s, mode)
-	if err != nil {
-		return attachHint(err, iface, mode)
-	}
-	for _, w := range append(warnings, res.Warnings...) {
+	return attachStep{iface: b.Iface, spec: s, notes: notes, warnings: warnings}, nil
+}
+
+// printAttached says what attach did to one interface; named prefixes the warnings with the
+// interface, for an attach of several.
+func printAttached(stdout, stderr io.Writer, st attachStep, res *protect.Result, named bool) {
+	for _, w := range append(st.warnings, res.Warnings...) {
+		if named {
+			w = st.iface + ": " + w
+		}
 		fmt.Fprintf(stderr, "xsyn attach: warning: %s\n", w)
 	}
 	verb := "protecting"
 	if res.Reconfigured {
 		verb = "updated; protecting"
 	}
-	fmt.Fprintf(stdout, "%s: %s (%s)\n", iface, verb, describeMode(res.Mode, res.Holder, res.StateDir))
+	fmt.Fprintf(stdout, "%s: %s (%s)\n", st.iface, verb, describeMode(res.Mode, res.Holder, res.StateDir))
 	// res.Spec is what was applied: handoff statements moved to SYNPROXY where the kernel (or
 	// --mode netfilter) has no handoff.
 	applied := res.Spec
 	fmt.Fprintf(stdout, "%s\n", pathSummary(applied.Statements))
 	xdp := res.Mode != protect.ModeNetfilterOnly
-	printStatements(stdout, applied.Statements, xdp, notes)
+	printStatements(stdout, applied.Statements, xdp, st.notes)
 	if xdp {
 		printXDPServices(stdout, applied.Services)
 	}
-	return nil
 }
 
 // readCookieKey reads the handoff's cookie secret from file, when one is named ("" : nil, the

@@ -44,10 +44,12 @@ print; without root it says it could not check. --cookie-secret-file FILE is acc
 named, not read: attach reads it.
 
 It takes what attach takes: --config FILE (docs/config.md), or --port with the option flags,
-or neither (the ports listening on IFACE's addresses). For an interface that does not exist
-(yet) a configuration is still explained, with xsyn's default TCP options instead of the
-stack's, and explain says so. With --probe it also connects to each server and shows what it
-offers, as attach does before it changes anything.
+or neither (the ports listening on IFACE's addresses). Without IFACE, --config FILE is
+explained for each interface its statements name in inface, one after the other, as attach
+without IFACE would protect them all; every statement must then name its interfaces. For an
+interface that does not exist (yet) a configuration is still explained, with xsyn's default
+TCP options instead of the stack's, and explain says so. With --probe it also connects to each
+server and shows what it offers, as attach does before it changes anything.
 
 A configuration file, for instance eth0.conf:
   # the host's SSH, moved to port 2200 outside, logged: SYNPROXY
@@ -60,6 +62,7 @@ Errors in it are reported line by line (FILE:LINE:COL: message); explain then ex
 
 Examples:
   xsyn explain eth0 --config eth0.conf
+  xsyn explain --config xsyn.conf
   xsyn explain eth0 --port 80,443 --mss 1400
   xsyn explain eth0 --port 443 --path handoff
   xsyn explain eth0
@@ -101,29 +104,52 @@ const synproxyFlow = `How a connection on the SYNPROXY path goes:
 `
 
 func runExplain(args []string, stdout, _ io.Writer) error {
-	fs := newFlags("explain", "explain IFACE [--config FILE | --port P[,P...] [flags]] [--probe]", explainHelp, stdout)
+	fs := newFlags("explain", "explain [IFACE] [--config FILE | --port P[,P...] [flags]] [--probe]", explainHelp, stdout)
 	sf := addSpecFlags(fs)
 	probe := fs.Bool("probe", false, "also connect to each server and compare the TCP options it offers")
-	iface, b, err := parseSpec(fs, sf, args)
+	named, bs, err := parseSpecs(fs, sf, args)
 	if err != nil {
 		return err
 	}
+	w := &errWriter{w: stdout}
+	if named == "" {
+		fmt.Fprintf(w, "xsyn explain --config %s: its statements name %s; what 'xsyn attach --config %s' would install on each follows.\n\n",
+			sf.config, joinIfaces(bs), sf.config)
+	}
+	shown := map[spec.Path]bool{} // the paths whose flow was told already: told once
+	for i, b := range bs {
+		if len(bs) > 1 {
+			fmt.Fprintf(w, "=== %s (%d of %d) ===\n\n", b.Iface, i+1, len(bs))
+		}
+		err := explainIface(w, b, *probe, shown)
+		switch {
+		case err != nil && len(bs) > 1:
+			return fmt.Errorf("%s: %w", b.Iface, err)
+		case err != nil:
+			return err
+		}
+	}
+	return w.err
+}
+
+// explainIface explains what attach would install on one interface. shown are the paths whose
+// flow was told already (for an earlier interface), which it adds to.
+func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path]bool) error {
 	host, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
-		return (&protect.Protector{}).ChoosePaths(iface, s, "auto")
+		return (&protect.Protector{}).ChoosePaths(b.Iface, s, "auto")
 	})
 	if err != nil {
 		return err
 	}
-	plan, err := rules.Build(iface, b.Spec)
+	plan, err := rules.Build(b.Iface, b.Spec)
 	if err != nil {
 		return err
 	}
 	var findings []source.Finding
-	if *probe {
+	if probe {
 		findings = source.Checker{AskedECN: source.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
 	}
-	w := &errWriter{w: stdout}
-	explainSpec(w, b, host, findings)
+	explainSpec(w, b, host, findings, shown)
 	explainRules(w, b.Spec, plan)
 	return w.err
 }
@@ -161,7 +187,7 @@ func hostPaths(b *source.Built, choose func(spec.Spec) (spec.Spec, []string, err
 }
 
 // explainSpec prints the header, the settings, the statements and the XDP services.
-func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Finding) {
+func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Finding, shown map[spec.Path]bool) {
 	from := map[source.Kind]string{
 		source.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
 		source.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
@@ -169,11 +195,14 @@ func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Fi
 	}[b.Kind]
 	fmt.Fprintf(w, "xsyn explain %s: what 'xsyn attach %s' would install, from %s. Nothing is changed.\n\n", b.Iface, b.Iface, from)
 	fmt.Fprintf(w, "%s.\n\n", pathSummary(b.Spec.Statements))
-	if b.Spec.HasPath(spec.PathHandoff) {
-		fmt.Fprint(w, handoffFlow+"\n")
-	}
-	if b.Spec.HasPath(spec.PathSynproxy) {
-		fmt.Fprint(w, synproxyFlow+"\n")
+	for _, f := range []struct {
+		path spec.Path
+		text string
+	}{{spec.PathHandoff, handoffFlow}, {spec.PathSynproxy, synproxyFlow}} {
+		if b.Spec.HasPath(f.path) && !shown[f.path] {
+			fmt.Fprint(w, f.text+"\n")
+			shown[f.path] = true
+		}
 	}
 	if host != "" {
 		fmt.Fprint(w, host+"\n\n")

@@ -112,6 +112,7 @@ Examples:
   xsyn attach eth0 --port 80,443        protect the web server on every address of eth0
   xsyn explain eth0 --config eth0.conf  what attach would install from a configuration, and why
   xsyn attach eth0 --config eth0.conf   protect what the configuration says (docs/config.md)
+  xsyn attach --config xsyn.conf        every interface its statements name, all or none
   xsyn status eth0                      what is protected, in which mode, with counters
   xsyn detach eth0                      remove program, pins, rules and sysctl changes
 

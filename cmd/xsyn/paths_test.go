@@ -16,8 +16,14 @@ func parseSpecFlags(t *testing.T, args ...string) (*source.Built, error) {
 	t.Helper()
 	fs := newFlags("explain", "explain IFACE", "", &strings.Builder{})
 	sf := addSpecFlags(fs)
-	_, b, err := parseSpec(fs, sf, append([]string{"lo"}, args...))
-	return b, err
+	_, bs, err := parseSpecs(fs, sf, append([]string{"lo"}, args...))
+	if err != nil {
+		return nil, err
+	}
+	if len(bs) != 1 {
+		t.Fatalf("lo named: %d specs, want 1", len(bs))
+	}
+	return bs[0], nil
 }
 
 // --path reaches every statement of the flag form and of zero-config; --cookie-secret-file is

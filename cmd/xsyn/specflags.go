@@ -92,28 +92,46 @@ func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error)
 	return req, nil
 }
 
-// parseSpec parses a command line of the form IFACE plus spec flags, and builds the spec for
-// IFACE from it: what attach and explain share.
-func parseSpec(fs *cmdFlags, sf *specFlags, args []string) (string, *source.Built, error) {
+// parseSpecs parses a command line of the form [IFACE] plus spec flags, and builds the spec of
+// each interface it covers: IFACE's, or without it (--config alone) those of every interface the
+// configuration's statements name, in name order. named is IFACE, "" when none was given. What
+// attach and explain share.
+func parseSpecs(fs *cmdFlags, sf *specFlags, args []string) (named string, bs []*source.Built, err error) {
 	pos, err := parse(fs, args)
 	if err != nil {
 		return "", nil, err
 	}
-	if len(pos) != 1 {
-		return "", nil, usagef("need exactly one interface, got %d arguments", len(pos))
+	if len(pos) > 1 {
+		return "", nil, usagef("at most one interface, got %d arguments", len(pos))
 	}
-	req, err := sf.request(fs, pos[0])
+	if len(pos) == 1 {
+		named = pos[0]
+	}
+	req, err := sf.request(fs, named)
 	if err != nil {
 		return "", nil, err
 	}
-	b, err := build(req)
-	if err != nil {
+	if named == "" && req.Config == "" {
+		return "", nil, usagef("need an interface: IFACE, or --config FILE alone for the interfaces its statements name")
+	}
+	if bs, err = build(req); err != nil {
 		return "", nil, err
 	}
-	if err := sf.apply(b); err != nil {
-		return "", nil, err
+	for _, b := range bs {
+		if err := sf.apply(b); err != nil {
+			return "", nil, err
+		}
 	}
-	return pos[0], b, nil
+	return named, bs, nil
+}
+
+// joinIfaces names the interfaces of bs: "d0, d1".
+func joinIfaces(bs []*source.Built) string {
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.Iface
+	}
+	return strings.Join(names, ", ")
 }
 
 // apply gives b what the flags say beyond the source itself: --path for the listeners of
@@ -137,12 +155,12 @@ func (sf *specFlags) apply(b *source.Built) error {
 	return nil
 }
 
-// build builds the spec; errors in the flag form are usage errors.
-func build(req source.Request) (*source.Built, error) {
-	b, err := source.Build(req, source.Local())
+// build builds the specs; errors in the flag form are usage errors.
+func build(req source.Request) ([]*source.Built, error) {
+	bs, err := source.BuildAll(req, source.Local())
 	switch {
 	case err == nil:
-		return b, nil
+		return bs, nil
 	case errors.As(err, new(*source.FlagError)):
 		return nil, usageError{errors.Unwrap(err)}
 	case errors.As(err, new(*spec.ConfigError)):
