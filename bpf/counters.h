@@ -52,6 +52,11 @@ struct counters {
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
+	__u64 drop__fragment;  /* SYN to a protected service in a first fragment: no real client
+				* sends one, and reassembled it would reach SYNPROXY at netfilter
+				* cost */
+	__u64 drop__ah;        /* SYN to a protected service behind an IPsec Authentication
+				* Header, which the SYN-ACK could not carry */
 	__u64 drop__internal;  /* frame not the size just asked for; never expected */
 };
 
@@ -98,6 +103,8 @@ enum reason {
 	PASS_NOT_FOR_HOST,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
+	DROP_FRAGMENT,
+	DROP_AH,
 	DROP_INTERNAL,
 	CONTINUE, /* not a verdict: the stage wants the next stage to decide */
 };
@@ -205,6 +212,12 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_DROP;
 	case DROP_MALFORMED:
 		c->drop__malformed++;
+		return XDP_DROP;
+	case DROP_FRAGMENT:
+		c->drop__fragment++;
+		return XDP_DROP;
+	case DROP_AH:
+		c->drop__ah++;
 		return XDP_DROP;
 	case DROP_INTERNAL:
 	default:

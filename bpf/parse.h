@@ -28,6 +28,8 @@ struct packet {
 	__u32 tcp_len;          /* TCP header + payload, as the IP header says */
 	bool rh_pending;        /* IPv6 routing header with segments left: this host is not the
 				 * packet's final destination */
+	bool fragment;          /* the first fragment of a datagram (the TCP header is in it) */
+	bool ah;                /* behind an IPsec Authentication Header */
 };
 
 static __always_inline bool is_vlan(__be16 proto)
@@ -69,29 +71,44 @@ static __always_inline enum reason parse_l2(struct packet *p, __be16 *proto)
 static __always_inline enum reason parse_ipv4(struct packet *p)
 {
 	struct iphdr *ip = p->data + p->l3off;
-	__u32 ihl, tot;
+	__u32 ihl, tot, l4;
+	__u8 proto;
 
 	if ((void *)(ip + 1) > p->data_end)
 		return PASS_MALFORMED;
 	if (ip->version != 4 || ip->ihl < 5)
 		return PASS_MALFORMED;
-	if (ip->protocol != IPPROTO_TCP)
-		return PASS_NOT_TCP;
-	/* Fragments go to the kernel, which reassembles before conntrack and SYNPROXY see them. No
-	 * real SYN or handshake ACK is fragmented. Only the IP_DF bit is ignored: real sites send TCP
-	 * without it. */
-	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+	/* Fragments go to the kernel, which reassembles before conntrack and SYNPROXY see them. A
+	 * later fragment has no TCP header to judge; a first one has, and a SYN in one (which no
+	 * real client sends) is dropped for a protected service rather than reach SYNPROXY at
+	 * netfilter cost. Only the IP_DF bit is ignored: real sites send TCP without it. */
+	if (ip->frag_off & bpf_htons(IP_OFFSET))
 		return PASS_FRAGMENT;
+	if (ip->frag_off & bpf_htons(IP_MF))
+		p->fragment = true;
 
 	ihl = ip->ihl * 4;
+	l4 = ihl;
+	proto = ip->protocol;
+	if (proto == IPPROTO_AH) {
+		struct ip_auth_hdr *ah = (void *)ip + ihl;
+
+		if ((void *)(ah + 1) > p->data_end)
+			return PASS_MALFORMED;
+		proto = ah->nexthdr;
+		l4 += (ah->hdrlen + 2) * 4;
+		p->ah = true;
+	}
+	if (proto != IPPROTO_TCP)
+		return p->fragment ? PASS_FRAGMENT : PASS_NOT_TCP;
 	tot = bpf_ntohs(ip->tot_len);
 	/* Options are parsed over (ihl), never copied: the SYN-ACK carries none, as SYNPROXY's. */
-	if (tot < ihl + sizeof(struct tcphdr) || (void *)ip + tot > p->data_end)
+	if (tot < l4 + sizeof(struct tcphdr) || (void *)ip + tot > p->data_end)
 		return PASS_MALFORMED;
 
 	p->ip4 = ip;
-	p->tcp = (void *)ip + ihl;
-	p->tcp_len = tot - ihl;
+	p->tcp = (void *)ip + l4;
+	p->tcp_len = tot - l4;
 	if ((void *)(p->tcp + 1) > p->data_end)
 		return PASS_MALFORMED;
 	return CONTINUE;
@@ -99,7 +116,8 @@ static __always_inline enum reason parse_ipv4(struct packet *p)
 
 static __always_inline bool is_walked_ext_hdr(__u8 nh)
 {
-	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS;
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	       nh == IPPROTO_AH;
 }
 
 static __always_inline enum reason parse_ipv6(struct packet *p)
@@ -131,11 +149,29 @@ static __always_inline enum reason parse_ipv6(struct packet *p)
 			if (rh[3])
 				p->rh_pending = true;
 		}
+		if (nh == IPPROTO_AH) {
+			p->ah = true;
+			nh = eh->nexthdr;
+			off += (eh->hdrlen + 2) * 4;
+			continue;
+		}
 		nh = eh->nexthdr;
 		off += (eh->hdrlen + 1) * 8;
 	}
-	if (nh == IPPROTO_FRAGMENT)
-		return PASS_FRAGMENT;
+	if (nh == IPPROTO_FRAGMENT) {
+		/* As for IPv4: a later fragment passes, a first one is judged by its TCP header. */
+		struct frag_hdr *fh = (void *)ip6 + off;
+
+		if (off > 0x3ff || (void *)(fh + 1) > p->data_end)
+			return PASS_MALFORMED;
+		if (fh->frag_off & bpf_htons(0xfff8))
+			return PASS_FRAGMENT;
+		p->fragment = true;
+		nh = fh->nexthdr;
+		off += sizeof(*fh);
+		if (nh != IPPROTO_TCP)
+			return PASS_FRAGMENT;
+	}
 	/* XXX: a chain longer than MAX_IPV6_EXT_HDRS skips the XDP fast path; netfilter's SYNPROXY
 	 * still answers it. Legitimate SYNs carry no extension headers at all. */
 	if (is_walked_ext_hdr(nh))

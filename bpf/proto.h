@@ -15,6 +15,7 @@
 #define IPPROTO_TCP 6
 #define IPPROTO_ROUTING 43
 #define IPPROTO_FRAGMENT 44
+#define IPPROTO_AH 51
 #define IPPROTO_DSTOPTS 60
 
 #define IP_DF 0x4000
@@ -71,6 +72,23 @@ struct ipv6hdr {
 struct ipv6_opt_hdr {
 	__u8 nexthdr;
 	__u8 hdrlen;
+};
+
+/* IPv6 fragment header (RFC 8200 4.5). */
+struct frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-octet units << 3, M flag in bit 0 */
+	__be32 identification;
+};
+
+/* IP Authentication Header (RFC 4302): its length is in 4-octet units, minus 2. */
+struct ip_auth_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__be16 reserved;
+	__be32 spi;
+	__be32 seq_no;
 };
 
 struct tcphdr {

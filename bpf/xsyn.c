@@ -37,8 +37,15 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 		return DROP_MALFORMED;
 
 	flags = tcp_flags(th) & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN);
+	/* The rest of a fragmented datagram is the kernel's to reassemble. */
+	if (p->fragment && flags != TCP_FLAG_SYN)
+		return PASS_FRAGMENT;
 	if (flags == TCP_FLAG_SYN) {
 		v->syn = true;
+		if (p->fragment)
+			return DROP_FRAGMENT;
+		if (p->ah)
+			return DROP_AH;
 		if (!syn_for_host(p))
 			return PASS_NOT_FOR_HOST;
 		return answer_syn(ctx, p, v->svc, hdr_len - sizeof(*th));
@@ -82,7 +89,7 @@ static __always_inline enum reason classify(struct xdp_md *ctx, struct packet *p
 
 	v->svc = lookup_service(p);
 	if (!v->svc)
-		return PASS_NOT_PROTECTED;
+		return p->fragment ? PASS_FRAGMENT : PASS_NOT_PROTECTED;
 	return protect(ctx, p, v);
 }
 
@@ -110,7 +117,9 @@ int xsyn_handoff(struct __sk_buff *skb)
 	const struct service *svc;
 	__u32 family = FAMILY_OTHER;
 
-	if (!have_handoff || parse(&p, &family) != CONTINUE)
+	/* A fragment's ACK is the kernel's to reassemble first; XDP drops SYNs in fragments, so no
+	 * cookie of ours can be in one. */
+	if (!have_handoff || parse(&p, &family) != CONTINUE || p.fragment)
 		return TC_ACT_OK;
 	svc = lookup_service(&p);
 	if (!svc || !svc->handoff)

@@ -719,7 +719,9 @@ func TestPolicies(t *testing.T) {
 	v4, v6 := spec.IPv4, spec.IPv6
 
 	runCases(t, r, []dpCase{
-		{name: "ipv4 more fragments", only: v4, frame: seg(portDefault, packet.SYN, linuxOpts, ip4(func(ip *packet.IPv4) { ip.MF = true })),
+		{name: "ipv4 syn in a first fragment", only: v4, frame: seg(portDefault, packet.SYN, linuxOpts, ip4(func(ip *packet.IPv4) { ip.MF = true })),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropFragment: 1}},
+		{name: "ipv4 ack in a first fragment", only: v4, frame: seg(portDefault, packet.ACK, nil, ip4(func(ip *packet.IPv4) { ip.MF = true })),
 			verdict: xdpPass, delta: Counters{PassFragment: 1}},
 		{name: "ipv4 fragment offset", only: v4, frame: seg(portDefault, packet.SYN, linuxOpts, ip4(func(ip *packet.IPv4) { ip.FragOffset = 185 })),
 			verdict: xdpPass, delta: Counters{PassFragment: 1}},
@@ -741,12 +743,37 @@ func TestPolicies(t *testing.T) {
 			verdict: xdpTX, delta: answered, synack: answer(mssOnly)},
 		{name: "ipv6 five extension headers", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, dst, rt, dst, dst)),
 			verdict: xdpPass, delta: Counters{PassExtHdrChain: 1}},
-		{name: "ipv6 fragment header", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(frag)),
+		{name: "ipv6 syn in a first fragment", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(frag)),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropFragment: 1}},
+		{name: "ipv6 hop-by-hop then a first fragment", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, frag)),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropFragment: 1}},
+		{name: "ipv6 four extension headers then a first fragment", only: v6, frame: seg(portDefault, packet.SYN, nil, ext(hbh, dst, rt, dst, frag)),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropFragment: 1}},
+		{name: "ipv6 ack in a first fragment", only: v6, frame: seg(portDefault, packet.ACK, nil, ext(frag)),
 			verdict: xdpPass, delta: Counters{PassFragment: 1}},
-		{name: "ipv6 hop-by-hop then fragment", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, frag)),
+		{name: "ipv6 later fragment", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, func(f *packet.Frame) {
+			f.IPv6.ExtHeaders = append(f.IPv6.ExtHeaders, packet.Fragment(185, true, 0xabcd))
+		}), verdict: xdpPass, delta: Counters{PassFragment: 1}},
+		{name: "ipv6 syn in a first fragment to an unprotected port", only: v6, frame: seg(portOpen, packet.SYN, linuxOpts, ext(frag)),
 			verdict: xdpPass, delta: Counters{PassFragment: 1}},
-		{name: "ipv6 four extension headers then fragment", only: v6, frame: seg(portDefault, packet.SYN, nil, ext(hbh, dst, rt, dst, frag)),
-			verdict: xdpPass, delta: Counters{PassFragment: 1}},
+		{name: "ipv6 syn behind an authentication header", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(51)),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropAh: 1}},
+		{name: "ipv4 syn behind an authentication header", only: v4, frame: func(s frameShape) packet.Frame {
+			f := s.segment(portDefault, packet.SYN, linuxOpts)
+			b := f.Bytes()
+			tcp := append([]byte(nil), b[len(b)-20-len(linuxOpts):]...)
+			ah := []byte{packet.ProtoTCP, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1} // next TCP, 12 bytes, SPI 1, seq 1
+			f.TCP, f.Proto, f.Payload = nil, 51, append(ah, tcp...)
+			return f
+		}, verdict: xdpDrop, delta: Counters{SynReceived: 1, DropAh: 1}},
+		{name: "ipv4 ack behind an authentication header judged as any", only: v4, frame: func(s frameShape) packet.Frame {
+			f := s.segment(portDefault, packet.ACK)
+			b := f.Bytes()
+			tcp := append([]byte(nil), b[len(b)-20:]...)
+			ah := []byte{packet.ProtoTCP, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}
+			f.TCP, f.Proto, f.Payload = nil, 51, append(ah, tcp...)
+			return f
+		}, verdict: xdpDrop, delta: Counters{AckCookieInvalid: 1}},
 		{name: "ipv6 hop-by-hop then udp", only: v6, frame: func(s frameShape) packet.Frame {
 			f := seg(portDefault, 0, nil, ext(hbh))(s)
 			f.TCP, f.Proto, f.Payload = nil, packet.ProtoUDP, make([]byte, 8)

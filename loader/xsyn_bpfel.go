@@ -44,6 +44,8 @@ type xsynCounters struct {
 	PassNotForHost    uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
+	DropFragment      uint64
+	DropAh            uint64
 	DropInternal      uint64
 }
 
