@@ -1,5 +1,6 @@
 // Package metrics exports xsyn's state to Prometheus: the XDP program's verdict counters of every
-// protected interface, netfilter SYNPROXY's statistics, and how each interface is protected. It
+// protected interface, netfilter SYNPROXY's statistics, the kernel TCP counters that tell whether
+// a flood reaches the stack behind them, and how each interface is protected. It
 // reads the kernel at scrape time only (read-only, from the pins and maps xsyn leaves behind), so
 // an exporter that stops or crashes never affects protection. docs/metrics.md lists the metrics.
 package metrics
@@ -43,6 +44,31 @@ var synproxyColumns = []struct{ column, help string }{
 	{"conn_reopened", "Connections SYNPROXY saw reopened by a new SYN from the client, summed over CPUs."},
 }
 
+// tcpExtCounters are the TcpExt counters of /proc/net/netstat that are exported, each as
+// xsyn_kernel_<metric>_total, with their help: the kernel's own view, for the whole network
+// namespace, of whether SYNs and ACKs reach the TCP stack behind XDP and SYNPROXY. A counter the
+// running kernel does not have (TSEcrRejected before Linux 6.15) is not exported.
+var tcpExtCounters = []struct{ counter, metric, help string }{
+	{"SyncookiesSent", "syncookies_sent",
+		"SYN cookies the kernel's TCP listeners sent themselves (TcpExtSyncookiesSent): SYNs that reached a listener whose SYN queue was full, or any SYN with tcp_syncookies=2. " +
+			"XDP and SYNPROXY answer the SYNs of protected services before the stack sees them, so a rise means a flood reaches the stack: " +
+			"a port or address xsyn does not protect, an interface without xsyn, or SYNs XDP passed on."},
+	{"SyncookiesRecv", "syncookies_recv",
+		"ACKs with a valid cookie of the kernel's listeners (TcpExtSyncookiesRecv): clients completing a handshake a listener answered with its own cookie. " +
+			"xsyn's and SYNPROXY's cookies are not counted here."},
+	{"SyncookiesFailed", "syncookies_failed",
+		"ACKs to a listener that sent cookies in the last 2 minutes whose cookie was not valid (TcpExtSyncookiesFailed): an ACK flood or forged handshakes reaching the stack, answered with resets."},
+	{"ListenOverflows", "listen_overflows",
+		"SYNs and handshake ACKs a listener dropped because its accept queue was full (TcpExtListenOverflows): the server does not accept connections as fast as they complete; clients retry or fail."},
+	{"ListenDrops", "listen_drops",
+		"SYNs and handshake ACKs a listener dropped for any reason (TcpExtListenDrops): listen overflows, a full SYN queue without cookies, no route back, out of memory."},
+	{"TCPReqQFullDrop", "reqq_full_drop",
+		"SYNs dropped because a listener's SYN queue was full and cookies are off (TcpExtTCPReqQFullDrop, net.ipv4.tcp_syncookies=0): under a flood reaching the stack, the SYNs of real clients are dropped with it."},
+	{"TSEcrRejected", "tsecr_rejected",
+		"Handshake ACKs the stack rejected because their timestamp echo matches no SYN-ACK it sent (TcpExtTSEcrRejected, Linux 6.15 and later). " +
+			"On the SYNPROXY path with timestamps each is a connection that stalls 1 second: the server rejects SYNPROXY's ACK and retransmits its SYN-ACK."},
+}
+
 // counterHelp describes the verdict counters that are not a pass or drop reason. A counter added
 // to bpf/counters.h is exported without an entry here, with a generic help.
 var counterHelp = map[string]string{
@@ -60,6 +86,7 @@ var counterHelp = map[string]string{
 type Options struct {
 	Version       string // the version label of xsyn_build_info
 	SynproxyStats string // default DefaultSynproxyStats
+	Netstat       string // default DefaultNetstat
 }
 
 // Collector is a prometheus.Collector that reads xsyn's state when scraped. It must be collected
@@ -67,6 +94,7 @@ type Options struct {
 type Collector struct {
 	src      Source
 	synproxy string
+	netstat  string
 	version  string
 
 	mu sync.Mutex // one scrape at a time
@@ -74,6 +102,7 @@ type Collector struct {
 	// fields[i] is how counter field i of loader.Fields becomes a metric.
 	fields    []fieldMetric
 	synDescs  []*prometheus.Desc // by synproxyColumns
+	tcpDescs  []*prometheus.Desc // by tcpExtCounters
 	attached  *prometheus.Desc
 	rules     *prometheus.Desc
 	services  *prometheus.Desc
@@ -91,9 +120,13 @@ func New(src Source, opts Options) *Collector {
 	if opts.SynproxyStats == "" {
 		opts.SynproxyStats = DefaultSynproxyStats
 	}
+	if opts.Netstat == "" {
+		opts.Netstat = DefaultNetstat
+	}
 	c := &Collector{
 		src:      src,
 		synproxy: opts.SynproxyStats,
+		netstat:  opts.Netstat,
 		version:  opts.Version,
 		attached: prometheus.NewDesc("xsyn_attached",
 			"1 for each interface xsyn protects, labelled with how: native or generic XDP (in front of netfilter SYNPROXY), or netfilter-only (the fallback without XDP).",
@@ -112,7 +145,7 @@ func New(src Source, opts Options) *Collector {
 			[]string{"version", "goversion"}, nil),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "collection_errors_total",
-			Help: "Sources (an interface, the SYNPROXY statistics, the list of interfaces) that could not be read during a scrape; the scrape returns everything else.",
+			Help: "Sources (an interface, the SYNPROXY statistics, the kernel's TCP counters, the list of interfaces) that could not be read during a scrape; the scrape returns everything else.",
 		}),
 	}
 	passed := prometheus.NewDesc("xsyn_passed_total",
@@ -141,6 +174,10 @@ func New(src Source, opts Options) *Collector {
 		c.synDescs = append(c.synDescs, prometheus.NewDesc(
 			prometheus.BuildFQName(namespace, "netfilter_synproxy", col.column+"_total"), col.help, nil, nil))
 	}
+	for _, k := range tcpExtCounters {
+		c.tcpDescs = append(c.tcpDescs, prometheus.NewDesc(
+			prometheus.BuildFQName(namespace, "kernel", k.metric+"_total"), k.help, nil, nil))
+	}
 	return c
 }
 
@@ -154,6 +191,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	for _, d := range c.synDescs {
+		ch <- d
+	}
+	for _, d := range c.tcpDescs {
 		ch <- d
 	}
 	ch <- c.attached
@@ -172,6 +212,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.version, runtime.Version())
 	if err := c.collectSynproxy(ch); err != nil {
+		c.fail(ch, err)
+	}
+	if err := c.collectNetstat(ch); err != nil {
 		c.fail(ch, err)
 	}
 	ifaces, err := c.src.Interfaces()
@@ -205,6 +248,19 @@ func (c *Collector) collectSynproxy(ch chan<- prometheus.Metric) error {
 	for i, col := range synproxyColumns {
 		if v, ok := stats[col.column]; ok {
 			ch <- prometheus.MustNewConstMetric(c.synDescs[i], prometheus.CounterValue, float64(v))
+		}
+	}
+	return nil
+}
+
+func (c *Collector) collectNetstat(ch chan<- prometheus.Metric) error {
+	stats, err := ReadNetstat(c.netstat)
+	if err != nil {
+		return err
+	}
+	for i, k := range tcpExtCounters {
+		if v, ok := stats["TcpExt"+k.counter]; ok {
+			ch <- prometheus.MustNewConstMetric(c.tcpDescs[i], prometheus.CounterValue, float64(v))
 		}
 	}
 	return nil

@@ -24,7 +24,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-const synproxyFixture = "testdata/synproxy" // 4 CPUs, in the kernel's format
+const (
+	synproxyFixture = "testdata/synproxy" // 4 CPUs, in the kernel's format
+	netstatFixture  = "testdata/netstat"  // Linux 6.18's /proc/net/netstat, the exported counters set
+)
 
 func TestParseSynproxyStats(t *testing.T) {
 	got, err := ReadSynproxyStats(synproxyFixture)
@@ -56,6 +59,71 @@ func TestParseSynproxyStats(t *testing.T) {
 	got, err = parseSynproxyStats(strings.NewReader("cookie_valid entries new_column\n0000000f 00000000 00000001\n00000001 00000000 00000001\n"))
 	if err != nil || got["cookie_valid"] != 16 || got["new_column"] != 2 {
 		t.Errorf("reordered columns: %v, %v", got, err)
+	}
+}
+
+func TestParseNetstat(t *testing.T) {
+	got, err := ReadNetstat(netstatFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint64{
+		"TcpExtSyncookiesSent": 1001, "TcpExtSyncookiesRecv": 1002, "TcpExtSyncookiesFailed": 1003,
+		"TcpExtListenOverflows": 1004, "TcpExtListenDrops": 1005, "TcpExtTCPReqQFullDrop": 1006,
+		"TcpExtTSEcrRejected":        5_000_000_000, // 64 bits: the kernel's are unsigned long
+		"TcpExtTCPReqQFullDoCookies": 7, "TcpExtEmbryonicRsts": 0, "IpExtInOctets": 0, "MPTcpExtMPCapableSYNRX": 0,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (found %v), want %d", name, v, ok, want)
+		}
+	}
+
+	for _, tc := range []struct{ name, in, want string }{
+		{"names without values", "TcpExt: SyncookiesSent\n", "line 1: section TcpExt has names but no values"},
+		{"values of another section", "TcpExt: SyncookiesSent\nIpExt: 1\n", `line 2: values of section "IpExt", want "TcpExt"`},
+		{"short row", "TcpExt: SyncookiesSent SyncookiesRecv\nTcpExt: 1\n", "line 2: section TcpExt has 2 names and 1 values"},
+		{"not decimal", "IpExt: InOctets\nIpExt: 0\nTcpExt: SyncookiesSent\nTcpExt: 1f\n", "line 4, TcpExtSyncookiesSent"},
+		{"no section", "SyncookiesSent\n", "line 1: no section name"},
+	} {
+		if _, err := parseNetstat(strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.want)
+		}
+	}
+	// Counters are found by name: a kernel before 6.15 has no TSEcrRejected, a later one may
+	// add or move counters.
+	got, err = parseNetstat(strings.NewReader("TcpExt: ListenDrops NewCounter SyncookiesSent\nTcpExt: 3 4 5\n\n"))
+	if err != nil || got["TcpExtSyncookiesSent"] != 5 || got["TcpExtListenDrops"] != 3 || len(got) != 3 {
+		t.Errorf("reordered counters: %v, %v", got, err)
+	}
+}
+
+// The kernel's TCP counters are the namespace's, whatever xsyn protects: exported with nothing
+// attached, and only those the running kernel has.
+func TestKernelCounters(t *testing.T) {
+	old := filepath.Join(t.TempDir(), "netstat")
+	if err := os.WriteFile(old, []byte("TcpExt: SyncookiesSent SyncookiesRecv SyncookiesFailed ListenOverflows ListenDrops TCPReqQFullDrop\n"+
+		"TcpExt: 10 11 12 13 14 15\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(fakeSource{}, Options{SynproxyStats: synproxyFixture, Netstat: old}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"xsyn_kernel_syncookies_sent_total": 10, "xsyn_kernel_syncookies_recv_total": 11, "xsyn_kernel_syncookies_failed_total": 12,
+		"xsyn_kernel_listen_overflows_total": 13, "xsyn_kernel_listen_drops_total": 14, "xsyn_kernel_reqq_full_drop_total": 15,
+	} {
+		if v, ok := find(mfs, name, nil); !ok || v != want {
+			t.Errorf("%s = %v (found %v), want %v", name, v, ok, want)
+		}
+	}
+	if _, ok := find(mfs, "xsyn_kernel_tsecr_rejected_total", nil); ok {
+		t.Error("xsyn_kernel_tsecr_rejected_total exported from a kernel without TcpExtTSEcrRejected")
+	}
+	if v, _ := find(mfs, "xsyn_collection_errors_total", nil); v != 0 {
+		t.Errorf("xsyn_collection_errors_total %v: a counter the kernel lacks is not an error", v)
 	}
 }
 
@@ -158,7 +226,7 @@ func contains(list []string, s string) bool {
 // label depends on the toolchain.
 func TestCollectGolden(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(twoInterfaces(), Options{Version: "v1.2.3", SynproxyStats: synproxyFixture}))
+	reg.MustRegister(New(twoInterfaces(), Options{Version: "v1.2.3", SynproxyStats: synproxyFixture, Netstat: netstatFixture}))
 	got := gatherText(t, reg, allNamesBut(t, reg, "xsyn_build_info")...)
 	golden := filepath.Join("testdata", "collect.golden")
 	if *update {
@@ -190,7 +258,7 @@ xsyn_build_info{goversion=%q,version="v1.2.3"} 1
 // bpf/counters.h, without a table of counters in Go: a new field shows up by itself.
 func TestEveryCounterFieldExported(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(twoInterfaces(), Options{SynproxyStats: synproxyFixture}))
+	reg.MustRegister(New(twoInterfaces(), Options{SynproxyStats: synproxyFixture, Netstat: netstatFixture}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -253,19 +321,24 @@ func TestCollectionErrors(t *testing.T) {
 		"eth3": fmt.Errorf("%w: eth3", protect.ErrNotProtected), // detached since listed: not an error
 	}
 	missing := filepath.Join(t.TempDir(), "no-synproxy")
+	noNetstat := filepath.Join(t.TempDir(), "no-netstat")
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(src, Options{SynproxyStats: missing}))
+	reg.MustRegister(New(src, Options{SynproxyStats: missing, Netstat: noNetstat}))
 
 	for scrape := 1; scrape <= 2; scrape++ {
 		mfs, err := reg.Gather()
-		if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "read eth2: map went away") {
-			t.Errorf("scrape %d: error %v; want one naming the synproxy file and eth2", scrape, err)
+		if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "read eth2: map went away") ||
+			!strings.Contains(err.Error(), "read kernel TCP counters: open "+noNetstat) {
+			t.Errorf("scrape %d: error %v; want one naming the synproxy file, the netstat file and eth2", scrape, err)
 		}
 		if strings.Contains(fmt.Sprint(err), "eth3") {
 			t.Errorf("scrape %d: an interface detached meanwhile reported as an error: %v", scrape, err)
 		}
-		if v, _ := find(mfs, "xsyn_collection_errors_total", nil); v != float64(2*scrape) {
-			t.Errorf("scrape %d: xsyn_collection_errors_total %v, want %d (two failed sources per scrape)", scrape, v, 2*scrape)
+		if v, _ := find(mfs, "xsyn_collection_errors_total", nil); v != float64(3*scrape) {
+			t.Errorf("scrape %d: xsyn_collection_errors_total %v, want %d (three failed sources per scrape)", scrape, v, 3*scrape)
+		}
+		if _, ok := find(mfs, "xsyn_kernel_syncookies_sent_total", nil); ok {
+			t.Errorf("scrape %d: kernel TCP counters exported from a missing file", scrape)
 		}
 		if v, ok := find(mfs, "xsyn_synack_sent_total", map[string]string{"iface": "eth0", "family": "ipv4"}); !ok || v != 101 {
 			t.Errorf("scrape %d: eth0 counters missing after other sources failed: %v %v", scrape, v, ok)
@@ -282,7 +355,7 @@ func TestCollectionErrors(t *testing.T) {
 	src = twoInterfaces()
 	src.ifaces, src.listErr = []string{"eth0"}, errors.New("iptables: permission denied")
 	reg = prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(src, Options{SynproxyStats: synproxyFixture}))
+	reg.MustRegister(New(src, Options{SynproxyStats: synproxyFixture, Netstat: netstatFixture}))
 	mfs, err := reg.Gather()
 	if err == nil || !strings.Contains(err.Error(), "list protected interfaces: iptables: permission denied") {
 		t.Errorf("failed listing: error %v", err)

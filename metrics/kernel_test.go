@@ -137,7 +137,7 @@ xsyn_attached{iface="lo",mode="netfilter-only"} 1
 # TYPE xsyn_services gauge
 xsyn_services{iface="d0",path="handoff"} 0
 xsyn_services{iface="d0",path="synproxy"} 2
-# HELP xsyn_collection_errors_total Sources (an interface, the SYNPROXY statistics, the list of interfaces) that could not be read during a scrape; the scrape returns everything else.
+# HELP xsyn_collection_errors_total Sources (an interface, the SYNPROXY statistics, the kernel's TCP counters, the list of interfaces) that could not be read during a scrape; the scrape returns everything else.
 # TYPE xsyn_collection_errors_total counter
 xsyn_collection_errors_total 0
 # HELP xsyn_netfilter_synproxy_cookie_valid_total ACKs whose cookie SYNPROXY accepted, opening the connection to the server, summed over CPUs.
