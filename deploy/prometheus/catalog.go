@@ -89,13 +89,14 @@ func (fakeSource) Status(iface string) (protect.Status, error) {
 	return st, nil
 }
 
-// synproxyFixture is the metrics package's copy of /proc/net/stat/synproxy, in the kernel's format.
-func synproxyFixture() (string, error) {
+// fixture is the metrics package's copy of a kernel file (testdata/synproxy for
+// /proc/net/stat/synproxy, testdata/netstat for /proc/net/netstat), in the kernel's format.
+func fixture(name string) (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		return "", fmt.Errorf("find the source tree: no caller information")
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "metrics", "testdata", "synproxy"), nil
+	return filepath.Join(filepath.Dir(file), "..", "..", "metrics", "testdata", name), nil
 }
 
 // NewCatalog builds the Catalog the way `xsyn serve` builds its registry (xsyn's collector, the
@@ -104,11 +105,15 @@ func synproxyFixture() (string, error) {
 // target (up, scrape_*). It fails when xsyn's collector describes a metric the gathering did not
 // produce, so a metric added later cannot escape the checks.
 func NewCatalog() (Catalog, error) {
-	fixture, err := synproxyFixture()
+	synproxy, err := fixture("synproxy")
 	if err != nil {
 		return nil, err
 	}
-	xsyn := metrics.New(fakeSource{}, metrics.Options{Version: "catalog", SynproxyStats: fixture})
+	netstat, err := fixture("netstat")
+	if err != nil {
+		return nil, err
+	}
+	xsyn := metrics.New(fakeSource{}, metrics.Options{Version: "catalog", SynproxyStats: synproxy, Netstat: netstat})
 	described := describe(xsyn)
 
 	reg := prometheus.NewPedanticRegistry()

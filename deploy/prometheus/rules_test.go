@@ -28,7 +28,7 @@ const runbookBase = "https://github.com/xsyn-project/xsyn/blob/main/docs/"
 
 var runbookAnchors = map[string][]string{
 	"operator-guide.md": {"under-attack", "fallback", "exporter"},
-	"metrics.md":        {"the-handoff-path"},
+	"metrics.md":        {"the-handoff-path", "kernel-tcp-counters", "a-flood-reaching-the-stack"},
 }
 
 var severities = []string{"critical", "warning", "info"}
@@ -86,6 +86,7 @@ func TestRuleFile(t *testing.T) {
 	}
 	want := []string{"XsynUnderAttack", "XsynForgedAcks", "XsynFallbackActive", "XsynXDPGenericMode",
 		"XsynInterfaceUnprotected", "XsynNetfilterRulesIncomplete", "XsynHandoffRefused",
+		"XsynSynFloodReachesStack", "XsynSynproxyTimestampStall",
 		"XsynExporterDown", "XsynExporterCollectionErrors"}
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
@@ -131,7 +132,11 @@ func TestChecker(t *testing.T) {
 
 	want := []string{"xsyn_ack_cookie_invalid_total", "xsyn_ack_cookie_valid_total", "xsyn_attached",
 		"xsyn_build_info", "xsyn_collection_errors_total", "xsyn_dropped_total", "xsyn_established_passed_total",
-		"xsyn_handoff_assigned_total", "xsyn_handoff_refused_total", "xsyn_netfilter_rules_complete", "xsyn_netfilter_synproxy_conn_reopened_total",
+		"xsyn_handoff_assigned_total", "xsyn_handoff_refused_total",
+		"xsyn_kernel_listen_drops_total", "xsyn_kernel_listen_overflows_total", "xsyn_kernel_reqq_full_drop_total",
+		"xsyn_kernel_syncookies_failed_total", "xsyn_kernel_syncookies_recv_total", "xsyn_kernel_syncookies_sent_total",
+		"xsyn_kernel_tsecr_rejected_total",
+		"xsyn_netfilter_rules_complete", "xsyn_netfilter_synproxy_conn_reopened_total",
 		"xsyn_netfilter_synproxy_cookie_invalid_total", "xsyn_netfilter_synproxy_cookie_retrans_total",
 		"xsyn_netfilter_synproxy_cookie_valid_total", "xsyn_netfilter_synproxy_syn_received_total",
 		"xsyn_passed_total", "xsyn_services", "xsyn_syn_received_total", "xsyn_synack_sent_total"}
@@ -305,6 +310,16 @@ func quietHost(until time.Duration) History {
 			{Sel: `xsyn_netfilter_synproxy_syn_received_total`, Counter: true, Phases: []Phase{Rate(0, 0.1)}},
 			{Sel: `xsyn_netfilter_synproxy_cookie_valid_total`, Counter: true, Phases: []Phase{Rate(0, 245)}},
 			{Sel: `xsyn_netfilter_synproxy_cookie_invalid_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
+			// The kernel's listeners see no SYN of the flood, nor any real client that
+			// completes a handshake with xsyn; a few resets of stale ACKs, a slow server now
+			// and then.
+			{Sel: `xsyn_kernel_syncookies_sent_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
+			{Sel: `xsyn_kernel_syncookies_recv_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
+			{Sel: `xsyn_kernel_syncookies_failed_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
+			{Sel: `xsyn_kernel_listen_overflows_total`, Counter: true, Phases: []Phase{Rate(0, 0.01)}},
+			{Sel: `xsyn_kernel_listen_drops_total`, Counter: true, Phases: []Phase{Rate(0, 0.01)}},
+			{Sel: `xsyn_kernel_reqq_full_drop_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
+			{Sel: `xsyn_kernel_tsecr_rejected_total`, Counter: true, Phases: []Phase{Rate(0, 0)}},
 		},
 	}
 }
@@ -458,6 +473,69 @@ func TestAlertsOnSyntheticSeries(t *testing.T) {
 			{at: 34 * m, firing: []string{`XsynHandoffRefused{iface="eth0"}`}},
 			{at: 36 * m}, // 5 minutes later: resolved by itself
 		},
+	}, {
+		name: "SYN flood of 20000/s from 30m to 50m to a port xsyn does not protect: the kernel sends cookies",
+		history: quietHost(70 * m).With(
+			Series{Sel: `xsyn_kernel_syncookies_sent_total`, Counter: true, Phases: []Phase{Rate(0, 0), Rate(30*m, 20000), Rate(50*m, 0)}}),
+		expect: []expect{
+			{at: 29 * m},
+			{at: 33 * m}, // pending: for 5m
+			{at: 36 * m, firing: []string{`XsynSynFloodReachesStack{}`}},
+			{at: 49 * m, firing: []string{`XsynSynFloodReachesStack{}`}},
+			{at: 53 * m},
+		},
+	}, {
+		name: "the same flood with net.ipv4.tcp_syncookies=0: the kernel drops SYNs",
+		history: quietHost(50 * m).With(
+			Series{Sel: `xsyn_kernel_reqq_full_drop_total`, Counter: true, Phases: []Phase{Rate(0, 0), Rate(30*m, 20000)}}),
+		expect: []expect{{at: 33 * m}, {at: 36 * m, firing: []string{`XsynSynFloodReachesStack{}`}}},
+	}, {
+		name: "a burst of real clients overflows a small SYN queue for a minute at 30m",
+		history: quietHost(50 * m).With(
+			Series{Sel: `xsyn_kernel_syncookies_sent_total`, Counter: true, Phases: []Phase{Rate(0, 0), Rate(30*m, 50), Rate(31*m, 0)}}),
+		expect: []expect{{at: 31 * m}, {at: 34 * m}, {at: 37 * m}, {at: 45 * m}},
+	}, {
+		name: "kernel cookies on a host where xsyn is not attached: not xsyn's business",
+		history: func() History {
+			h := quietHost(50*m).With(
+				Series{Sel: `xsyn_kernel_syncookies_sent_total`, Counter: true, Phases: []Phase{Rate(0, 20000)}})
+			h.Series = slices.DeleteFunc(h.Series, func(s Series) bool {
+				return strings.HasPrefix(s.Sel, "xsyn_attached") || strings.HasPrefix(s.Sel, "xsyn_services") ||
+					strings.HasPrefix(s.Sel, "xsyn_netfilter_rules_complete")
+			})
+			return h
+		}(),
+		expect: []expect{{at: 20 * m}, {at: 45 * m}},
+	}, {
+		name: "SYNPROXY path with timestamps on Linux 6.15+: 40 connections/s stall from 30m",
+		history: quietHost(70*m).With(
+			Series{Sel: `xsyn_services{iface="eth0",path="synproxy"}`, Phases: []Phase{Value(0, 1)}},
+			Series{Sel: `xsyn_kernel_tsecr_rejected_total`, Counter: true, Phases: []Phase{Rate(0, 0), Rate(30*m, 40)}}),
+		expect: []expect{
+			{at: 40 * m}, // pending: for 15m
+			{at: 46 * m, firing: []string{`XsynSynproxyTimestampStall{}`}},
+			{at: 70 * m, firing: []string{`XsynSynproxyTimestampStall{}`}},
+		},
+	}, {
+		name: "netfilter-only eth1 with timestamps on Linux 6.15+",
+		history: quietHost(40*m).With(
+			Series{Sel: `xsyn_attached{iface="eth1",mode="netfilter-only"}`, Phases: []Phase{Value(0, 1)}},
+			Series{Sel: `xsyn_kernel_tsecr_rejected_total`, Counter: true, Phases: []Phase{Rate(0, 5)}}),
+		expect: []expect{{at: 30 * m, firing: []string{
+			`XsynFallbackActive{iface="eth1",mode="netfilter-only"}`, `XsynSynproxyTimestampStall{}`}}},
+	}, {
+		name: "TSEcrRejected where every service takes the handoff path: not SYNPROXY's stall",
+		history: quietHost(40 * m).With(
+			Series{Sel: `xsyn_kernel_tsecr_rejected_total`, Counter: true, Phases: []Phase{Rate(0, 5)}}),
+		expect: []expect{{at: 30 * m}},
+	}, {
+		name: "a kernel before 6.15: no TSEcrRejected series",
+		history: func() History {
+			h := quietHost(40*m).With(Series{Sel: `xsyn_services{iface="eth0",path="synproxy"}`, Phases: []Phase{Value(0, 1)}})
+			h.Series = slices.DeleteFunc(h.Series, func(s Series) bool { return s.Sel == `xsyn_kernel_tsecr_rejected_total` })
+			return h
+		}(),
+		expect: []expect{{at: 30 * m}},
 	}, {
 		name: "exporter down from 30m: every xsyn series gone, up 0",
 		history: func() History {
