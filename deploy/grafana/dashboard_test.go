@@ -3,6 +3,7 @@ package grafana
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"regexp"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 
 	xprom "github.com/xsyn-project/xsyn/deploy/prometheus"
 )
@@ -308,6 +312,36 @@ func TestDashboardQueries(t *testing.T) {
 	}
 }
 
+var alertName = regexp.MustCompile(`\bXsyn[A-Z][A-Za-z]+\b`)
+
+// TestDashboardNamesRealAlerts: a panel that tells the operator which alert fires on it names an
+// alert of deploy/prometheus/xsyn-rules.yml, so that a renamed alert cannot leave it behind.
+func TestDashboardNamesRealAlerts(t *testing.T) {
+	groups, errs := rulefmt.ParseFile("../prometheus/xsyn-rules.yml", false, model.LegacyValidation,
+		parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	var alerts []string
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert)
+		}
+	}
+	named := 0
+	for _, p := range allPanels(loadDashboard(t).Panels) {
+		for _, a := range alertName.FindAllString(p.Description, -1) {
+			named++
+			if !slices.Contains(alerts, a) {
+				t.Errorf("panel %q names alert %s, which xsyn-rules.yml does not have (it has %v)", p.Title, a, alerts)
+			}
+		}
+	}
+	if named == 0 {
+		t.Error("no panel names an alert: the pattern no longer matches how descriptions name them")
+	}
+}
+
 // busyHost has a series of every xsyn metric: eth0 native XDP, eth1 netfilter-only.
 func busyHost(until time.Duration) xprom.History {
 	r := func(v float64) []xprom.Phase { return []xprom.Phase{xprom.Rate(0, v)} }
@@ -338,6 +372,10 @@ func busyHost(until time.Duration) xprom.History {
 	}
 	for _, name := range []string{"syn_received", "cookie_valid", "cookie_invalid", "cookie_retrans", "conn_reopened"} {
 		h.Series = append(h.Series, xprom.Series{Sel: `xsyn_netfilter_synproxy_` + name + `_total`, Counter: true, Phases: r(10)})
+	}
+	for _, name := range []string{"syncookies_sent", "syncookies_recv", "syncookies_failed", "listen_overflows", "listen_drops",
+		"reqq_full_drop", "tsecr_rejected"} {
+		h.Series = append(h.Series, xprom.Series{Sel: `xsyn_kernel_` + name + `_total`, Counter: true, Phases: r(5)})
 	}
 	return h
 }
