@@ -741,6 +741,8 @@ func TestPolicies(t *testing.T) {
 			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
 		{name: "ipv6 four extension headers", only: v6, frame: seg(portDefault, packet.SYN, nil, ext(hbh, dst, rt, dst)),
 			verdict: xdpTX, delta: answered, synack: answer(mssOnly)},
+		{name: "ipv6 four extension headers with ah", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, dst, 51, dst)),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropAh: 1}},
 		{name: "ipv6 five extension headers", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, dst, rt, dst, dst)),
 			verdict: xdpPass, delta: Counters{PassExtHdrChain: 1}},
 		{name: "ipv6 syn in a first fragment", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(frag)),
