@@ -1,6 +1,6 @@
 // Command xsyn-demo builds a two-namespace lab, protects a TCP server with xsyn, floods it with
 // spoofed SYNs and forged ACKs while real clients connect, shows what happened, and cleans up.
-// Run it with `sudo make demo`.
+// Run it with `./quickstart demo` (as root, or a user with sudo).
 package main
 
 import (
@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "xsyn-demo: must run as root (network namespaces, XDP, netfilter): sudo make demo")
+		fmt.Fprintln(stderr, "xsyn-demo: must run as root (network namespaces, XDP, netfilter): ./quickstart demo")
 		return 1
 	}
 	bin, err := exec.LookPath(*xsyn)
