@@ -497,7 +497,7 @@ func TestAlertsOnSyntheticSeries(t *testing.T) {
 	}, {
 		name: "kernel cookies on a host where xsyn is not attached: not xsyn's business",
 		history: func() History {
-			h := quietHost(50*m).With(
+			h := quietHost(50 * m).With(
 				Series{Sel: `xsyn_kernel_syncookies_sent_total`, Counter: true, Phases: []Phase{Rate(0, 20000)}})
 			h.Series = slices.DeleteFunc(h.Series, func(s Series) bool {
 				return strings.HasPrefix(s.Sel, "xsyn_attached") || strings.HasPrefix(s.Sel, "xsyn_services") ||
@@ -531,7 +531,7 @@ func TestAlertsOnSyntheticSeries(t *testing.T) {
 	}, {
 		name: "a kernel before 6.15: no TSEcrRejected series",
 		history: func() History {
-			h := quietHost(40*m).With(Series{Sel: `xsyn_services{iface="eth0",path="synproxy"}`, Phases: []Phase{Value(0, 1)}})
+			h := quietHost(40 * m).With(Series{Sel: `xsyn_services{iface="eth0",path="synproxy"}`, Phases: []Phase{Value(0, 1)}})
 			h.Series = slices.DeleteFunc(h.Series, func(s Series) bool { return s.Sel == `xsyn_kernel_tsecr_rejected_total` })
 			return h
 		}(),
