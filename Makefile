@@ -53,3 +53,26 @@ bench-full: deps ## full benchmark (about 7 minutes): both families and SYN shap
 
 clean: ## remove build outputs
 	rm -rf bin bench/out
+
+# --- The Debian package (deploy/deb/README.md) ---
+# The version is VERSION made Debian-valid; the maintainer whoever builds it (git's user.name and
+# user.email, as dch takes DEBFULLNAME and DEBEMAIL). Both can be set: make deb DEB_VERSION=1.0.
+DEB_OUT        ?= bin
+DEB_VERSION    ?= $(shell deploy/deb/debversion.sh '$(VERSION)')
+DEB_MAINTAINER ?= $(shell e=$$(git config user.email); if [ -n "$$e" ]; then echo "$$(git config user.name) <$$e>"; else echo "xsyn builder <root@localhost>"; fi)
+.PHONY: man deb
+
+man: build ## man page bin/xsyn.8, written from bin/xsyn's --help (read it: man -l bin/xsyn.8)
+	$(GO) run ./cmd/xsyn-man -xsyn bin/xsyn -date "$$(git log -1 --format=%cs 2>/dev/null)" -o bin/xsyn.8
+
+# nfpm is pinned in deploy/deb/nfpm/go.mod. The units name /usr/local/sbin/xsyn, where a manual
+# install puts it (deploy/systemd/README.md); a package installs to /usr/sbin.
+deb: build man ## Debian package bin/xsyn_<version>_<arch>.deb (nfpm): binary, units, conffile, docs, man page
+	$(GO) -C deploy/deb/nfpm build -o $(CURDIR)/bin/nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm
+	rm -rf bin/deb && mkdir -p bin/deb $(DEB_OUT)
+	for u in xsyn@.service xsyn-exporter.service; do sed 's|/usr/local/sbin/xsyn|/usr/sbin/xsyn|g' deploy/systemd/$$u > bin/deb/$$u; done
+	gzip -9n < bin/xsyn.8 > bin/deb/xsyn.8.gz
+	{ cat LICENSE; printf '\nOn Debian systems, the GNU General Public License version 2 is in /usr/share/common-licenses/GPL-2.\n'; } > bin/deb/copyright
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH="$$($(GO) env GOARCH)" DEB_MAINTAINER='$(DEB_MAINTAINER)' \
+	SOURCE_DATE_EPOCH="$$(git log -1 --format=%ct 2>/dev/null || date +%s)" \
+		bin/nfpm package --config deploy/deb/nfpm.yaml --packager deb --target $(DEB_OUT)/
