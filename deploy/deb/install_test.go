@@ -123,12 +123,13 @@ func (s *scratch) systemd(running bool) {
 // dpkg runs dpkg --root on the scratch root, with what a root shell would have in PATH, and
 // returns its output and what the scripts asked of systemctl. Dependencies are forced: the
 // scratch root has no iptables, and the test is about this package. Every path is included: a
-// host's dpkg.cfg.d may exclude docs and man pages (Debian's slim container images do).
+// host's dpkg.cfg.d may exclude docs and man pages (Debian's slim container images do). dpkg
+// logs to the scratch root, not to the host's /var/log/dpkg.log, which dpkg.cfg names.
 func (s *scratch) dpkg(args ...string) (output string, systemctl []string) {
 	s.t.Helper()
 	log := s.path("systemctl.log")
 	os.Remove(log)
-	cmd := exec.Command("dpkg", append([]string{"--root=" + s.root, "--force-depends", "--path-include=/*"}, args...)...)
+	cmd := exec.Command("dpkg", append([]string{"--root=" + s.root, "--log=" + s.path("dpkg.log"), "--force-depends", "--path-include=/*"}, args...)...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "DEBIAN_FRONTEND=noninteractive"}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &out, nil
