@@ -19,6 +19,7 @@ packages=(
 	ethtool                                         # checksum offload off on veth senders
 	kmod                                            # modprobe for nf_conntrack/nf_synproxy where modular
 	make git ca-certificates                        # make: every target; a minimal machine lacks it
+	man-db                                          # man -l: the man page's tests (cmd/xsyn-man, deploy/deb)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
