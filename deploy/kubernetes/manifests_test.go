@@ -1009,6 +1009,7 @@ type cliFlag struct {
 // usage is what `xsyn COMMAND --help` says of a command.
 type usage struct {
 	positional int // required arguments before the first [option] of the synopsis
+	optional   int // optional arguments ([IFACE]) before it
 	flags      map[string]cliFlag
 }
 
@@ -1050,7 +1051,13 @@ func usageOf(t *testing.T, bin, command string) usage {
 		t.Fatalf("xsyn %s --help: first line %q, want \"Usage: xsyn %s ...\"", command, lines[0], command)
 	}
 	for _, w := range strings.Fields(synopsis) {
-		if strings.HasPrefix(w, "[") {
+		// An optional argument stands alone in brackets ([IFACE]); flags come after.
+		if inner, ok := strings.CutPrefix(w, "["); ok {
+			inner, whole := strings.CutSuffix(inner, "]")
+			if whole && !strings.HasPrefix(inner, "-") && inner == strings.ToUpper(inner) {
+				u.optional++
+				continue
+			}
 			break
 		}
 		if w == strings.ToUpper(w) {
@@ -1104,8 +1111,8 @@ func checkCommandLine(args []string, commands []string, u usage) (map[string]str
 		}
 		values[name] = val
 	}
-	if pos != u.positional {
-		return nil, fmt.Errorf("%d arguments besides flags, xsyn %s takes %d", pos, args[0], u.positional)
+	if pos < u.positional || pos > u.positional+u.optional {
+		return nil, fmt.Errorf("%d arguments besides flags, xsyn %s takes %d to %d", pos, args[0], u.positional, u.positional+u.optional)
 	}
 	return values, nil
 }
