@@ -92,6 +92,8 @@ func (r *rig) established(ctx context.Context, c config, rep *report, prog *prog
 		return err
 	}
 	rep.StreamWScale = int(s.Services[0].Options.WScale)
+	// No garbage collection while the streams run: see noGC.
+	defer noGC()()
 	prog.logf("bench: established: the DUT's stack offers window scale %d; xsyn and SYNPROXY offer %d", rep.DUTWScale, rep.StreamWScale)
 	for round := 1; round <= c.rounds; round++ {
 		for _, f := range c.streamFamilies {
@@ -356,7 +358,7 @@ func (r *rig) stream(ctx context.Context, d *deployment, mode string, f family, 
 	go receiveStream(srv, r.dutCPU, recv)
 	senderTid, receiverTid := <-send.tid, <-recv.tid
 
-	res, err := r.streamWindow(ctx, d, res, dur, connected, senderTid, receiverTid, recv)
+	res, err := r.streamWindow(ctx, d, res, dur, connected, senderTid, receiverTid, send, recv)
 	if err == nil {
 		res.Retransmits, res.SpuriousRetransmits, err = retransmits(cli)
 	}
@@ -374,7 +376,7 @@ func (r *rig) stream(ctx context.Context, d *deployment, mode string, f family, 
 
 // streamWindow waits for the receiver's first byte, then samples everything, waits dur and
 // samples again.
-func (r *rig) streamWindow(ctx context.Context, d *deployment, res streamResult, dur time.Duration, connected time.Time, senderTid, receiverTid int, recv *streamEnd) (streamResult, error) {
+func (r *rig) streamWindow(ctx context.Context, d *deployment, res streamResult, dur time.Duration, connected time.Time, senderTid, receiverTid int, send, recv *streamEnd) (streamResult, error) {
 	select {
 	case t := <-recv.first:
 		res.FirstByteMs = ms(t.Sub(connected))
@@ -388,7 +390,7 @@ func (r *rig) streamWindow(ctx context.Context, d *deployment, res streamResult,
 	}
 	a, err := r.streamSample(d, senderTid, receiverTid, recv)
 	if err != nil {
-		return res, err
+		return res, streamError(err, send, recv)
 	}
 	t := time.NewTimer(dur)
 	defer t.Stop()
@@ -399,10 +401,28 @@ func (r *rig) streamWindow(ctx context.Context, d *deployment, res streamResult,
 	}
 	b, err := r.streamSample(d, senderTid, receiverTid, recv)
 	if err != nil {
-		return res, err
+		return res, streamError(err, send, recv)
 	}
 	res.fill(a, b)
 	return res, nil
+}
+
+// streamError is what to report when sampling a stream failed: if one of its ends has already
+// stopped, its thread is gone (a stream end's thread ends with it) and so are its CPU times, and
+// what stopped it is the error that matters.
+func streamError(err error, ends ...*streamEnd) error {
+	for _, e := range ends {
+		select {
+		case eerr := <-e.done:
+			e.done <- eerr // for waitStream
+			if eerr == nil {
+				eerr = errors.New("the stream ended")
+			}
+			return fmt.Errorf("%w (then: %v)", eerr, err)
+		default:
+		}
+	}
+	return err
 }
 
 // waitStream waits until both ends have stopped: the sender after its current write, the
@@ -498,9 +518,9 @@ func (r *rig) streamSample(d *deployment, senderTid, receiverTid int, recv *stre
 	var errs [3]error
 	s.rig, errs[0] = r.sample(d)
 	var ns uint64
-	ns, errs[1] = taskRuntime(senderTid)
+	ns, errs[1] = threadRuntime(senderTid)
 	s.senderCPU = time.Duration(ns)
-	ns, errs[2] = taskRuntime(receiverTid)
+	ns, errs[2] = threadRuntime(receiverTid)
 	s.receiverCPU = time.Duration(ns)
 	return s, errors.Join(errs[:]...)
 }

@@ -29,8 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"time"
 
@@ -216,9 +214,9 @@ func (r *rig) legitRun(ctx context.Context, c config, d *deployment, mode string
 		plan.domain, plan.dst, plan.want = unix.AF_INET6, &unix.SockaddrInet6{Addr: dutAddr6.Addr().As16(), Port: int(c.port)}, cliAddr6.Addr().String()+"\n"
 	}
 
-	// No garbage collection while the client measures: its pauses would land in the latencies.
-	runtime.GC()
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	// No garbage collection while the client measures: its pauses would land in the latencies
+	// (and see noGC).
+	defer noGC()()
 
 	cl, err := r.startClient(plan)
 	if err != nil {

@@ -304,7 +304,7 @@ func benchmark(ctx context.Context, c config, prog *progress) (rep report, err e
 		Command: strings.Join(append([]string{"go run ./bench"}, c.args...), " "),
 		GenCPU:  c.genCPU, DUTCPU: c.dutCPU, Duration: c.duration.String(), BatchSize: c.batch, TargetPPS: c.rate,
 		Cores: fmt.Sprintf("CPU %d: the generator (BPF_PROG_RUN live frames, SCHED_FIFO %d) or the stream sender (SCHED_FIFO %d); "+
-			"the attacker's NAPI thread (sink and the client's router, SCHED_FIFO %d); the legit client and the rest of this process (SCHED_FIFO %d, idle but for short bursts) and the client link's NAPI threads (SCHED_FIFO %d). "+
+			"the attacker's NAPI thread (sink and the client's router, SCHED_FIFO %d); the legit client (SCHED_FIFO %[5]d) and the rest of this process (SCHED_RR %[5]d, idle but for short bursts) and the client link's NAPI threads (SCHED_FIFO %d). "+
 			"CPU %d: the DUT's NAPI thread (SCHED_FIFO %d: driver, XDP, and in the modes none, xsyn-generic and synproxy the stack) and the DUT's application "+
 			"(the server, or the stream receiver, SCHED_FIFO %d).",
 			c.genCPU, prioGenerator, prioGenerator, prioNAPI, prioClient, prioClientNAPI, c.dutCPU, prioNAPI, prioServer),

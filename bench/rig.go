@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -346,15 +347,29 @@ func napiThreads(iface string) ([]int, error) {
 	return pids, nil
 }
 
-// taskRuntime is the CPU time a task (thread) has run, from /proc/<pid>/schedstat.
+// taskRuntime is the CPU time another process has run (a NAPI kthread: one thread, its own
+// leader), from /proc/<pid>/schedstat.
 func taskRuntime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	return readSchedstat(fmt.Sprintf("/proc/%d/schedstat", pid))
+}
+
+// threadRuntime is the CPU time a thread of this process has run, from
+// /proc/self/task/<tid>/schedstat. /proc/<tid> would also find it on Linux, but only as a hidden
+// entry that not every procfs has, and the task directory is where a thread's files are
+// documented to be.
+func threadRuntime(tid int) (uint64, error) {
+	return readSchedstat(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
+}
+
+// readSchedstat reads the first field of a schedstat file: time spent on the CPU, in ns.
+func readSchedstat(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
 	f := strings.Fields(string(b))
 	if len(f) == 0 {
-		return 0, fmt.Errorf("empty schedstat of %d", pid)
+		return 0, fmt.Errorf("%s: empty", path)
 	}
 	return strconv.ParseUint(f[0], 10, 64)
 }
@@ -367,22 +382,37 @@ func pinTask(tid, cpu int) error {
 
 // placeTask pins a thread (0: the calling one) to cpu and makes it SCHED_FIFO at prio.
 func placeTask(tid, cpu, prio int) error {
+	return placePolicy(tid, cpu, unix.SCHED_FIFO, prio)
+}
+
+func placePolicy(tid, cpu, policy, prio int) error {
 	if err := pinTask(tid, cpu); err != nil {
 		return err
 	}
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: uint32(policy), Priority: uint32(prio)}
 	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
-		return fmt.Errorf("set SCHED_FIFO %d: %w", prio, err)
+		name := "SCHED_FIFO"
+		if policy == unix.SCHED_RR {
+			name = "SCHED_RR"
+		}
+		return fmt.Errorf("set %s %d: %w", name, prio, err)
 	}
 	return nil
 }
 
-// placeProcess moves every thread of this process to cpu at SCHED_FIFO prio; threads started
+// placeProcess moves every thread of this process to cpu at SCHED_RR prio; threads started
 // later inherit both (Go starts new threads from its template thread, placed here too, or from
 // the thread that needs one). The process's threads are idle but for short bursts; as ordinary
 // tasks they would wait behind the real-time generator for the kernel's fair server, up to a
 // second, and with them whatever needs the Go scheduler: the legit client's thread coming back
 // from a system call, the timer that stops the generator, the progress line.
+//
+// Round-robin, not FIFO: they all share one CPU at one priority, and the Go runtime has loops
+// that wait for another thread by rescheduling goroutines on their own (runtime.GC waiting for
+// a sweeper, for one). Under SCHED_FIFO a thread at the same priority never gets the CPU from
+// such a loop, and the process hung (seen: one thread spinning in runtime.GC's Gosched loop for
+// minutes, two others of its priority runnable on the same CPU); SCHED_RR hands it over after a
+// time slice.
 func placeProcess(cpu, prio int) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
@@ -393,9 +423,21 @@ func placeProcess(cpu, prio int) error {
 		if err != nil {
 			continue
 		}
-		if err := placeTask(tid, cpu, prio); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := placePolicy(tid, cpu, unix.SCHED_RR, prio); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("place thread %d on CPU %d: %w", tid, cpu, err)
 		}
 	}
 	return nil
+}
+
+// noGC turns the garbage collector off; the function it returns turns it back on. Every thread of
+// this process on the generator's CPU is real-time above the flood generator and the stream's
+// sender (placeProcess), and a collector that has to stop a goroutine while that goroutine runs
+// Go code (to scan its stack) spins until it has stopped: from a thread that outranks the
+// goroutine's own on the same CPU, that spin never ends. The flood generators and the stream's
+// ends therefore run with the collector off; they allocate nothing in their loops, and a run
+// lasts seconds. It does not collect first: runtime.GC can spin the same way (placeProcess).
+func noGC() (restore func()) {
+	old := debug.SetGCPercent(-1)
+	return func() { debug.SetGCPercent(old) }
 }
