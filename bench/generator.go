@@ -1,33 +1,33 @@
 package main
 
+// The flood generator. There are two ways to send bench_gen's frames (bench/bpf/bench.c), and
+// every run of a report uses the same one:
+//
+//	live    bench_gen itself, run by BPF_PROG_RUN in live-frame mode "on" the attacker's veth:
+//	        every run writes a frame and XDP_TX sends it to the DUT (livegen.go). The fastest,
+//	        and the frames reach the DUT's ring as XDP frames, as from a NIC's driver.
+//	packet  the same frames written by Go into an AF_PACKET TX ring on the attacker's veth,
+//	        bypassing its qdisc (packetgen.go). For kernels that refuse live frames: some
+//	        kernel builds answer BPF_F_TEST_XDP_LIVE_FRAMES with EPERM, whatever the
+//	        program, its arguments or the caller's capabilities, and kernels before 5.18 do
+//	        not know the flag.
+//
+// Both draw each frame's source, port and sequence numbers the same way and update the
+// checksums with the same arithmetic (writeFloodFrame mirrors bench_gen byte for byte), pace
+// with the same schedule (pacer mirrors bench_gen's pace()), send in batches of -batch and count
+// a frame as sent when it was handed to the veth, whether or not the DUT's ring had room for it.
+
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
-	"os"
-	"runtime"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// xdpMD is struct xdp_md, the context BPF_PROG_RUN takes for XDP programs.
-type xdpMD struct {
-	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
-}
-
-// progRunAttr is the BPF_PROG_RUN member of union bpf_attr.
-type progRunAttr struct {
-	progFD, retval, dataSizeIn, dataSizeOut uint32
-	dataIn, dataOut                         uint64
-	repeat, duration, ctxSizeIn, ctxSizeOut uint32
-	ctxIn, ctxOut                           uint64
-	flags, cpu, batchSize                   uint32
-	_                                       uint32
-}
 
 // flood is what the generator sends: SYNs, forged ACKs or a mix of both, at a target rate.
 type flood struct {
@@ -75,91 +75,106 @@ func genConfig(fl flood, batch uint32) (benchprogsGenConfig, error) {
 	return cfg, nil
 }
 
-// generate floods the DUT with fl for d, or until ctx ends, and returns how long the flood lasted
-// (floodTime).
-//
-// The generator runs in live-frame mode "on" the attacker's veth: the context's ingress ifindex
-// names it, and XDP_TX from BPF_PROG_RUN becomes a redirect out of that interface, i.e. to the
-// DUT. The calling thread is pinned to genCPU (BPF_PROG_RUN's own cpu field is not supported
-// for XDP) and runs SCHED_FIFO below the sink, so only the sink (and the legit client) preempt
-// it; a paced generator runs as an ordinary task instead (placePaced).
-//
-// The whole run is one BPF_PROG_RUN call with the largest repeat count, ended by a signal: every
-// call swaps the program into the kernel's XDP dispatcher and out again, two synchronize_rcu()
-// that took 10-20 ms each here, so chunked calls would leave gaps in the flood. The syscall is
-// made directly because cilium/ebpf's Program.Run restarts the whole run when it returns EINTR.
-func (r *rig) generate(ctx context.Context, fl flood, batch uint32, d time.Duration) (time.Duration, error) {
-	cfg, err := genConfig(fl, batch)
-	if err != nil {
-		return 0, err
-	}
-	if err := r.progs.BenchGenConfig.Put(uint32(0), &cfg); err != nil {
-		return 0, fmt.Errorf("configure generator: %w", err)
-	}
-	if err := r.progs.BenchGenState.Put(uint32(0), &benchprogsGenState{}); err != nil {
-		return 0, fmt.Errorf("reset the generator's schedule: %w", err)
-	}
-	frame := cfg.Frame[:cfg.Len]
-	// data_end must equal the frame's length.
-	md, err := binary.Append(nil, binary.NativeEndian, xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(r.atkIfindex)})
-	if err != nil {
-		return 0, err
-	}
-	attr := progRunAttr{
-		progFD:     uint32(r.progs.BenchGen.FD()),
-		dataSizeIn: uint32(len(frame)),
-		dataIn:     uint64(uintptr(unsafe.Pointer(&frame[0]))),
-		repeat:     math.MaxUint32,
-		ctxSizeIn:  uint32(len(md)),
-		ctxIn:      uint64(uintptr(unsafe.Pointer(&md[0]))),
-		flags:      unix.BPF_F_TEST_XDP_LIVE_FRAMES,
-		batchSize:  batch,
-	}
-	var elapsed time.Duration
-	err = r.atk.Do(func() error {
-		// netlab's Do ends this thread afterwards, so its policy and affinity die with it.
-		place := placeTask
-		if fl.pps > 0 {
-			place = placePaced
-		}
-		if err := place(0, r.genCPU, prioGenerator); err != nil {
-			return fmt.Errorf("place generator on CPU %d: %w", r.genCPU, err)
-		}
-		var stopped atomic.Bool
-		done := make(chan struct{})
-		defer close(done)
-		go interrupt(ctx, d, unix.Gettid(), &stopped, done)
-		start := time.Now()
-		for !stopped.Load() {
-			_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_RUN, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-			// EINTR is the stop signal, or a stray signal: the loop condition tells which. A
-			// return without error means 2^32-1 runs (frames sent or, paced, skipped); go on.
-			if errno != 0 && errno != unix.EINTR {
-				return fmt.Errorf("run generator (BPF_PROG_RUN, live frames): %w", errno)
-			}
-		}
-		elapsed = time.Since(start)
-		return nil
-	})
-	runtime.KeepAlive(frame)
-	runtime.KeepAlive(md)
-	if err != nil {
-		return elapsed, err
-	}
-	var st benchprogsGenState
-	if err := r.progs.BenchGenState.Lookup(uint32(0), &st); err != nil {
-		return elapsed, fmt.Errorf("read the generator's clock: %w", err)
-	}
-	return floodTime(st, elapsed), nil
+// generator sends floods from the attacker's namespace to the DUT.
+type generator interface {
+	// run floods the DUT with fl for d, or until ctx ends, and returns how long the flood
+	// lasted: from its first frame to its last, by the generator's own clock.
+	run(ctx context.Context, fl flood, batch uint32, d time.Duration) (time.Duration, error)
+	// sent is the frames sent so far (over all runs), and of those the forged ACKs.
+	sent() (frames, acks uint64, err error)
+	// ringDropped is, of the frames sent, those the DUT's veth ring had no room for, from the
+	// counters of the two veth ends: which end counts them depends on how they were sent.
+	ringDropped(dut, atk netlink.LinkStatistics) uint64
+	close() error
 }
 
-// floodTime is how long the flood of a run lasted: by the generator's own clock, its frames
-// times their average gap; the wall-clock time of the whole call for a run too short to tell.
-func floodTime(st benchprogsGenState, wall time.Duration) time.Duration {
-	if st.Stamped == 0 || st.LastNs <= st.FirstNs {
-		return wall
+// Generators (-generator).
+const (
+	genAuto   = "auto"   // live frames if the kernel runs them, the packet generator otherwise
+	genLive   = "live"   // BPF_PROG_RUN in live-frame mode
+	genPacket = "packet" // AF_PACKET TX ring
+)
+
+var generatorKinds = []string{genAuto, genLive, genPacket}
+
+// generatorName is how the report names a generator.
+func generatorName(kind string) string {
+	switch kind {
+	case genLive:
+		return "live frames (bench_gen run by BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, XDP_TX out of the attacker's veth)"
+	case genPacket:
+		return "AF_PACKET TX ring (bench_gen's frames written by Go into a PACKET_TX_RING on the attacker's veth, PACKET_QDISC_BYPASS; " +
+			"the DUT receives skbs, which its veth copies into a page before an XDP program runs, so the DUT's CPU per frame is higher than with live frames)"
 	}
-	return time.Duration(float64(st.LastNs-st.FirstNs) * float64(st.Sent) / float64(st.Stamped))
+	return kind
+}
+
+// chooseGenerator decides which generator runs, given what -generator asked for and a probe
+// of live frames (run only when it matters). It returns the kind and, when it is not what was
+// asked for or the choice was automatic, why.
+func chooseGenerator(want string, probeLive func() error) (kind, why string, err error) {
+	switch want {
+	case genPacket:
+		return genPacket, "asked for (-generator packet)", nil
+	case genLive:
+		if err := probeLive(); err != nil {
+			return "", "", fmt.Errorf("live frames: %w", err)
+		}
+		return genLive, "", nil
+	case genAuto:
+		err := probeLive()
+		if err == nil {
+			return genLive, "", nil
+		}
+		if liveUnavailable(err) {
+			return genPacket, fmt.Sprintf("the kernel runs no live frames: %v", err), nil
+		}
+		return "", "", fmt.Errorf("live frames: %w", err)
+	}
+	return "", "", fmt.Errorf("unknown generator %q (want one of %v)", want, generatorKinds)
+}
+
+// liveUnavailable says whether a live-frame probe failed because this kernel does not run live
+// frames (rather than because something is wrong with the rig): refused (EPERM, which some
+// kernel builds answer to BPF_F_TEST_XDP_LIVE_FRAMES before looking at anything else), or not
+// known (EINVAL before Linux 5.18, ENOTSUPP/EOPNOTSUPP).
+func liveUnavailable(err error) bool {
+	const enotsupp = unix.Errno(524) // the kernel's internal ENOTSUPP, which BPF_PROG_RUN can leak
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) ||
+		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, enotsupp)
+}
+
+// generate floods the DUT with fl for d, or until ctx ends, with the rig's generator, and returns
+// how long the flood lasted. The collector is off meanwhile (noGC): the packet generator runs Go
+// code all the time below the process's other threads on its CPU.
+func (r *rig) generate(ctx context.Context, fl flood, batch uint32, d time.Duration) (time.Duration, error) {
+	defer noGC()()
+	return r.gen.run(ctx, fl, batch, d)
+}
+
+// pacer is bench_gen's pace() (bench/bpf/bench.c) in Go, with the same arithmetic: a frame
+// goes when the clock has reached the next slot, which then moves one gap on; a generator that
+// fell behind sends what it owes back to back, but at most burst's worth. Times are in 1/1024 ns.
+type pacer struct {
+	gap, burst uint64 // from genConfig; gap 0: as fast as possible
+	next       uint64
+}
+
+// ready says whether a frame may go at nowNs (ns on a monotonic clock).
+func (p *pacer) ready(nowNs uint64) bool {
+	if p.gap == 0 {
+		return true
+	}
+	now := nowNs << 10
+	next := p.next
+	if now < next {
+		return false
+	}
+	if next+p.burst < now {
+		next = now - p.burst
+	}
+	p.next = next + p.gap
+	return true
 }
 
 // placePaced pins a paced generator's thread to cpu as an ordinary task of the highest weight
@@ -179,29 +194,15 @@ func placePaced(tid, cpu, _ int) error {
 	return nil
 }
 
-// interrupt ends the generator's BPF_PROG_RUN after d (or when ctx ends): it sets stopped and
-// signals the generator's thread until done. The kernel checks for signals between batches and
-// returns EINTR. SIGURG is the signal the Go runtime already uses to preempt threads and ignores
-// when there is nothing to preempt; it is repeated because a signal that arrives while the call
-// is still setting up is consumed without ending it.
-func interrupt(ctx context.Context, d time.Duration, tid int, stopped *atomic.Bool, done <-chan struct{}) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	case <-done:
-		return
+// placeGenerator places the calling thread as a generator of fl: real-time below the sink
+// unpaced, an ordinary task at nice -20 paced (placePaced).
+func placeGenerator(fl flood, cpu int) error {
+	place := placeTask
+	if fl.pps > 0 {
+		place = placePaced
 	}
-	stopped.Store(true)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
-		select {
-		case <-done:
-			return
-		case <-tick.C:
-		}
+	if err := place(0, cpu, prioGenerator); err != nil {
+		return fmt.Errorf("place generator on CPU %d: %w", cpu, err)
 	}
+	return nil
 }

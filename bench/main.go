@@ -54,6 +54,7 @@ type config struct {
 	streamWScale   int
 	out            string
 	batch          uint32
+	generator      string
 	port           uint16
 	genCPU         int
 	dutCPU         int
@@ -118,7 +119,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.rounds, "rounds", 3, "established scenario: streams per mode and family (the median is reported)")
 	streamFam := fs.String("stream-family", "4", "established scenario: IP version of the stream, 4, 6 or both")
 	fs.StringVar(&c.out, "out", "bench/out/results.json", "JSON results file; report.md and the SVG plots go next to it")
-	batch := fs.Uint("batch", 64, "live-frame batch size of the generator (1-256)")
+	batch := fs.Uint("batch", 64, "frames per batch of the generator: per BPF_PROG_RUN flush (live) or per sendto (packet), 1-256")
+	fs.StringVar(&c.generator, "generator", genAuto, "flood generator: live (BPF_PROG_RUN live frames), packet (AF_PACKET TX ring) or auto (live if the kernel runs it)")
 	port := fs.Uint("port", 8080, "protected TCP port on the DUT")
 	err := fs.Parse(args)
 	if err != nil {
@@ -182,6 +184,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-batch %d: want 1-256", *batch)
 	}
 	c.batch = uint32(*batch)
+	if !slices.Contains(generatorKinds, c.generator) {
+		return c, fmt.Errorf("-generator %q: want %s", c.generator, strings.Join(generatorKinds, ", "))
+	}
 	if *port < 1 || *port > 65535 {
 		return c, fmt.Errorf("-port %d: want 1-65535", *port)
 	}
@@ -303,7 +308,7 @@ func benchmark(ctx context.Context, c config, prog *progress) (rep report, err e
 		Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]), CPUs: runtime.NumCPU(),
 		Command: strings.Join(append([]string{"go run ./bench"}, c.args...), " "),
 		GenCPU:  c.genCPU, DUTCPU: c.dutCPU, Duration: c.duration.String(), BatchSize: c.batch, TargetPPS: c.rate,
-		Cores: fmt.Sprintf("CPU %d: the generator (BPF_PROG_RUN live frames, SCHED_FIFO %d) or the stream sender (SCHED_FIFO %d); "+
+		Cores: fmt.Sprintf("CPU %d: the generator (SCHED_FIFO %d; paced, nice -20) or the stream sender (SCHED_FIFO %d); "+
 			"the attacker's NAPI thread (sink and the client's router, SCHED_FIFO %d); the legit client (SCHED_FIFO %[5]d) and the rest of this process (SCHED_RR %[5]d, idle but for short bursts) and the client link's NAPI threads (SCHED_FIFO %d). "+
 			"CPU %d: the DUT's NAPI thread (SCHED_FIFO %d: driver, XDP, and in the modes none, xsyn-generic and synproxy the stack) and the DUT's application "+
 			"(the server, or the stream receiver, SCHED_FIFO %d).",
@@ -340,9 +345,13 @@ func benchmark(ctx context.Context, c config, prog *progress) (rep report, err e
 	defer stats.Close()
 
 	prog.logf("bench: building the lab")
-	r, err := newRig(c.genCPU, c.dutCPU, c.port)
+	r, err := newRig(c.genCPU, c.dutCPU, c.port, c.generator)
 	if err != nil {
 		return rep, fmt.Errorf("build the lab: %w", err)
+	}
+	rep.Generator, rep.GeneratorNote = r.genKind, r.genWhy
+	if r.genWhy != "" {
+		prog.logf("bench: generator: %s: %s", r.genKind, r.genWhy)
 	}
 	defer func() {
 		if cerr := r.Close(); cerr != nil {

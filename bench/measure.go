@@ -15,7 +15,9 @@ type sample struct {
 	rsts       uint64 // sink: RSTs to the flood's sources
 	otherBack  uint64 // sink: anything else to the flood's sources
 	dutRx      uint64 // DUT veth rx_packets: frames its NAPI handled
-	dutDropped uint64 // DUT veth rx_dropped: frames the attacker could not queue to it
+	dutDropped uint64 // DUT veth rx_dropped: XDP frames (live) that found its ring full
+	atkTxDrop  uint64 // attacker veth tx_dropped: skbs (packet generator, forwarded) that found it full
+	ringDrop   uint64 // of the flood, frames that found the DUT's ring full (the generator's counter)
 	dutTxErr   uint64 // DUT veth tx_dropped: answers it could not queue to the attacker
 	progRuns   uint64 // DUT XDP program, bpf_stats
 	progTime   time.Duration
@@ -27,12 +29,9 @@ type sample struct {
 func (r *rig) sample(d *deployment) (sample, error) {
 	var s sample
 	var errs []error
-	var gen []benchprogsGenCounters
-	errs = append(errs, r.progs.BenchGenCounters.Lookup(uint32(0), &gen))
-	for _, c := range gen {
-		s.sent += c.Sent
-		s.acksSent += c.Acks
-	}
+	var err error
+	s.sent, s.acksSent, err = r.gen.sent()
+	errs = append(errs, err)
 	var sink []benchprogsSinkCounters
 	errs = append(errs, r.progs.BenchSinkCounters.Lookup(uint32(0), &sink))
 	for _, c := range sink {
@@ -40,9 +39,12 @@ func (r *rig) sample(d *deployment) (sample, error) {
 		s.rsts += c.Rst
 		s.otherBack += c.Other
 	}
-	st, err := r.linkStats()
+	st, err := linkStats(r.dut, dutIface)
 	errs = append(errs, err)
-	s.dutRx, s.dutDropped, s.dutTxErr = st.RxPackets, st.RxDropped, st.TxDropped
+	ast, err := linkStats(r.atk, atkIface)
+	errs = append(errs, err)
+	s.dutRx, s.dutDropped, s.dutTxErr, s.atkTxDrop = st.RxPackets, st.RxDropped, st.TxDropped, ast.TxDropped
+	s.ringDrop = r.gen.ringDropped(st, ast)
 	if d.prog != nil {
 		ps, err := d.prog.Stats()
 		if err == nil {
@@ -64,15 +66,8 @@ func (r *rig) sample(d *deployment) (sample, error) {
 
 // sent reads the generator's frame counter alone (the progress line's rate).
 func (r *rig) sent() (uint64, error) {
-	var gen []benchprogsGenCounters
-	if err := r.progs.BenchGenCounters.Lookup(uint32(0), &gen); err != nil {
-		return 0, err
-	}
-	var n uint64
-	for _, c := range gen {
-		n += c.Sent
-	}
-	return n, nil
+	n, _, err := r.gen.sent()
+	return n, err
 }
 
 func napiRuntime(iface string) (time.Duration, error) {

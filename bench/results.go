@@ -21,13 +21,17 @@ type result struct {
 	Seconds    float64 `json:"seconds"`
 	TargetPPS  float64 `json:"target_pps"` // 0: as fast as possible
 
-	Sent         uint64 `json:"frames_sent"`      // generator
-	AcksSent     uint64 `json:"forged_acks_sent"` // of which forged ACKs
-	DUTRx        uint64 `json:"dut_rx"`           // reached the DUT's NAPI
-	DUTRxDropped uint64 `json:"dut_rx_dropped"`   // lost in the DUT's veth ring (DUT too slow)
-	DUTTxDropped uint64 `json:"dut_tx_dropped"`   // answers lost in the attacker's ring
-	SynAcks      uint64 `json:"synacks_received"` // counted at the attacker
-	Rsts         uint64 `json:"rsts_received"`    // counted at the attacker: the stack's answer to forged ACKs
+	Sent     uint64 `json:"frames_sent"`      // generator
+	AcksSent uint64 `json:"forged_acks_sent"` // of which forged ACKs
+	DUTRx    uint64 `json:"dut_rx"`           // reached the DUT's NAPI
+	// RingDropped is the frames that found the DUT's veth ring full (DUT too slow), lost: counted
+	// in DUTRxDropped for live frames, in AtkTxDropped for the packet generator's skbs.
+	RingDropped  uint64 `json:"ring_dropped"`
+	DUTRxDropped uint64 `json:"dut_rx_dropped"`      // DUT veth rx_dropped
+	AtkTxDropped uint64 `json:"attacker_tx_dropped"` // attacker veth tx_dropped
+	DUTTxDropped uint64 `json:"dut_tx_dropped"`      // answers lost in the attacker's ring
+	SynAcks      uint64 `json:"synacks_received"`    // counted at the attacker
+	Rsts         uint64 `json:"rsts_received"`       // counted at the attacker: the stack's answer to forged ACKs
 
 	OfferedPPS float64 `json:"offered_pps"`
 	DUTRxPPS   float64 `json:"dut_rx_pps"`
@@ -74,7 +78,9 @@ func newResult(sc, mode string, f family, s shape, frameLen int, elapsed time.Du
 		Sent:         b.sent - a.sent,
 		AcksSent:     b.acksSent - a.acksSent,
 		DUTRx:        b.dutRx - a.dutRx,
+		RingDropped:  b.ringDrop - a.ringDrop,
 		DUTRxDropped: b.dutDropped - a.dutDropped,
+		AtkTxDropped: b.atkTxDrop - a.atkTxDrop,
 		DUTTxDropped: b.dutTxErr - a.dutTxErr,
 		SynAcks:      b.synacks - a.synacks,
 		Rsts:         b.rsts - a.rsts,
@@ -128,21 +134,25 @@ func ratio(a, b uint64) float64 {
 
 // report is what bench/out/results.json holds.
 type report struct {
-	Started    time.Time `json:"started"`
-	Elapsed    string    `json:"elapsed"`
-	Command    string    `json:"command"`
-	Kernel     string    `json:"kernel"`
-	CPUs       int       `json:"cpus"`
-	GenCPU     int       `json:"generator_cpu"`
-	DUTCPU     int       `json:"dut_cpu"`
-	Duration   string    `json:"duration_per_run"`
-	TargetPPS  float64   `json:"target_pps"` // -rate; 0: as fast as possible
-	BatchSize  uint32    `json:"live_frames_batch_size"`
-	LoadAvg    string    `json:"loadavg_at_start"`
-	LoadAvgEnd string    `json:"loadavg_at_end"`
-	Cores      string    `json:"cores"`
-	AckShare   int       `json:"mix_ack_percent,omitempty"`
-	Results    []result  `json:"results"`
+	Started   time.Time `json:"started"`
+	Elapsed   string    `json:"elapsed"`
+	Command   string    `json:"command"`
+	Kernel    string    `json:"kernel"`
+	CPUs      int       `json:"cpus"`
+	GenCPU    int       `json:"generator_cpu"`
+	DUTCPU    int       `json:"dut_cpu"`
+	Duration  string    `json:"duration_per_run"`
+	TargetPPS float64   `json:"target_pps"` // -rate; 0: as fast as possible
+	// Generator is the flood generator that ran (genLive or genPacket), GeneratorNote why, when
+	// the choice was not the one asked for or was made automatically.
+	Generator     string   `json:"generator"`
+	GeneratorNote string   `json:"generator_note,omitempty"`
+	BatchSize     uint32   `json:"generator_batch_size"`
+	LoadAvg       string   `json:"loadavg_at_start"`
+	LoadAvgEnd    string   `json:"loadavg_at_end"`
+	Cores         string   `json:"cores"`
+	AckShare      int      `json:"mix_ack_percent,omitempty"`
+	Results       []result `json:"results"`
 
 	// The legit scenario. RigMaxPPS is the generator's rate against XDP_DROP per family, the
 	// 100% its levels are fractions of.

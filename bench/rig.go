@@ -60,13 +60,17 @@ type rig struct {
 	progs      benchprogsObjects
 	srv        *server
 	accepted   chan net.Conn // connections for the established scenario's receiver
+	gen        generator
+	genKind    string // genLive or genPacket
+	genWhy     string // why that one, when it is not what was asked for
 	genCPU     int
 	dutCPU     int
 	port       uint16
 }
 
-// newRig builds the lab. On failure everything built so far is removed.
-func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
+// newRig builds the lab with the generator wantGen asks for (chooseGenerator). On failure
+// everything built so far is removed.
+func newRig(genCPU, dutCPU int, port uint16, wantGen string) (_ *rig, err error) {
 	r := &rig{lab: netlab.New(labPrefix), genCPU: genCPU, dutCPU: dutCPU, port: port, accepted: make(chan net.Conn, 1)}
 	defer func() {
 		if err != nil {
@@ -144,6 +148,14 @@ func newRig(genCPU, dutCPU int, port uint16) (_ *rig, err error) {
 	}
 	if err := r.restartServer(); err != nil {
 		return nil, fmt.Errorf("listen on the DUT: %w", err)
+	}
+	if r.genKind, r.genWhy, err = chooseGenerator(wantGen, func() error { return probeLive(&r.progs, r.atk, r.atkIfindex) }); err != nil {
+		return nil, err
+	}
+	if r.genKind == genLive {
+		r.gen = &liveGen{progs: &r.progs, host: r.atk, ifindex: r.atkIfindex, cpu: genCPU}
+	} else {
+		r.gen = &packetGen{host: r.atk, ifindex: r.atkIfindex, cpu: genCPU}
 	}
 	return r, nil
 }
@@ -283,16 +295,20 @@ func (r *rig) Close() error {
 	if r.srv != nil {
 		errs = append(errs, r.srv.Close())
 	}
+	if r.gen != nil {
+		errs = append(errs, r.gen.close())
+	}
 	errs = append(errs, r.lab.Close(), r.progs.Close())
 	return errors.Join(errs...)
 }
 
-// linkStats reads the DUT veth's counters. A veth counts frames its NAPI handled (XDP or not)
-// in rx_packets, and frames its peer could not queue to it (ring full) in rx_dropped.
-func (r *rig) linkStats() (netlink.LinkStatistics, error) {
+// linkStats reads a veth's counters. A veth counts frames its NAPI handled (XDP or not) in
+// rx_packets; frames that found its ring full in rx_dropped if they came as XDP frames
+// (ndo_xdp_xmit), in the sending peer's tx_dropped if they came as skbs (veth_xmit).
+func linkStats(h *netlab.Host, iface string) (netlink.LinkStatistics, error) {
 	var st netlink.LinkStatistics
-	err := r.dut.Do(func() error {
-		l, err := netlink.LinkByName(dutIface)
+	err := h.Do(func() error {
+		l, err := netlink.LinkByName(iface)
 		if err != nil {
 			return err
 		}
