@@ -1,17 +1,20 @@
 package main
 
 // The established scenario: what xsyn costs the traffic it protects. For every segment to a
-// protected service that is not a SYN, xsyn's program looks the connection up in conntrack; this
+// protected service that is not a SYN, xsyn's program looks the connection up: on its default
+// path (the socket handoff) in the socket table, on its SYNPROXY path in conntrack. This
 // scenario measures one bulk TCP stream from the attacker's namespace (here: a client) to the
-// DUT's protected port, with four things on the DUT:
+// DUT's protected port, with five things on the DUT:
 //
-//	none      no XDP program, no rules: the reference
-//	pass      an XDP program that returns XDP_PASS, no rules: what any XDP program costs a veth
-//	          (the veth then handles skbs in its XDP path, copying each one into a page)
-//	synproxy  the netfilter rules alone: handshake by SYNPROXY, conntrack and its sequence
-//	          number translation on every segment
-//	xsyn      rules and xsyn's program, as deployed: the SYN-ACK comes from XDP, SYNPROXY
-//	          completes the handshake, every segment is looked up from XDP and then by netfilter
+//	none           no XDP program, no rules: the reference
+//	pass           an XDP program that returns XDP_PASS, no rules: what any XDP program costs a
+//	               veth (the veth then handles skbs in its XDP path, copying each one into a page)
+//	synproxy       the netfilter rules alone: handshake by SYNPROXY, conntrack and its sequence
+//	               number translation on every segment
+//	xsyn           xsyn as deployed by default: the SYN-ACK comes from XDP, the handshake's ACK
+//	               is handed to the listener, every segment is looked up in the socket table
+//	xsyn-synproxy  xsyn on its SYNPROXY path: the SYN-ACK comes from XDP, SYNPROXY completes the
+//	               handshake, every segment is looked up in conntrack from XDP and then by netfilter
 //
 // The stream is payload received per second. The clock starts when the receiver has its first
 // byte, so whatever delays the start of a proxied connection is not counted (it is reported on

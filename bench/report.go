@@ -19,7 +19,12 @@ func writeReport(w io.Writer, rep report) {
 	if rep.TargetPPS > 0 {
 		rate = fmt.Sprintf("paced to %s Mpps", mpps(rep.TargetPPS))
 	}
-	fmt.Fprintf(w, "- floods: %s per run, %s, live-frame batches of %d\n", rep.Duration, rate, rep.BatchSize)
+	fmt.Fprintf(w, "- floods: %s per run, %s, in batches of %d\n", rep.Duration, rate, rep.BatchSize)
+	gen := generatorName(rep.Generator)
+	if rep.GeneratorNote != "" {
+		gen += "; " + rep.GeneratorNote
+	}
+	fmt.Fprintf(w, "- generator: %s\n", gen)
 	fmt.Fprintf(w, "- cores: %s\n", rep.Cores)
 
 	writeTargets(w, targets(rep))
@@ -271,7 +276,7 @@ func xdpNs(r result) string {
 	return orDash(r.XDPRuns > 0, fmt.Sprintf("%.0f", r.XDPNsPerPacket))
 }
 
-func ringDrops(r result) string { return pct(ratio(r.DUTRxDropped, r.Sent)) }
+func ringDrops(r result) string { return pct(ratio(r.RingDropped, r.Sent)) }
 
 func conntrack(r result) string { return orDash(r.Conntrack >= 0, fmt.Sprint(r.Conntrack)) }
 
@@ -417,7 +422,8 @@ func writeEstablished(w io.Writer, rep report) {
 	}
 	fmt.Fprintf(w, "\n## Established throughput\n\nOne bulk TCP stream from the attacker's namespace to the protected port, %s measured per stream from its first byte, "+
 		"%d rounds, the median reported. The DUT's stack offered window scale %d, xsyn and SYNPROXY %d. "+
-		"`none`: no XDP, no rules; `pass`: an XDP program that returns XDP_PASS; `synproxy`: the rules alone; `xsyn`: rules and program.\n\n",
+		"`none`: no XDP, no rules; `pass`: an XDP program that returns XDP_PASS; `synproxy`: the rules alone; `xsyn`: xsyn as deployed by default, "+
+		"the socket handoff (its rules and program, a socket lookup per segment); `xsyn-synproxy`: xsyn on its SYNPROXY path (SYNPROXY rules and the program, a conntrack lookup per segment).\n\n",
 		rep.StreamDuration, rep.Rounds, rep.DUTWScale, rep.StreamWScale)
 	fmt.Fprintf(w, "| mode | family | Gbit/s (median) | rounds | spread | of none | of pass | DUT CPU | DUT CPU ns/pkt | DUT Gbit/s/core | XDP ns/pkt | first byte ms | server data ms |\n")
 	fmt.Fprintf(w, "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
