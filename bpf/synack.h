@@ -466,6 +466,40 @@ static __always_inline enum reason transmit_ipv6(struct xdp_md *ctx, __u32 l3off
 	return SYNACK_SENT;
 }
 
+#define TW_CHECKS_PER_SECOND 20000
+
+/* Per CPU: the second the TIME_WAIT checks are counted in, and how many were made in it. */
+struct tw_budget {
+	__u64 second;
+	__u32 used;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tw_budget);
+} xsyn_tw_budget SEC(".maps");
+
+static __always_inline bool tw_check_allowed(void)
+{
+	__u32 zero = 0;
+	struct tw_budget *b = bpf_map_lookup_elem(&xsyn_tw_budget, &zero);
+	__u64 second = bpf_ktime_get_coarse_ns() >> 30; /* ~1.07 s; coarse: a tick's resolution */
+
+	if (!b)
+		return true;
+	if (b->second != second) {
+		b->second = second;
+		b->used = 0;
+	}
+	if (b->used >= TW_CHECKS_PER_SECOND)
+		return false;
+	b->used++;
+	return true;
+}
+
 /* Set by the loader before loading (a read-only global): the kernel has the socket handoff
  * (Linux 6.9+). When clear, the verifier never sees the handoff code, whose helpers (TAI clock,
  * socket lookup) older kernels may lack, and every service uses the kernel's cookie. */
@@ -496,9 +530,12 @@ static __always_inline enum reason answer_syn(struct xdp_md *ctx, const struct p
 		/* A new SYN for a 4-tuple whose server side is in TIME_WAIT: the kernel reuses the
 		 * port (tcp_timewait_state_process, TCP_TW_SYN), where a cookie's ACK would only meet
 		 * the TIME_WAIT socket and stall until it expires. Such SYNs come from real clients
-		 * reconnecting from the same port; a flood's spoofed tuples find the listener and
-		 * cost this lookup only. */
-		if (socket_state(ctx, p) == TCP_TIME_WAIT)
+		 * reconnecting from the same port. The lookup misses the cache for every spoofed
+		 * tuple and would double the cost of a flood's SYN, so each CPU makes at most
+		 * TW_CHECKS_PER_SECOND of them: all of them in peacetime, few during a flood.
+		 * XXX: a client reconnecting from the same port in the middle of a flood may still
+		 * stall until the TIME_WAIT socket expires. */
+		if (tw_check_allowed() && socket_state(ctx, p) == TCP_TIME_WAIT)
 			return PASS_TIME_WAIT;
 		if (!handoff_synack(p, svc, &o, ecn, &sa))
 			return PASS_COOKIE_ERROR;

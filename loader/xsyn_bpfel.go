@@ -106,6 +106,13 @@ type xsynServiceKey6 struct {
 	Addr      [16]uint8
 }
 
+type xsynTwBudget struct {
+	_      structs.HostLayout
+	Second uint64
+	Used   uint32
+	Pad    uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -118,6 +125,7 @@ const (
 	xsynMapXsynServices6 = "xsyn_services6"
 	xsynMapXsynSvcCounts = "xsyn_svc_counts"
 	xsynMapXsynSvcs      = "xsyn_svcs"
+	xsynMapXsynTwBudget  = "xsyn_tw_budget"
 	xsynProgXsyn         = "xsyn"
 	xsynProgXsynHandoff  = "xsyn_handoff"
 	xsynVarHaveHandoff   = "have_handoff"
@@ -181,6 +189,7 @@ type xsynMapSpecs struct {
 	XsynServices6 *ebpf.MapSpec `ebpf:"xsyn_services6"`
 	XsynSvcCounts *ebpf.MapSpec `ebpf:"xsyn_svc_counts"`
 	XsynSvcs      *ebpf.MapSpec `ebpf:"xsyn_svcs"`
+	XsynTwBudget  *ebpf.MapSpec `ebpf:"xsyn_tw_budget"`
 }
 
 // xsynVariableSpecs contains global variables before they are loaded into the kernel.
@@ -218,6 +227,7 @@ type xsynMaps struct {
 	XsynServices6 *ebpf.Map `ebpf:"xsyn_services6"`
 	XsynSvcCounts *ebpf.Map `ebpf:"xsyn_svc_counts"`
 	XsynSvcs      *ebpf.Map `ebpf:"xsyn_svcs"`
+	XsynTwBudget  *ebpf.Map `ebpf:"xsyn_tw_budget"`
 }
 
 func (m *xsynMaps) Close() error {
@@ -230,6 +240,7 @@ func (m *xsynMaps) Close() error {
 		m.XsynServices6,
 		m.XsynSvcCounts,
 		m.XsynSvcs,
+		m.XsynTwBudget,
 	)
 }
 
