@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -18,16 +17,7 @@ const DefaultNetstat = "/proc/thread-self/net/netstat"
 // section followed by the counter, as in "TcpExtSyncookiesSent". A counter the running kernel
 // does not have is absent.
 func ReadNetstat(path string) (map[string]uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read kernel TCP counters: %w", err)
-	}
-	defer f.Close()
-	stats, err := parseNetstat(f)
-	if err != nil {
-		return nil, fmt.Errorf("read kernel TCP counters %s: %w", path, err)
-	}
-	return stats, nil
+	return readProcStats(path, "kernel TCP counters", parseNetstat)
 }
 
 // parseNetstat parses the file's format: pairs of lines, each starting with the same section

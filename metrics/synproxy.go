@@ -19,14 +19,19 @@ const DefaultSynproxyStats = "/proc/thread-self/net/stat/synproxy"
 // name: "syn_received", "cookie_invalid", "cookie_valid", "cookie_retrans", "conn_reopened" (and
 // "entries", always 0). The file exists once the nf_synproxy module is loaded.
 func ReadSynproxyStats(path string) (map[string]uint64, error) {
+	return readProcStats(path, "synproxy statistics", parseSynproxyStats)
+}
+
+// readProcStats opens a /proc statistics file and parses it; what names it in errors.
+func readProcStats(path, what string, parse func(io.Reader) (map[string]uint64, error)) (map[string]uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read synproxy statistics: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	defer f.Close()
-	stats, err := parseSynproxyStats(f)
+	stats, err := parse(f)
 	if err != nil {
-		return nil, fmt.Errorf("read synproxy statistics %s: %w", path, err)
+		return nil, fmt.Errorf("read %s %s: %w", what, path, err)
 	}
 	return stats, nil
 }
