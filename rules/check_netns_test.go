@@ -36,13 +36,7 @@ func (b backend) restore(t *testing.T, f spec.Family, text string) {
 func TestCheckNetfilter(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			if b.ipt4 != "" {
-				if _, err := exec.LookPath(b.ipt4); err != nil {
-					t.Skipf("%s not installed", b.ipt4)
-				}
-			}
-			enterNewNetNS(t)
+			inBackendNS(t, b)
 			testCheckNetfilter(t, b)
 		})
 	}

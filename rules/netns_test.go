@@ -344,13 +344,7 @@ func TestNetfilter(t *testing.T) {
 			test func(*testing.T, backend)
 		}{{"simple", testNetfilter}, {"config", testNetfilterConfig}} {
 			t.Run(b.name+"/"+c.name, func(t *testing.T) {
-				t.Parallel() // each in a namespace of its own
-				if b.ipt4 != "" {
-					if _, err := exec.LookPath(b.ipt4); err != nil {
-						t.Skipf("%s not installed", b.ipt4)
-					}
-				}
-				enterNewNetNS(t)
+				inBackendNS(t, b)
 				c.test(t, b)
 			})
 		}
@@ -657,13 +651,7 @@ func TestNetfilterRollback(t *testing.T) {
 				name = b.name + "/reapply"
 			}
 			t.Run(name, func(t *testing.T) {
-				t.Parallel() // each in a namespace of its own
-				if b.ipt4 != "" {
-					if _, err := exec.LookPath(b.ipt4); err != nil {
-						t.Skipf("%s not installed", b.ipt4)
-					}
-				}
-				enterNewNetNS(t)
+				inBackendNS(t, b)
 				testNetfilterRollback(t, b, reapply)
 			})
 		}
@@ -724,4 +712,17 @@ func testNetfilterRollback(t *testing.T, b backend, reapply bool) {
 		t.Errorf("ipv4 xsyn rules after the successful apply:\n\t%s\nwant\n\t%s", strings.Join(got4, "\n\t"), strings.Join(want4, "\n\t"))
 	}
 	checkView(t, b, spec.IPv6, nil)
+}
+
+// inBackendNS readies a parallel subtest for backend b: skipped where b's iptables is not
+// installed, and run on a thread of its own in a new network namespace.
+func inBackendNS(t *testing.T, b backend) {
+	t.Helper()
+	t.Parallel() // each in a namespace of its own
+	if b.ipt4 != "" {
+		if _, err := exec.LookPath(b.ipt4); err != nil {
+			t.Skipf("%s not installed", b.ipt4)
+		}
+	}
+	enterNewNetNS(t)
 }

@@ -3,7 +3,6 @@ package rules
 import (
 	"bufio"
 	"net"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,13 +20,7 @@ import (
 func TestNetfilterPaths(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			if b.ipt4 != "" {
-				if _, err := exec.LookPath(b.ipt4); err != nil {
-					t.Skipf("%s not installed", b.ipt4)
-				}
-			}
-			enterNewNetNS(t)
+			inBackendNS(t, b)
 			testNetfilterPaths(t, b)
 		})
 	}
@@ -113,13 +106,7 @@ func testNetfilterPaths(t *testing.T, b backend) {
 func TestNetfilterHandoffUntracked(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			if b.ipt4 != "" {
-				if _, err := exec.LookPath(b.ipt4); err != nil {
-					t.Skipf("%s not installed", b.ipt4)
-				}
-			}
-			enterNewNetNS(t)
+			inBackendNS(t, b)
 			testHandoffUntracked(t, b)
 		})
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -38,13 +37,7 @@ const ioLimit = 10 * time.Second
 func TestNetfilterTraffic(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			t.Parallel() // each in a namespace of its own
-			if b.ipt4 != "" {
-				if _, err := exec.LookPath(b.ipt4); err != nil {
-					t.Skipf("%s not installed", b.ipt4)
-				}
-			}
-			enterNewNetNS(t)
+			inBackendNS(t, b)
 			testTraffic(t, b)
 		})
 	}
