@@ -158,24 +158,9 @@ func (s Spec) MoveToSynproxy(why func(Statement) string) (Spec, error) {
 			}
 		}
 	}
-	// Overlapping statements follow, until none is left on the other path.
-	for changed := true; changed; {
-		changed = false
-		for i := range out.Statements {
-			st := &out.Statements[i]
-			if st.Path != PathHandoff {
-				continue
-			}
-			for _, o := range out.Statements {
-				if o.Path == PathSynproxy && o.Family == st.Family && o.overlaps(*st) {
-					if err := move(st, fmt.Sprintf("its destinations overlap those of %s, on the SYNPROXY path", o.Origin())); err != nil {
-						return Spec{}, err
-					}
-					changed = true
-					break
-				}
-			}
-		}
+	// Overlapping statements follow, as Compile has them do.
+	if err := out.followSynproxy(); err != nil {
+		return Spec{}, err
 	}
 	out.syncServiceHandoff()
 	return out, nil
@@ -244,4 +229,41 @@ func ReadCookieKey(path string) (CookieKey, error) {
 		return k, fmt.Errorf("cookie secret file %s: the key is all zeros", path)
 	}
 	return k, nil
+}
+
+// followSynproxy moves to the SYNPROXY path every handoff statement whose destinations overlap
+// a SYNPROXY statement's (one SYN-ACK cannot serve two paths), until none is left: FireHOL's
+// `input ... accept` beside a `forward ... dnat` for the same address and port keeps working.
+// A statement that demands the handoff (path handoff) makes the overlap an error.
+func (s *Spec) followSynproxy() error {
+	for changed := true; changed; {
+		changed = false
+		for i := range s.Statements {
+			st := &s.Statements[i]
+			if st.Path != PathHandoff {
+				continue
+			}
+			for _, o := range s.Statements {
+				if o.Path != PathSynproxy || o.Family != st.Family || !o.overlaps(*st) {
+					continue
+				}
+				if st.Via == ViaHandoff {
+					return statementError{st.Pos, fmt.Sprintf("path handoff is not possible: it matches destinations of %s, "+
+						"which takes the SYNPROXY path (%s), and one SYN-ACK cannot serve both; give both the same `path`", where(o), o.PathReason)}
+				}
+				st.Path, st.PathReason = PathSynproxy, fmt.Sprintf("it matches destinations of %s, which takes the SYNPROXY path", where(o))
+				changed = true
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// where names a statement in a message: its position, or its text for one made from flags.
+func where(st Statement) string {
+	if st.Pos != (Pos{}) {
+		return st.Pos.String()
+	}
+	return st.Origin()
 }

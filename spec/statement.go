@@ -420,43 +420,6 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 	return s, s.Validate()
 }
 
-// followSynproxy moves to the SYNPROXY path every handoff statement whose destinations overlap
-// a SYNPROXY statement's (one SYN-ACK cannot serve two paths), until none is left: FireHOL's
-// `input ... accept` beside a `forward ... dnat` for the same address and port keeps working.
-// A statement that demands the handoff (path handoff) makes the overlap an error.
-func (s *Spec) followSynproxy() error {
-	for changed := true; changed; {
-		changed = false
-		for i := range s.Statements {
-			st := &s.Statements[i]
-			if st.Path != PathHandoff {
-				continue
-			}
-			for _, o := range s.Statements {
-				if o.Path != PathSynproxy || o.Family != st.Family || !o.overlaps(*st) {
-					continue
-				}
-				if st.Via == ViaHandoff {
-					return statementError{st.Pos, fmt.Sprintf("path handoff is not possible: it matches destinations of %s, "+
-						"which takes the SYNPROXY path (%s), and one SYN-ACK cannot serve both; give both the same `path`", where(o), o.PathReason)}
-				}
-				st.Path, st.PathReason = PathSynproxy, fmt.Sprintf("it matches destinations of %s, which takes the SYNPROXY path", where(o))
-				changed = true
-				break
-			}
-		}
-	}
-	return nil
-}
-
-// where names a statement in a message: its position, or its text for one made from flags.
-func where(st Statement) string {
-	if st.Pos != (Pos{}) {
-		return st.Pos.String()
-	}
-	return st.Origin()
-}
-
 // xdpServices is how many XDP services the statement needs.
 func (st Statement) xdpServices() int {
 	n := 0
