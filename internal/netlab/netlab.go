@@ -37,8 +37,10 @@ type Host struct {
 }
 
 // New starts a lab whose namespaces are named prefix-<host>. Names are short: interface and
-// namespace names are limited (IFNAMSIZ 16).
-func New(prefix string) *Lab { return &Lab{prefix: prefix} }
+// namespace names are limited (IFNAMSIZ 16). XSYN_LAB_TAG, when set, goes in front of every
+// prefix, so that test runs of the same package from two checkouts at once (say, two worktrees)
+// never take, or delete, each other's namespaces.
+func New(prefix string) *Lab { return &Lab{prefix: os.Getenv("XSYN_LAB_TAG") + prefix} }
 
 // Host creates a namespace with loopback up.
 func (l *Lab) Host(name string) (*Host, error) {
