@@ -37,7 +37,6 @@ struct counters {
 	__u64 pass__not_protected; /* TCP to an address:port without a service */
 	__u64 pass__fragment;      /* IPv4 fragment or IPv6 fragment header: the kernel reassembles */
 	__u64 pass__vlan_depth;    /* more than two VLAN tags */
-	__u64 pass__ext_hdr_chain; /* more IPv6 extension headers than we walk */
 	__u64 pass__malformed;     /* bad IP header or lengths; the kernel's checks drop it */
 	__u64 pass__no_room;       /* SYN whose frame could not be resized: SYNPROXY answers */
 	__u64 pass__cookie_error;  /* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */
@@ -57,6 +56,9 @@ struct counters {
 				* cost */
 	__u64 drop__ah;        /* SYN to a protected service behind an IPsec Authentication
 				* Header, which the SYN-ACK could not carry */
+	__u64 drop__ext_hdr_chain; /* more IPv6 extension headers than we walk (16): it could
+				    * hide a SYN to a protected service, and no real stack sends
+				    * one */
 	__u64 drop__internal;  /* frame not the size just asked for; never expected */
 };
 
@@ -94,7 +96,6 @@ enum reason {
 	PASS_NOT_PROTECTED,
 	PASS_FRAGMENT,
 	PASS_VLAN_DEPTH,
-	PASS_EXT_HDR_CHAIN,
 	PASS_MALFORMED,
 	PASS_NO_ROOM,
 	PASS_COOKIE_ERROR,
@@ -105,6 +106,7 @@ enum reason {
 	DROP_MALFORMED,
 	DROP_FRAGMENT,
 	DROP_AH,
+	DROP_EXT_HDR_CHAIN,
 	DROP_INTERNAL,
 	CONTINUE, /* not a verdict: the stage wants the next stage to decide */
 };
@@ -186,9 +188,6 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 	case PASS_VLAN_DEPTH:
 		c->pass__vlan_depth++;
 		return XDP_PASS;
-	case PASS_EXT_HDR_CHAIN:
-		c->pass__ext_hdr_chain++;
-		return XDP_PASS;
 	case PASS_MALFORMED:
 		c->pass__malformed++;
 		return XDP_PASS;
@@ -218,6 +217,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_DROP;
 	case DROP_AH:
 		c->drop__ah++;
+		return XDP_DROP;
+	case DROP_EXT_HDR_CHAIN:
+		c->drop__ext_hdr_chain++;
 		return XDP_DROP;
 	case DROP_INTERNAL:
 	default:

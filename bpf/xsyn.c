@@ -60,7 +60,8 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 }
 
 /* Ethernet to TCP, and the family for the counters. */
-static __always_inline enum reason parse(struct packet *p, __u32 *family)
+static __always_inline enum reason parse(struct packet *p, __u32 *family, struct xdp_md *xdp,
+					 struct __sk_buff *skb)
 {
 	enum reason r;
 	__be16 proto;
@@ -74,7 +75,7 @@ static __always_inline enum reason parse(struct packet *p, __u32 *family)
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		*family = FAMILY_IPV6;
-		return parse_ipv6(p);
+		return parse_ipv6(p, xdp, skb);
 	}
 	return PASS_NOT_IP;
 }
@@ -82,7 +83,7 @@ static __always_inline enum reason parse(struct packet *p, __u32 *family)
 static __always_inline enum reason classify(struct xdp_md *ctx, struct packet *p,
 					    struct verdict_ctx *v)
 {
-	enum reason r = parse(p, &v->family);
+	enum reason r = parse(p, &v->family, ctx, NULL);
 
 	if (r != CONTINUE)
 		return r;
@@ -119,7 +120,7 @@ int xsyn_handoff(struct __sk_buff *skb)
 
 	/* A fragment's ACK is the kernel's to reassemble first; XDP drops SYNs in fragments, so no
 	 * cookie of ours can be in one. */
-	if (!have_handoff || parse(&p, &family) != CONTINUE || p.fragment)
+	if (!have_handoff || parse(&p, &family, NULL, skb) != CONTINUE || p.fragment)
 		return TC_ACT_OK;
 	svc = lookup_service(&p);
 	if (!svc || !svc->handoff)

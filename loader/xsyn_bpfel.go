@@ -35,7 +35,6 @@ type xsynCounters struct {
 	PassNotProtected  uint64
 	PassFragment      uint64
 	PassVlanDepth     uint64
-	PassExtHdrChain   uint64
 	PassMalformed     uint64
 	PassNoRoom        uint64
 	PassCookieError   uint64
@@ -46,6 +45,7 @@ type xsynCounters struct {
 	DropMalformed     uint64
 	DropFragment      uint64
 	DropAh            uint64
+	DropExtHdrChain   uint64
 	DropInternal      uint64
 }
 
