@@ -48,6 +48,9 @@ struct counters {
 				    * mode), a broadcast or multicast frame or address, loopback, a
 				    * bad IPv4 header checksum, an IPv6 routing header with segments
 				    * left. Answering would reflect; the stack decides */
+	__u64 pass__routed;        /* to a protected port of an address this host routes rather
+				    * than owns (an input statement without dst, on a router): the
+				    * stack forwards it, as it would without xsyn */
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
@@ -102,6 +105,7 @@ enum reason {
 	PASS_NO_LISTENER,
 	PASS_TIME_WAIT,
 	PASS_NOT_FOR_HOST,
+	PASS_ROUTED,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_FRAGMENT,
@@ -205,6 +209,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_PASS;
 	case PASS_NOT_FOR_HOST:
 		c->pass__not_for_host++;
+		return XDP_PASS;
+	case PASS_ROUTED:
+		c->pass__routed++;
 		return XDP_PASS;
 	case DROP_NO_CONN:
 		c->drop__no_conn++;

@@ -87,4 +87,42 @@ static __always_inline bool syn_for_host(const struct packet *p)
 	return !p->rh_pending && ip6_unicast(p->ip6->saddr) && ip6_unicast(p->ip6->daddr);
 }
 
+/*
+ * Is the destination one of this host's own addresses? Asked for services of input statements
+ * without dst (local_only): on a router, zero-config `attach` protects port 22 of every address,
+ * and a SYN to a server behind the router, or a segment of a connection the router forwards,
+ * is not ours to answer or drop. The FIB says so, from the ingress interface's point of view:
+ * NOT_FWDED for a local destination. Where the interface does not forward (FWD_DISABLED, every
+ * plain server), a frame sent to our MAC can only be for us, and the lookup costs next to
+ * nothing.
+ */
+static __always_inline bool dst_local(struct xdp_md *ctx, const struct packet *p)
+{
+	struct bpf_fib_lookup f = { .l4_protocol = IPPROTO_TCP, .ifindex = ctx->ingress_ifindex };
+	long r;
+
+	if (!p->ipv6) {
+		if ((void *)(p->ip4 + 1) > p->data_end)
+			return false;
+		f.family = AF_INET;
+		f.tos = p->ip4->tos;
+		f.tot_len = bpf_ntohs(p->ip4->tot_len);
+		f.ipv4_src = p->ip4->saddr;
+		f.ipv4_dst = p->ip4->daddr;
+	} else {
+		if ((void *)(p->ip6 + 1) > p->data_end)
+			return false;
+		f.family = AF_INET6;
+		f.tot_len = sizeof(*p->ip6) + bpf_ntohs(p->ip6->payload_len);
+		__builtin_memcpy(f.ipv6_src, p->ip6->saddr, sizeof(f.ipv6_src));
+		__builtin_memcpy(f.ipv6_dst, p->ip6->daddr, sizeof(f.ipv6_dst));
+	}
+	if ((void *)(p->tcp + 1) > p->data_end)
+		return false;
+	f.sport = p->tcp->source;
+	f.dport = p->tcp->dest;
+	r = bpf_fib_lookup(ctx, &f, sizeof(f), 0);
+	return r == BPF_FIB_LKUP_RET_NOT_FWDED || r == BPF_FIB_LKUP_RET_FWD_DISABLED;
+}
+
 #endif /* XSYN_HOST_H */

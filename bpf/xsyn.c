@@ -48,12 +48,17 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 			return DROP_AH;
 		if (!syn_for_host(p))
 			return PASS_NOT_FOR_HOST;
+		if (v->svc->local_only && !dst_local(ctx, p))
+			return PASS_ROUTED;
 		return answer_syn(ctx, p, v->svc, hdr_len - sizeof(*th));
 	}
 	if (have_handoff && v->svc->handoff)
-		return judge_handoff(ctx, p, flags);
+		return judge_handoff(ctx, p, v->svc, flags);
 	if (ct_confirmed(ctx, p))
 		return ESTABLISHED_PASSED;
+	/* A connection this host forwards, tracked before xsyn came, or whose SYN went by. */
+	if (v->svc->local_only && !dst_local(ctx, p))
+		return PASS_ROUTED;
 	if (flags == TCP_FLAG_ACK)
 		return check_cookie(p);
 	return DROP_NO_CONN;

@@ -41,6 +41,7 @@ type xsynCounters struct {
 	PassNoListener    uint64
 	PassTimeWait      uint64
 	PassNotForHost    uint64
+	PassRouted        uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
 	DropFragment      uint64
@@ -77,7 +78,7 @@ type xsynService struct {
 	Ecn        uint8
 	Ttl        uint8
 	Handoff    uint8
-	Pad        uint8
+	LocalOnly  uint8
 	Window     uint16
 	Pad2       uint16
 }
