@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -210,9 +210,7 @@ func fmtDelta(d FamilyCounters) string {
 
 func rootOrSkip(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root to load the XDP program and run it with BPF_PROG_RUN")
-	}
+	testutil.RequireRoot(tb, "load the XDP program and run it with BPF_PROG_RUN")
 }
 
 // xdpRig is a loaded program to run frames through.

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/protect"
+	xtest "github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -45,9 +45,7 @@ func (n inNetns) Collect(ch chan<- prometheus.Metric) {
 // (netfilter rules only), a known flood arrives on d0, and the metrics move by exactly what it
 // holds.
 func TestCollectorAgainstAttachedProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, netfilter")
-	}
+	xtest.RequireRoot(t, "network namespaces, XDP, netfilter")
 	lab, err := netlab.NewPair("xsynmet", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	if err != nil {
 		t.Fatal(err)
@@ -245,9 +243,7 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 // (Go's default), which the kernel cannot hand connections to, the next client is refused and
 // xsyn_handoff_refused_total says so: what XsynHandoffRefused alerts on.
 func TestHandoffCountersAgainstAttachedProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, TC")
-	}
+	xtest.RequireRoot(t, "network namespaces, XDP, TC")
 	if err := loader.ProbeHandoff(); errors.Is(err, loader.ErrFeatureMissing) {
 		t.Skipf("kernel lacks the socket handoff: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 // scratch is a root directory that dpkg --root installs into. dpkg runs the maintainer scripts
@@ -54,9 +56,7 @@ const devNull = 1<<8 | 3 // makedev(1, 3)
 // requireRoot is the one place that decides: dpkg --root must chroot, chown and mknod.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("installing with dpkg --root needs root (it chroots to run the maintainer scripts): sudo go test")
-	}
+	testutil.RequireRoot(t, "installing with dpkg --root needs root (it chroots to run the maintainer scripts)")
 }
 
 func (s *scratch) path(name string) string { return filepath.Join(s.root, name) }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -346,9 +347,7 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, netfilter")
-	}
+	testutil.RequireRoot(t, "network namespaces, XDP, netfilter")
 	for _, tool := range []string{"nsenter", "setpriv", "iptables-save", "ip6tables-save"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing (util-linux, iptables): %v", tool, err)
