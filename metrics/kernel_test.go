@@ -388,8 +388,7 @@ func mac(t *testing.T, s string) packet.MAC {
 // receiving CPU, asynchronously to Send returning. Gives up after 10s.
 func waitCounters(t *testing.T, h *netlab.Host, cond func(loader.FamilyCounters) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	xtest.Eventually(t, 10*time.Second, "the counters reaching the expected state", func() error {
 		var c loader.FamilyCounters
 		err := h.Do(func() error {
 			a, err := loader.Open("d0", true, loader.Options{})
@@ -403,12 +402,9 @@ func waitCounters(t *testing.T, h *netlab.Host, cond func(loader.FamilyCounters)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cond(c) {
-			return
+		if !cond(c) {
+			return fmt.Errorf("at %+v", c)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counters never reached the expected state: %+v", c)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

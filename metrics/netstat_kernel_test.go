@@ -405,15 +405,10 @@ func (l *stackLab) waitKernel(counter string, delta float64) {
 // asynchronously to the frames being sent; gives up after 10s.
 func (l *stackLab) waitFor(name string, want float64) {
 	l.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := l.sum(name)
-		if got >= want {
-			return
+	testutil.Eventually(l.t, 10*time.Second, name+" reaching "+fmt.Sprint(want), func() error {
+		if got := l.sum(name); got < want {
+			return fmt.Errorf("at %v", got)
 		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("%s reached %v, never %v", name, got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
