@@ -3,7 +3,6 @@ package metrics
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -244,9 +243,7 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 // xsyn_handoff_refused_total says so: what XsynHandoffRefused alerts on.
 func TestHandoffCountersAgainstAttachedProgram(t *testing.T) {
 	xtest.RequireRoot(t, "network namespaces, XDP, TC")
-	if err := loader.ProbeHandoff(); errors.Is(err, loader.ErrFeatureMissing) {
-		t.Skipf("kernel lacks the socket handoff: %v", err)
-	}
+	xtest.RequireFeature(t, loader.ProbeHandoff(), loader.ErrFeatureMissing)
 	lab, err := netlab.NewPair("xsynmho", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	if err != nil {
 		t.Fatal(err)

@@ -718,9 +718,7 @@ func inBackendNS(t *testing.T, b backend) {
 	t.Helper()
 	t.Parallel() // each in a namespace of its own
 	if b.ipt4 != "" {
-		if _, err := exec.LookPath(b.ipt4); err != nil {
-			t.Skipf("%s not installed", b.ipt4)
-		}
+		testutil.RequireTool(t, b.ipt4, "Debian: apt-get install iptables; deploy/install-deps.sh installs it")
 	}
 	enterNewNetNS(t)
 }

@@ -391,7 +391,5 @@ func mustMAC(t *testing.T, s string) packet.MAC {
 
 func requireRootForTest(t *testing.T) {
 	t.Helper()
-	if xsynBin == "" {
-		t.Skip("needs root: touches netfilter and XDP")
-	}
+	testutil.RequireRoot(t, "touches netfilter and XDP") // TestMain builds xsynBin as root
 }

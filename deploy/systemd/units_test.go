@@ -236,9 +236,7 @@ func TestSecurityExposure(t *testing.T) {
 // analyzeRoot builds the root directory for systemd-analyze --root.
 func analyzeRoot(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
-	}
+	testutil.RequireTool(t, "systemd-analyze", "Debian: apt-get install systemd")
 	const hostUnits = "/usr/lib/systemd/system"
 	if _, err := os.Stat(filepath.Join(hostUnits, "sysinit.target")); err != nil {
 		t.Skipf("no systemd units in %s to verify against: %v", hostUnits, err)

@@ -4,8 +4,10 @@
 package testutil
 
 import (
+	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -31,6 +33,36 @@ func RequireRoot(tb testing.TB, what string) {
 		tb.Fatalf("needs root (%s), and CI is set: run the suite as root (./quickstart test), or unset CI to skip such tests", what)
 	}
 	tb.Skipf("needs root (%s): run as root, or with sudo", what)
+}
+
+// RequireTool finds an installed program and returns its path. Where it is missing the test
+// skips, saying how to install it (hint), except in CI, whose machine deploy/install-deps.sh
+// prepares: there it fails.
+func RequireTool(tb testing.TB, name, hint string) string {
+	tb.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if InCI() {
+		tb.Fatalf("%s is not installed, and CI is set: %s", name, hint)
+	}
+	tb.Skipf("%s is not installed: %s", name, hint)
+	return ""
+}
+
+// RequireFeature skips the test when err says the running kernel lacks a feature (errors.Is
+// err, missing): the one skip allowed in CI too, as no preparation can add it. Any other error
+// fails the test: a probe that breaks is not a missing feature.
+func RequireFeature(tb testing.TB, err, missing error) {
+	tb.Helper()
+	switch {
+	case err == nil:
+	case errors.Is(err, missing):
+		tb.Skipf("the kernel lacks what this test needs: %v", err)
+	default:
+		tb.Fatalf("probe the kernel: %v", err)
+	}
 }
 
 // PollInterval is how often Eventually asks.
