@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -113,14 +114,15 @@ func (l *e2eLab) status(t *testing.T) ifaceJSON {
 // waitStatus polls status until cond holds (the counters move asynchronously), for at most 5s.
 func (l *e2eLab) waitStatus(t *testing.T, cond func(ifaceJSON) bool) ifaceJSON {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st := l.status(t)
-		if cond(st) || time.Now().After(deadline) {
-			return st
+	var st ifaceJSON
+	// Not Eventually: the caller checks the status it gets and says what is wrong with it.
+	_ = testutil.Wait(5*time.Second, func() error {
+		if st = l.status(t); !cond(st) {
+			return errors.New("not yet")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 // echoServer answers on both families in the DUT with the client address it sees.
