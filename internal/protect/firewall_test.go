@@ -3,11 +3,9 @@ package protect
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xsyn-project/xsyn/internal/hostfw"
 	"github.com/xsyn-project/xsyn/loader"
@@ -95,41 +93,32 @@ func TestCheckFirewall(t *testing.T) {
 	}
 }
 
-// connects dials to from src and reports whether the handshake completed.
-func connects(t *testing.T, l *actionLab, src netip.Addr, to netip.AddrPort) error {
-	t.Helper()
-	return l.cli.Do(func() error {
-		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-		c, err := d.Dial("tcp", to.String())
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	})
-}
-
-// TestFirewallKeptOnSynproxyPath: the host's INPUT rules refuse one client of a port. Zero-config
-// attach and --port on the SYNPROXY path (mode netfilter, or --path synproxy) refuse to protect
-// that port, leaving nothing behind, and the client stays refused; a statement written for the
-// port is FireHOL's: its accept lets the client in. Once the firewall opens the port, --port
-// protects it.
+// TestFirewallKeptOnSynproxyPath: the host's stateful INPUT rules refuse one client's new
+// connections to a port. Zero-config attach and --port on the SYNPROXY path (mode netfilter, or
+// --path synproxy) refuse to protect that port, leaving nothing behind, and the client stays
+// refused; a statement written for the port is FireHOL's: its accept lets the client in. Once
+// the firewall opens the port, --port protects it.
 func TestFirewallKeptOnSynproxyPath(t *testing.T) {
-	const port = 2222
+	const port = bannerPort
 	for _, fam := range families {
 		t.Run(fam.String(), func(t *testing.T) {
 			l := newActionLab(t, fam, false)
 			to := netip.AddrPortFrom(l.net.fw.Addr(), port)
-			srv := serve(t, l.fw, to)
+			srv := serveBanner(t, l.fw, port, false)
 			allowed, banned := l.net.cli.Addr(), l.net.cli.Addr().Next().Next()
 			if _, err := l.cli.Run("ip", "addr", "add", netip.PrefixFrom(banned, l.net.cli.Bits()).String(), "dev", "c0", "nodad"); err != nil {
 				t.Fatal(err)
 			}
 			iptables := strings.TrimSuffix(l.iptablesSave, "-save")
+			// A stateful firewall, as most are: established traffic first, then the ban of new
+			// connections. SYNPROXY's connection, once open, is established traffic.
 			ban := []string{"INPUT", "-s", banned.String(), "-p", "tcp", "--dport", fmt.Sprint(port), "-j", "REJECT", "--reject-with", "tcp-reset"}
-			if _, err := l.fw.Run(iptables, append([]string{"-A"}, ban...)...); err != nil {
-				t.Fatal(err)
+			for _, r := range [][]string{{"-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}, append([]string{"-A"}, ban...)} {
+				if _, err := l.fw.Run(iptables, r...); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if err := connects(t, l, banned, to); err == nil {
+			if err := reaches(l, banned, to); err == nil {
 				t.Fatalf("%s connected before xsyn: the firewall's rule does not work", banned)
 			}
 
@@ -153,17 +142,17 @@ func TestFirewallKeptOnSynproxyPath(t *testing.T) {
 					t.Fatalf("%s: Apply = %v; want ErrFirewallRefuses naming port %d and the rule", c.name, err, port)
 				}
 				l.nothingInstalled(t, c.name)
-				if err := connects(t, l, banned, to); err == nil {
+				if err := reaches(l, banned, to); err == nil {
 					t.Errorf("%s: %s connected after the refused attach", c.name, banned)
 				}
-				if err := connects(t, l, allowed, to); err != nil {
+				if err := reaches(l, allowed, to); err != nil {
 					t.Errorf("%s: the allowed client: %v", c.name, err)
 				}
 			}
 
 			// Written by the operator, the statement is FireHOL's: its accept decides the port.
 			l.apply(t, l.config(t, fmt.Sprintf("synproxy%d in inface f0 dport %d accept\n", famNum(fam), port)), ModeNetfilter)
-			if err := connects(t, l, banned, to); err != nil {
+			if err := reaches(l, banned, to); err != nil {
 				t.Errorf("an explicit accept statement: %s: %v; want it let in (the statement replaces the firewall's decision)", banned, err)
 			}
 			if err := l.fw.Do(func() error { return l.prot.Remove("f0") }); err != nil {
@@ -177,18 +166,28 @@ func TestFirewallKeptOnSynproxyPath(t *testing.T) {
 			l.apply(t, flagSpec(t, "", spec.ViaAuto, port), ModeNetfilter)
 			before := l.synproxy(t).CookieValid
 			for _, src := range []netip.Addr{allowed, banned} {
-				if err := connects(t, l, src, to); err != nil {
+				if err := reaches(l, src, to); err != nil {
 					t.Errorf("open port, %s: %v", src, err)
 				}
 			}
 			if n := l.synproxy(t).CookieValid - before; n < 2 {
 				t.Errorf("SYNPROXY validated %d cookies; want both clients through it", n)
 			}
-			if srv.accepts.Load() == 0 {
-				t.Error("the server accepted nothing")
+			for _, a := range srv.accepted() {
+				if a.remote == banned {
+					return
+				}
 			}
+			t.Errorf("the server never accepted %s once the port was open", banned)
 		})
 	}
+}
+
+// reaches reports whether a client at src gets the banner of the server at to: its connection
+// reached the server, not only SYNPROXY.
+func reaches(l *actionLab, src netip.Addr, to netip.AddrPort) error {
+	_, _, err := banner(l.cli, src, to)
+	return err
 }
 
 // nothingInstalled fails the test when f0 has any xsyn chain or XDP program.

@@ -104,6 +104,9 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 	if err := p.CheckFirewall(iface, s); err != nil {
 		return nil, err
 	}
+	if err := p.CheckNeighbours(iface, s); err != nil {
+		return nil, err
+	}
 
 	// Look before touching anything: a missing interface or someone else's XDP program stops
 	// here, with nothing changed.
