@@ -45,6 +45,9 @@ const maxDepth = 32
 // Judge walks the INPUT chain, and the user chains it jumps to, for the SYNs of q. xsyn's own
 // chains (XSYN-*) are skipped: the question is what the firewall decides without them.
 func (t *Table) Judge(q SYN) Verdict {
+	if t.legacy {
+		return Verdict{Why: "xsyn cannot judge the iptables-legacy tables loaded beside iptables-nft's (iptables-legacy-save shows them)"}
+	}
 	out := t.walk("INPUT", q, 0)
 	switch {
 	case out.refuse != "":

@@ -96,6 +96,8 @@ func TestJudge(t *testing.T) {
 		{name: "local addrtype", save: save("DROP", "-A INPUT -m addrtype --dst-type LOCAL -p tcp -m tcp --dport 22 -j ACCEPT"), open: true},
 		{name: "broadcast addrtype", save: save("ACCEPT", "-A INPUT -m addrtype --dst-type BROADCAST -j DROP"), open: true},
 		{name: "comment with quotes", save: save("ACCEPT", `-A INPUT -s 192.0.2.1/32 -m comment --comment "say \"no\" -j ACCEPT" -j DROP`), why: "say"},
+		{name: "legacy tables beside", save: "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n" + save("ACCEPT"),
+			why: "iptables-legacy"},
 		{name: "ufw", save: save("DROP", ":ufw-before-input - [0:0]", ":ufw-user-input - [0:0]", ":ufw-not-local - [0:0]",
 			"-A INPUT -j ufw-before-input", "-A ufw-before-input -i lo -j ACCEPT",
 			"-A ufw-before-input -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",

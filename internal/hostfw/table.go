@@ -18,6 +18,9 @@ import (
 // Table is the filter table of one family, as iptables-save -t filter prints it.
 type Table struct {
 	chains map[string]*chain
+	// legacy: iptables-nft-save warned that iptables-legacy tables are loaded as well; their
+	// INPUT rules judge packets too, and this output does not show them.
+	legacy bool
 }
 
 type chain struct {
@@ -41,6 +44,8 @@ func ParseSave(text string) (*Table, error) {
 	for n, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		switch {
+		case strings.HasPrefix(line, "#") && strings.Contains(line, "iptables-legacy tables present"):
+			t.legacy = true
 		case line == "" || strings.HasPrefix(line, "#"):
 		case strings.HasPrefix(line, "*"):
 			inFilter = line == "*filter"
