@@ -173,6 +173,16 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if len(steps) > 1 {
+		ifaces, specs := make([]string, len(steps)), make([]spec.Spec, len(steps))
+		for i, st := range steps {
+			ifaces[i], specs[i] = st.iface, st.spec
+		}
+		if err := protect.CheckTogether(ifaces, specs); err != nil {
+			return err
+		}
+		p.Together = ifaces
+	}
 	results, err := attachAll(protector{p}, steps, mode)
 	if err != nil {
 		return err

@@ -46,3 +46,28 @@ func TestAttachKeepsTheFirewall(t *testing.T) {
 	}
 	l.mustXsyn(t, "detach", "d0")
 }
+
+// TestAttachInterfacesTogether: a configuration for two interfaces whose statements would
+// decide each other's connections once both take the SYNPROXY path (--mode netfilter) is
+// refused before anything changes, naming both lines; with the handoff (the default, Linux 6.9+)
+// the same file protects both.
+func TestAttachInterfacesTogether(t *testing.T) {
+	requireRootForTest(t)
+	l, _, _ := twoIfaceLab(t, "xsyntog")
+	conf := writeConfig(t, "two.conf", "synproxy4 in inface d0 dst 192.0.2.2 dport 8080 drop\nsynproxy4 in inface d1 dport 8080 accept\n")
+	pristine := l.ifacesState(t)
+	_, errOut, code := l.xsyn(t, "attach", "--config", conf, "--mode", "netfilter")
+	want := "xsyn attach: statements of two interfaces would decide each other's connections: " + conf + ":2: on d1 it covers connections that " +
+		conf + ":1 covers on d0 with another action (accept / drop)"
+	if code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "xsyn attach: nothing was changed\n") {
+		t.Errorf("attach --config --mode netfilter: exit %d, want 1 and %q\nstderr: %s", code, want, errOut)
+	}
+	if after := l.ifacesState(t); after != pristine {
+		t.Errorf("the refused attach changed the namespace:\nbefore:\n%s\nafter:\n%s", pristine, after)
+	}
+	if out, errOut, code := l.xsyn(t, "attach", "--config", conf); code != 0 || !strings.Contains(out, "path: handoff") {
+		t.Errorf("attach --config with the handoff: exit %d\n%s%s", code, out, errOut)
+	}
+	l.mustXsyn(t, "detach", "d0")
+	l.mustXsyn(t, "detach", "d1")
+}

@@ -29,8 +29,8 @@ func (p *Protector) CheckNeighbours(iface string, s spec.Spec) error {
 		return err
 	}
 	for _, o := range others {
-		if o == iface {
-			continue
+		if o == iface || slices.Contains(p.Together, o) {
+			continue // CheckTogether judged it with the spec it is about to get
 		}
 		theirs, err := p.installedStatements(o)
 		if err != nil {
@@ -40,6 +40,22 @@ func (p *Protector) CheckNeighbours(iface string, s spec.Spec) error {
 			quote := func(st spec.Statement) string { return "'" + st.Origin() + "'" }
 			return fmt.Errorf("%w: %s: %s\nnothing was changed", ErrInterfacesConflict, where(a),
 				spec.InterferenceMessage(a, iface, b, o, quote))
+		}
+	}
+	return nil
+}
+
+// CheckTogether refuses, with ErrInterfacesConflict, specs of several interfaces that one command
+// applies together (specs[i] is ifaces[i]'s) whose SYNPROXY statements would decide each other's
+// connections, naming both statements. Apply then judges each against the other interfaces only
+// (Protector.Together): their rules are about to be replaced. It changes nothing.
+func CheckTogether(ifaces []string, specs []spec.Spec) error {
+	for i := range specs {
+		for j := i + 1; j < len(specs); j++ {
+			if a, b, ok := spec.Interference(specs[j].Statements, specs[i].Statements); ok {
+				return fmt.Errorf("%w: %s: %s\nnothing was changed", ErrInterfacesConflict, where(a),
+					spec.InterferenceMessage(a, ifaces[j], b, ifaces[i], where))
+			}
 		}
 	}
 	return nil

@@ -44,6 +44,9 @@ type Protector struct {
 	// Firewall reads the host firewall's input rules (CheckFirewall); default hostfw.Read of
 	// this namespace.
 	Firewall func() (hostfw.Ruleset, error)
+	// Together are the interfaces one command applies with this one, judged against each other
+	// beforehand (CheckTogether); CheckNeighbours leaves their rules, about to be replaced, alone.
+	Together []string
 }
 
 // New returns a Protector using the real netfilter and bpffs.
