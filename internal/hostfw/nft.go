@@ -16,7 +16,11 @@ type NativeChain struct {
 }
 
 func (c NativeChain) String() string {
-	return fmt.Sprintf("nftables chain %s %s %s (hook input, policy %s, %d rules)", c.Family, c.Table, c.Name, c.Policy, c.Rules)
+	rules := "rules"
+	if c.Rules == 1 {
+		rules = "rule"
+	}
+	return fmt.Sprintf("nftables chain %s %s %s (hook input, policy %s, %d %s)", c.Family, c.Table, c.Name, c.Policy, c.Rules, rules)
 }
 
 // iptablesTable reports whether an nftables table is the one iptables-nft keeps the filter

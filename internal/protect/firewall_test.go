@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -173,12 +174,29 @@ func TestFirewallKeptOnSynproxyPath(t *testing.T) {
 			if n := l.synproxy(t).CookieValid - before; n < 2 {
 				t.Errorf("SYNPROXY validated %d cookies; want both clients through it", n)
 			}
-			for _, a := range srv.accepted() {
-				if a.remote == banned {
-					return
+			if !slices.ContainsFunc(srv.accepted(), func(a acceptedConn) bool { return a.remote == banned }) {
+				t.Errorf("the server never accepted %s once the port was open", banned)
+			}
+
+			// A native nftables input chain: xsyn cannot read its rules, so it cannot trust the
+			// port to be open.
+			if err := l.fw.Do(func() error { return l.prot.Remove("f0") }); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range []string{"add table inet xfw", "add chain inet xfw in { type filter hook input priority 0; policy accept; }",
+				fmt.Sprintf("add rule inet xfw in %s saddr %s tcp dport %d drop", map[spec.Family]string{spec.IPv4: "ip", spec.IPv6: "ip6"}[fam], banned, port)} {
+				if _, err := l.fw.Run("nft", cmd); err != nil {
+					t.Fatal(err)
 				}
 			}
-			t.Errorf("the server never accepted %s once the port was open", banned)
+			err := l.fw.Do(func() error {
+				_, err := l.prot.Apply("f0", flagSpec(t, "", spec.ViaAuto, port), ModeNetfilter)
+				return err
+			})
+			if !errors.Is(err, ErrFirewallRefuses) || !strings.Contains(err.Error(), "xsyn cannot judge the nftables chain inet xfw in (hook input, policy accept, 1 rule)") {
+				t.Errorf("Apply beside a native nftables input chain = %v; want ErrFirewallRefuses naming the chain", err)
+			}
+			l.nothingInstalled(t, "beside a native nftables chain")
 		})
 	}
 }
