@@ -233,6 +233,11 @@ type Statement struct {
 	Via        Via
 	Path       Path
 	PathReason string
+	// Implicit: xsyn made the statement (the flag form, zero-config), nobody wrote it. On the
+	// SYNPROXY path its accept would replace the host firewall's INPUT verdict, which nobody
+	// asked for: attach protects such a statement's ports only where the firewall lets every
+	// client in (internal/protect, firewall.go).
+	Implicit bool
 }
 
 // Origin names the statement in annotations: its text, or where it was written.
@@ -595,7 +600,7 @@ func (o TCPOptions) String() string {
 
 // FromServices turns services into `input accept` statements, one per family, destination and
 // options, with their ports in one list: the statements behind the flag form and zero-config
-// attach.
+// attach, marked Implicit.
 func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 	type group struct {
 		fam  Family
@@ -620,6 +625,7 @@ func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 		}
 		st.Match.Dport.Ranges = ports[g]
 		st.Text = st.String()
+		st.Implicit = true
 		stmts = append(stmts, st)
 	}
 	return Compile(iface, set, stmts)
