@@ -164,7 +164,7 @@ func TestMetadata(t *testing.T) {
 		"Architecture": arch,
 		"Section":      "net",
 		"Priority":     "optional",
-		"Depends":      "iptables",
+		"Depends":      "iptables, nftables",
 		"Homepage":     "https://github.com/xsyn-project/xsyn",
 	} {
 		if got := strings.TrimSpace(fieldOf(t, name)); got != want {
