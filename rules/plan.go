@@ -18,7 +18,8 @@
 //     which lets it out whatever the rest of the firewall says;
 //   - once the cookie is valid SYNPROXY sends a SYN of its own to the server, with the client's
 //     address, through the OUTPUT path: mangle OUTPUT (XSYN-MRK-<iface>) marks it with xsyn's
-//     mark bits; nat OUTPUT (XSYN-NAT-<iface>) applies the statement's DNAT or REDIRECT (the
+//     mark bits, and strips the timestamp option of the ACK SYNPROXY sends the server once it
+//     answers, whose echo the kernel gets wrong (docs/synproxy-timestamps.md); nat OUTPUT (XSYN-NAT-<iface>) applies the statement's DNAT or REDIRECT (the
 //     cookie encodes the original destination, so NAT can only happen now) and keeps the marked
 //     SYN away from every other NAT rule; filter OUTPUT applies the statement's action (accept,
 //     reject, drop, a user chain) with its loglimit; a marked SYN that loops back through lo is
@@ -208,7 +209,7 @@ var (
 	kindRaw = chainKind{tag: "RAW", table: TableRaw, hook: "PREROUTING",
 		why: "client SYNs of protected services skip conntrack: no half-open entries, SYNPROXY answers them"}
 	kindMark = chainKind{tag: "MRK", table: TableMangle, hook: "OUTPUT",
-		why: "mark the SYN that SYNPROXY sends to the server once the client's cookie is valid"}
+		why: "mark the SYN that SYNPROXY sends to the server once the client's cookie is valid; strip the timestamp option of SYNPROXY's ACK to the server"}
 	kindNat = chainKind{tag: "NAT", table: TableNat, hook: "OUTPUT",
 		why: "destination NAT of SYNPROXY's marked SYN; keeps it away from every other NAT rule"}
 	kindIn = chainKind{tag: "IN", table: TableFilter, hook: "INPUT",

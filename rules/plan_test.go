@@ -253,8 +253,9 @@ func TestBuildShape(t *testing.T) {
 			forward:           {"CT --notrack"},
 		},
 		"XSYN-MRK-eth0": {
-			input:   {"MARK --set-xmark 0x20000000/0x20000000"},
-			forward: {"MARK --set-xmark 0x20000000/0x20000000"},
+			// The mark of SYNPROXY's SYN; the timestamps of its ACK stripped
+			input:   {"MARK --set-xmark 0x20000000/0x20000000", "TCPOPTSTRIP --strip-options 8"},
+			forward: {"MARK --set-xmark 0x20000000/0x20000000", "TCPOPTSTRIP --strip-options 8"},
 		},
 		"XSYN-NAT-eth0": {
 			input:   {"ACCEPT"},

@@ -174,6 +174,21 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 		product(src, dst, out, tcp(sport, dport, syn),
 			[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctstate", "NEW",
 				"-j", "MARK", "--set-xmark", mark}})...)
+	if st.Options.Timestamps {
+		// SYNPROXY's ACK to the server, which completes the server's handshake, echoes the
+		// server's timestamp shifted twice (docs/synproxy-timestamps.md): SYNPROXY writes it
+		// in the server's clock already, and its own POSTROUTING hook shifts it again. Linux
+		// 6.15 and later reject that echo (TcpExtTSEcrRejected) and the connection's first
+		// byte waits a second for the server's retransmitted SYN-ACK. Without the option the
+		// echo is not checked; the connection keeps timestamps (the server's SYN-ACK had
+		// them). Only SYNPROXY sends it: a pure ACK with no socket, in the connection's
+		// original direction, from the client's address (not one of this host's), before
+		// NAT, to the statement's destination.
+		b.add(kindMark, origin, "strip the timestamp option (kind 8) from SYNPROXY's ACK to the server: its echo is double-shifted and Linux 6.15+ rejects it, stalling the connection 1 s",
+			product(src, dst, out, tcp(sport, dport, []string{"--tcp-flags", "FIN,SYN,RST,PSH,ACK", "ACK"}),
+				[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctdir", "ORIGINAL",
+					"-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "TCPOPTSTRIP", "--strip-options", "8"}})...)
+	}
 	marked := []string{"-m", "mark", "--mark", mark}
 	natWhy, natTarget := "SYNPROXY's marked SYN goes to the destination the client asked for, past every other NAT rule", []string{"-j", "ACCEPT"}
 	switch st.Action.Kind {
