@@ -71,6 +71,27 @@ func testPortReuse(t *testing.T, b backend) {
 			t.Errorf("%s: SYNPROXY validated %d cookies for 2 connections", tc.name, n)
 		}
 	}
+
+	// A server on this host that answers SYNPROXY's SYN with a syncookie of its own (its SYN
+	// queue full, as a local client flooding it over lo could make it; tcp_syncookies=2 makes
+	// every SYN-ACK one) sends a SYN-ACK without a socket, as SYNPROXY does: it must stay
+	// tracked, or SYNPROXY never sees it and the client hangs.
+	if err := (ProcSys{Root: "/proc/sys"}).Set("net.ipv4.tcp_syncookies", "2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"10.9.0.1:80", "[fd09::1]:80", "10.9.0.1:2222"} {
+		var conn net.Conn
+		var err error
+		c.do(t, func() { conn, err = net.DialTimeout("tcp", addr, ioLimit) })
+		if err != nil {
+			t.Errorf("%s with the server's own syncookies: dial: %v", addr, err)
+			continue
+		}
+		if banner, _ := readBanner(t, conn); banner == "" {
+			t.Errorf("%s with the server's own syncookies: no banner", addr)
+		}
+		conn.Close()
+	}
 }
 
 // dialFrom connects to addr from the given local port, as a client reusing its port does. Until
