@@ -163,17 +163,8 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 		product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"}),
 			[][]string{{"-m", "conntrack", "--ctstate", "INVALID,UNTRACKED", "-j", "ACCEPT"}})...)
 
-	// The same SYN-ACK skips conntrack. SYNPROXY sends it without a conntrack entry, so
-	// conntrack looks its addresses and ports up: when an earlier connection of the same client
-	// port left an entry in TIME_WAIT (for 120 s), the SYN-ACK is taken for a packet of that
-	// connection, and its sequence adjustment and timestamp offset rewrite the cookie. The
-	// client's ACK then carries a cookie SYNPROXY never sent, and the client hangs
-	// (docs/synproxy-timestamps.md). Matched exactly: no socket, and window 0, which SYNPROXY
-	// writes and no TCP stack sends in a SYN-ACK (a local server's cookie SYN-ACK has no
-	// socket either, and must stay tracked for SYNPROXY to see it).
-	b.add(kindSynack, origin, "SYNPROXY's cookie SYN-ACK (no socket, window 0) skips conntrack: a TIME_WAIT entry of a client reusing its port would rewrite its cookie",
-		product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"}),
-			[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "u32", "--u32", zeroWindow(f), "-j", "CT", "--notrack"}})...)
+	// The same SYN-ACK skips conntrack (kernel_faults.go).
+	untrackSynack(b, origin, f, product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"})))
 
 	if st.Action.Kind == spec.Reject {
 		return nil // no connection to a server is ever opened
@@ -187,19 +178,8 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 			[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctstate", "NEW",
 				"-j", "MARK", "--set-xmark", mark}})...)
 	if st.Options.Timestamps {
-		// SYNPROXY's ACK to the server, which completes the server's handshake, echoes the
-		// server's timestamp shifted twice (docs/synproxy-timestamps.md): SYNPROXY writes it
-		// in the server's clock already, and its own POSTROUTING hook shifts it again. Linux
-		// 6.15 and later reject that echo (TcpExtTSEcrRejected) and the connection's first
-		// byte waits a second for the server's retransmitted SYN-ACK. Without the option the
-		// echo is not checked; the connection keeps timestamps (the server's SYN-ACK had
-		// them). Only SYNPROXY sends it: a pure ACK with no socket, in the connection's
-		// original direction, from the client's address (not one of this host's), before
-		// NAT, to the statement's destination.
-		b.add(kindMark, origin, "strip the timestamp option (kind 8) from SYNPROXY's ACK to the server: its echo is double-shifted and Linux 6.15+ rejects it, stalling the connection 1 s",
-			product(src, dst, out, tcp(sport, dport, []string{"--tcp-flags", "FIN,SYN,RST,PSH,ACK", "ACK"}),
-				[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctdir", "ORIGINAL",
-					"-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "TCPOPTSTRIP", "--strip-options", "8"}})...)
+		// SYNPROXY's ACK to the server that follows, matched as its SYN (kernel_faults.go).
+		stripServerACKTimestamp(b, origin, product(src, dst, out, tcp(sport, dport, []string{"--tcp-flags", "FIN,SYN,RST,PSH,ACK", "ACK"})))
 	}
 	marked := []string{"-m", "mark", "--mark", mark}
 	natWhy, natTarget := "SYNPROXY's marked SYN goes to the destination the client asked for, past every other NAT rule", []string{"-j", "ACCEPT"}
@@ -241,16 +221,6 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	b.add(replyKind, origin, "an INVALID packet from the server to the client is dropped, not leaked",
 		product(saddr, tcp(sport2, anyPort, nil), [][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
 	return nil
-}
-
-// zeroWindow is the u32 test, as iptables-save prints it, that a TCP segment's window is 0: at
-// byte 12 of the TCP header (behind the IPv4 header's length, or IPv6's 40 bytes) the data
-// offset and flags, then the window. SYNPROXY's SYN-ACK has no IPv6 extension header.
-func zeroWindow(f spec.Family) string {
-	if f == spec.IPv6 {
-		return "0x34&0xffff=0x0"
-	}
-	return "0x0>>0x16&0x3c@0xc&0xffff=0x0"
 }
 
 // handoffRules take the flows of a statement on the handoff path out of conntrack, in both
