@@ -45,6 +45,10 @@ struct counters {
 				    * stack answers with a reset, as it would without xsyn */
 	__u64 pass__time_wait;     /* handoff: SYN for a 4-tuple in TIME_WAIT on the server: the
 				    * kernel reuses the port, as it would without xsyn */
+	__u64 pass__on_demand_idle; /* handoff, on-demand: SYN to a service below its threshold,
+				     * answered by the listener itself (ondemand.h) */
+	__u64 pass__kernel_cookie; /* handoff, on-demand: ACK carrying the listener's own cookie
+				    * (it sent them while its SYN queue was full): the stack checks it */
 	__u64 pass__not_for_host;  /* SYN not sent to this host: another MAC (a bridge, promiscuous
 				    * mode), a broadcast or multicast frame or address, loopback, a
 				    * bad IPv4 header checksum, an IPv6 routing header with segments
@@ -68,6 +72,7 @@ struct service_counters {
 	__u64 ack_cookie_invalid;
 	__u64 established_passed;
 	__u64 handoff_assigned;
+	__u64 on_demand_switches; /* on-demand: switches between the listener and cookies */
 };
 
 struct {
@@ -101,6 +106,8 @@ enum reason {
 	PASS_NO_LISTENER,
 	PASS_TIME_WAIT,
 	PASS_NOT_FOR_HOST,
+	PASS_ON_DEMAND_IDLE,
+	PASS_KERNEL_COOKIE,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_FRAGMENT,
@@ -206,6 +213,12 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_PASS;
 	case PASS_NOT_FOR_HOST:
 		c->pass__not_for_host++;
+		return XDP_PASS;
+	case PASS_ON_DEMAND_IDLE:
+		c->pass__on_demand_idle++;
+		return XDP_PASS;
+	case PASS_KERNEL_COOKIE:
+		c->pass__kernel_cookie++;
 		return XDP_PASS;
 	case DROP_NO_CONN:
 		c->drop__no_conn++;

@@ -41,6 +41,8 @@ type xsynCounters struct {
 	PassCookieError   uint64
 	PassNoListener    uint64
 	PassTimeWait      uint64
+	PassOnDemandIdle  uint64
+	PassKernelCookie  uint64
 	PassNotForHost    uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
@@ -54,6 +56,21 @@ type xsynIfaceConfig struct {
 	Mac      [6]uint8
 	CheckMac uint8
 	Pad      uint8
+}
+
+type xsynOnDemandRate struct {
+	_      structs.HostLayout
+	Window uint64
+	Count  uint32
+	Prev   uint32
+}
+
+type xsynOnDemandState struct {
+	_        structs.HostLayout
+	LastBusy uint64
+	Since    uint64
+	Cookies  uint32
+	Pad      uint32
 }
 
 type xsynPortServices struct {
@@ -80,6 +97,7 @@ type xsynService struct {
 	Pad        uint8
 	Window     uint16
 	Pad2       uint16
+	OnDemand   uint32
 }
 
 type xsynServiceCounters struct {
@@ -90,6 +108,7 @@ type xsynServiceCounters struct {
 	AckCookieInvalid  uint64
 	EstablishedPassed uint64
 	HandoffAssigned   uint64
+	OnDemandSwitches  uint64
 }
 
 type xsynServiceKey4 struct {
@@ -119,6 +138,8 @@ type xsynTwBudget struct {
 const (
 	xsynMapXsynCounters  = "xsyn_counters"
 	xsynMapXsynIface     = "xsyn_iface"
+	xsynMapXsynOdRate    = "xsyn_od_rate"
+	xsynMapXsynOdState   = "xsyn_od_state"
 	xsynMapXsynPorts     = "xsyn_ports"
 	xsynMapXsynSecret    = "xsyn_secret"
 	xsynMapXsynServices4 = "xsyn_services4"
@@ -183,6 +204,8 @@ type xsynProgramSpecs struct {
 type xsynMapSpecs struct {
 	XsynCounters  *ebpf.MapSpec `ebpf:"xsyn_counters"`
 	XsynIface     *ebpf.MapSpec `ebpf:"xsyn_iface"`
+	XsynOdRate    *ebpf.MapSpec `ebpf:"xsyn_od_rate"`
+	XsynOdState   *ebpf.MapSpec `ebpf:"xsyn_od_state"`
 	XsynPorts     *ebpf.MapSpec `ebpf:"xsyn_ports"`
 	XsynSecret    *ebpf.MapSpec `ebpf:"xsyn_secret"`
 	XsynServices4 *ebpf.MapSpec `ebpf:"xsyn_services4"`
@@ -221,6 +244,8 @@ func (o *xsynObjects) Close() error {
 type xsynMaps struct {
 	XsynCounters  *ebpf.Map `ebpf:"xsyn_counters"`
 	XsynIface     *ebpf.Map `ebpf:"xsyn_iface"`
+	XsynOdRate    *ebpf.Map `ebpf:"xsyn_od_rate"`
+	XsynOdState   *ebpf.Map `ebpf:"xsyn_od_state"`
 	XsynPorts     *ebpf.Map `ebpf:"xsyn_ports"`
 	XsynSecret    *ebpf.Map `ebpf:"xsyn_secret"`
 	XsynServices4 *ebpf.Map `ebpf:"xsyn_services4"`
@@ -234,6 +259,8 @@ func (m *xsynMaps) Close() error {
 	return _XsynClose(
 		m.XsynCounters,
 		m.XsynIface,
+		m.XsynOdRate,
+		m.XsynOdState,
 		m.XsynPorts,
 		m.XsynSecret,
 		m.XsynServices4,

@@ -83,6 +83,9 @@ type Service struct {
 	// Handoff: the socket-handoff path (xsyn's cookie, ACK handed to the listener); else
 	// SYNPROXY's (the kernel's cookie). See Path.
 	Handoff bool
+	// OnDemand: handoff only, the SYN rate (a second) from which XDP answers with cookies;
+	// below it the listener answers itself. 0: cookies always. See OnDemand in ondemand.go.
+	OnDemand uint32
 }
 
 func (s Service) String() string {
@@ -183,6 +186,12 @@ func (s Service) Validate() error {
 	}
 	if s.TTL == 0 {
 		return bad("ttl must be 1-255")
+	}
+	if s.OnDemand != 0 && !s.Handoff {
+		return bad("%s", onDemandSynproxy)
+	}
+	if s.OnDemand > MaxOnDemand {
+		return bad("on-demand %d is above %d SYNs a second", s.OnDemand, MaxOnDemand)
 	}
 	return nil
 }

@@ -233,6 +233,10 @@ type Statement struct {
 	Via        Via
 	Path       Path
 	PathReason string
+	// OnDemand is the SYN rate (a second) from which the statement's SYNs get cookies; below
+	// it the listener answers them (config `on-demand`, flag --on-demand). 0: cookies always.
+	// Handoff path only.
+	OnDemand uint32
 }
 
 // Origin names the statement in annotations: its text, or where it was written.
@@ -397,6 +401,9 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 	if err := s.followSynproxy(); err != nil {
 		return Spec{}, err
 	}
+	if err := s.checkOnDemand(); err != nil {
+		return Spec{}, err
+	}
 	seen := map[Service]bool{}
 	for i := range s.Statements {
 		st := &s.Statements[i]
@@ -406,9 +413,9 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 		for _, dst := range st.Match.Dst.Positive(st.Family) {
 			for _, port := range st.Match.Dport.Ports() {
 				svc := Service{Family: st.Family, Dst: dst, Port: port, Options: st.Options, TTL: st.TTL,
-					Handoff: st.Path == PathHandoff}
+					Handoff: st.Path == PathHandoff, OnDemand: st.OnDemand}
 				k := svc
-				k.Options, k.TTL = TCPOptions{}, 0
+				k.Options, k.TTL, k.OnDemand = TCPOptions{}, 0, 0
 				if seen[k] {
 					continue // an earlier statement answers it, with the same options
 				}
@@ -592,15 +599,16 @@ func (o TCPOptions) String() string {
 // attach.
 func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 	type group struct {
-		fam  Family
-		dst  netip.Prefix
-		opts TCPOptions
-		ttl  uint8
+		fam      Family
+		dst      netip.Prefix
+		opts     TCPOptions
+		ttl      uint8
+		onDemand uint32
 	}
 	var order []group
 	ports := map[group][]PortRange{}
 	for _, svc := range svcs {
-		g := group{svc.Family, svc.Dst, svc.Options, svc.TTL}
+		g := group{svc.Family, svc.Dst, svc.Options, svc.TTL, svc.OnDemand}
 		if _, ok := ports[g]; !ok {
 			order = append(order, g)
 		}
@@ -608,7 +616,8 @@ func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 	}
 	var stmts []Statement
 	for _, g := range order {
-		st := Statement{Family: g.fam, Direction: Input, Options: g.opts, TTL: g.ttl, Action: Action{Kind: Accept}}
+		st := Statement{Family: g.fam, Direction: Input, Options: g.opts, TTL: g.ttl, Action: Action{Kind: Accept},
+			OnDemand: g.onDemand}
 		if g.dst.Bits() != 0 {
 			st.Match.Dst.Prefixes = []netip.Prefix{g.dst}
 		}
