@@ -315,3 +315,63 @@ func kernelCookieRig(t *testing.T) *xdpRig {
 	}
 	return newRig(t, s)
 }
+
+// TestOnDemandReconfigure: the threshold reaches the program by a map update; a change keeps
+// the switch as it is (a flood goes on), turning on-demand on starts it afresh.
+func TestOnDemandReconfigure(t *testing.T) {
+	r := newOnDemandRig(t)
+	withRate := func(rate int) spec.Spec {
+		s := onDemandSpec(t)
+		for i := range s.Services {
+			if s.Services[i].Port == odPort {
+				s.Services[i].OnDemand = uint32(rate)
+			}
+		}
+		return s
+	}
+	id := serviceID(t, r.spec, server4, odPort)
+	threshold := func() uint32 {
+		t.Helper()
+		got, err := r.prog.OnDemand()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range got {
+			if s.ID == id {
+				return s.Threshold
+			}
+		}
+		return 0
+	}
+	if got := threshold(); got != odRate {
+		t.Fatalf("threshold %d after the load, want %d", got, odRate)
+	}
+	r.prime(t, id, odSetup{cookies: true})
+	if err := r.prog.Reconfigure(withRate(5000)); err != nil {
+		t.Fatal(err)
+	}
+	if got := threshold(); got != 5000 || r.odState(t, id).Cookies == 0 {
+		t.Errorf("threshold changed to 5000: threshold %d, cookies %d; want 5000 and still on", got, r.odState(t, id).Cookies)
+	}
+	if err := r.prog.Reconfigure(withRate(0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := threshold(); got != 0 {
+		t.Errorf("on-demand off: threshold %d", got)
+	}
+	svcs, err := r.prog.configMaps().services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs {
+		if s.OnDemand != 0 {
+			t.Errorf("on-demand off: service %s reads back %d", s, s.OnDemand)
+		}
+	}
+	if err := r.prog.Reconfigure(withRate(odRate)); err != nil {
+		t.Fatal(err)
+	}
+	if got := threshold(); got != odRate || r.odState(t, id).Cookies != 0 {
+		t.Errorf("on-demand on again: threshold %d, cookies %d; want %d and the listener answering", got, r.odState(t, id).Cookies, odRate)
+	}
+}

@@ -282,7 +282,11 @@ func printServices(w io.Writer, svcs []spec.Service) {
 		if !o.Timestamps && !s.Handoff {
 			wscale, sack, ecn = "-", "-", "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL, servicePath(s))
+		path := servicePath(s)
+		if s.OnDemand != 0 {
+			path += fmt.Sprintf(", on-demand %d/s", s.OnDemand)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL, path)
 	}
 	tw.Flush()
 }
