@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/internal/source"
+	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -85,5 +91,56 @@ func TestExplainOnDemand(t *testing.T) {
 	}
 	if strings.Count(out, "on-demand:") != 1 {
 		t.Errorf("explain: the redirect statement (SYNPROXY) shows on-demand too:\n%s", out)
+	}
+}
+
+// status shows each on-demand service's switch, in text and in --json beside its service.
+func TestStatusOnDemand(t *testing.T) {
+	svc := spec.Service{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 8080, Handoff: true, OnDemand: 20000,
+		Options: spec.DefaultOptions(spec.IPv4), TTL: 64}
+	plain := spec.Service{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 22, Handoff: true,
+		Options: spec.DefaultOptions(spec.IPv4), TTL: 64}
+	st := d0(10, 10, 0, 0)
+	st[0].Services = []spec.Service{plain, svc}
+	st[0].OnDemand = []loader.ServiceOnDemand{{Service: svc, ID: 1,
+		OnDemandState: loader.OnDemandState{Threshold: 20000, Cookies: true, Rate: 35000, Since: 2500 * time.Millisecond, Switches: 3}}}
+
+	k := &fakeKernel{reads: [][]protect.Status{st}}
+	var out strings.Builder
+	if err := k.view(statusOpts{}, false, &out).once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"handoff, on-demand 20000/s\n",
+		"on-demand ipv4 0.0.0.0/0 port 8080: COOKIES (flooded), 35000 SYN/s in the last 100 ms, threshold 20000, switched 2.5s ago, 3 switches\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	k = &fakeKernel{reads: [][]protect.Status{st}}
+	out.Reset()
+	if err := k.view(statusOpts{json: true}, false, &out).once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Interfaces []struct {
+			Services []struct {
+				Port     uint16          `json:"port"`
+				OnDemand json.RawMessage `json:"on_demand"`
+			} `json:"services"`
+		} `json:"interfaces"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &doc); err != nil {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	got := map[uint16]string{}
+	for _, s := range doc.Interfaces[0].Services {
+		got[s.Port] = string(s.OnDemand)
+	}
+	want := `{"syns_per_second":20000,"state":"cookies","rate":35000,"since_seconds":2.5,"switches":3,"quiet":false}`
+	if strings.Join(strings.Fields(got[8080]), "") != want || got[22] != "" {
+		t.Errorf("--json on_demand: port 8080 %s, port 22 %q; want %s and none", got[8080], got[22], want)
 	}
 }

@@ -339,6 +339,7 @@ func writeText(w io.Writer, st protect.Status, rates familyRates, fresh bool) {
 	if len(st.Services) > 0 {
 		printServices(w, st.Services)
 	}
+	writeOnDemand(w, st)
 	if st.Counters == nil {
 		return
 	}
@@ -469,6 +470,8 @@ type serviceJSON struct {
 	ECN         bool   `json:"ecn"`
 	TTL         uint8  `json:"ttl"`
 	Path        string `json:"path"`
+	// OnDemand: absent unless the service is on-demand (status_ondemand.go).
+	OnDemand *onDemandJSON `json:"on_demand,omitempty"`
 }
 
 // writeJSON prints one document: indented for a single status, one line per frame with --watch.
@@ -480,7 +483,8 @@ func writeJSON(w io.Writer, sts []protect.Status, rates map[string]measured, ind
 		for _, s := range st.Services {
 			o := s.Options
 			j.Services = append(j.Services, serviceJSON{Family: s.Family.String(), Destination: s.Dst.String(),
-				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL, Path: servicePath(s)})
+				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL, Path: servicePath(s),
+				OnDemand: onDemandToJSON(onDemandOf(st, s))})
 		}
 		if st.Counters != nil {
 			j.Counters = map[string]map[string]uint64{}
