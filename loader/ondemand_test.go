@@ -7,14 +7,19 @@ package loader
 // boundary fell inside it, so no verdict depends on when the test runs.
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -269,6 +274,16 @@ func TestOnDemandACK(t *testing.T) {
 					return ok && res.taiSlot == h.taiSlot
 				})
 			})
+			t.Run("listener's SYN-ACK before the switch to cookies", func(t *testing.T) {
+				halfOpen(t, ns, s.pick(client4, client6), s.pick(server4, server6), odPort)
+				r.prime(t, id, odSetup{cookies: true, lastBusy: 0})
+				ack := s.segment(odPort, packet.ACK)
+				ack.TCP.SrcPort = halfOpenPort
+				ack.TCP.Ack = 0x12345678 // the listener's ISN, which only its request socket knows
+				in := ack.Bytes()
+				res, _ := r.run(t, ns, in)
+				r.expect(t, s.fam, res, id, connected) // the request socket found: the stack completes it
+			})
 			for _, c := range []struct {
 				name   string
 				port   uint16
@@ -299,6 +314,53 @@ func TestOnDemandACK(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// halfOpenPort is the client port of halfOpen's connections, which no other row uses: their
+// request sockets outlive the row.
+const halfOpenPort = 40124
+
+// halfOpen leaves a request socket of the listener on port for the fixtures' client address and
+// halfOpenPort, as a client whose handshake the listener answered leaves it until its ACK comes: a
+// client socket in ns connects while the listener's SYN-ACKs are dropped on their way out.
+func halfOpen(t *testing.T, ns *netlab.Host, from, to netip.Addr, port uint16) {
+	t.Helper()
+	cmd := "iptables"
+	if to.Is6() {
+		cmd = "ip6tables"
+	}
+	rule := []string{"OUTPUT", "-p", "tcp", "--sport", fmt.Sprint(port), "--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "DROP"}
+	if _, err := ns.Run(cmd, append([]string{"-I"}, rule...)...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Run(cmd, append([]string{"-D"}, rule...)...) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go ns.Do(func() error {
+		defer close(done)
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, halfOpenPort)), Control: reuseAddr}
+		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(to, port).String())
+		if err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	t.Cleanup(func() { cancel(); <-done })
+	// Wait for the request socket: ss lists it in SYN-RECV.
+	filter := fmt.Sprintf("( sport = :%d and dport = :%d )", port, halfOpenPort)
+	for end := time.Now().Add(5 * time.Second); ; {
+		out, err := ns.Run("ss", "-Htn", "state", "syn-recv", filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(out) != "" {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no request socket for %s:%d -> %s:%d after 5s", from, halfOpenPort, to, port)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
