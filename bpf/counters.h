@@ -46,7 +46,8 @@ struct counters {
 	__u64 pass__time_wait;     /* handoff: SYN for a 4-tuple in TIME_WAIT on the server: the
 				    * kernel reuses the port, as it would without xsyn */
 	__u64 pass__on_demand_idle; /* handoff, on-demand: SYN to a service below its threshold,
-				     * answered by the listener itself (ondemand.h) */
+				     * or one the listener answered before the switch to cookies
+				     * (sent again): the listener answers it (ondemand.h) */
 	__u64 pass__kernel_cookie; /* handoff, on-demand: ACK carrying the listener's own cookie
 				    * (it sent them while its SYN queue was full): the stack checks it */
 	__u64 pass__not_for_host;  /* SYN not sent to this host: another MAC (a bridge, promiscuous

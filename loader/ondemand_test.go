@@ -254,7 +254,7 @@ func TestOnDemandACK(t *testing.T) {
 	// A program on the SYNPROXY path answers with the kernel's cookie, as the listener would.
 	kernel := kernelCookieRig(t)
 
-	for _, s := range frameShapes {
+	for shape, s := range frameShapes {
 		t.Run(s.name, func(t *testing.T) {
 			id := serviceID(t, r.spec, s.pick(server4, server6), odPort)
 			offID := serviceID(t, r.spec, s.pick(server4, server6), odOffPort)
@@ -275,14 +275,26 @@ func TestOnDemandACK(t *testing.T) {
 				})
 			})
 			t.Run("listener's SYN-ACK before the switch to cookies", func(t *testing.T) {
-				halfOpen(t, ns, s.pick(client4, client6), s.pick(server4, server6), odPort)
+				port := halfOpenPort + uint16(shape) // a request socket of its own: one outlives its row
+				halfOpen(t, ns, s.pick(client4, client6), port, s.pick(server4, server6), odPort)
 				r.prime(t, id, odSetup{cookies: true, lastBusy: 0})
 				ack := s.segment(odPort, packet.ACK)
-				ack.TCP.SrcPort = halfOpenPort
+				ack.TCP.SrcPort = port
 				ack.TCP.Ack = 0x12345678 // the listener's ISN, which only its request socket knows
 				in := ack.Bytes()
 				res, _ := r.run(t, ns, in)
 				r.expect(t, s.fam, res, id, connected) // the request socket found: the stack completes it
+
+				// Its SYN again (the listener's SYN-ACK was lost): the listener answers it,
+				// not a cookie its request socket would refuse the ACK of.
+				syn := s.segment(odPort, packet.SYN, linuxOpts)
+				syn.TCP.SrcPort = port
+				in = syn.Bytes()
+				res, _ = r.run(t, ns, in)
+				r.expect(t, s.fam, res, id, toListener)
+				if string(res.out) != string(in) {
+					t.Errorf("frame changed:\n in  %x\n out %x", in, res.out)
+				}
 			})
 			for _, c := range []struct {
 				name   string
@@ -317,14 +329,14 @@ func TestOnDemandACK(t *testing.T) {
 	}
 }
 
-// halfOpenPort is the client port of halfOpen's connections, which no other row uses: their
-// request sockets outlive the row.
-const halfOpenPort = 40124
+// halfOpenPort is the first client port of halfOpen's connections, which no other row uses:
+// their request sockets outlive the row, and a new SYN from the same port would reset one.
+const halfOpenPort uint16 = 40200
 
-// halfOpen leaves a request socket of the listener on port for the fixtures' client address and
-// halfOpenPort, as a client whose handshake the listener answered leaves it until its ACK comes: a
+// halfOpen leaves a request socket of the listener on port for the client from:fromPort, as a
+// client whose handshake the listener answered leaves it until its ACK comes: a
 // client socket in ns connects while the listener's SYN-ACKs are dropped on their way out.
-func halfOpen(t *testing.T, ns *netlab.Host, from, to netip.Addr, port uint16) {
+func halfOpen(t *testing.T, ns *netlab.Host, from netip.Addr, fromPort uint16, to netip.Addr, port uint16) {
 	t.Helper()
 	cmd := "iptables"
 	if to.Is6() {
@@ -339,7 +351,7 @@ func halfOpen(t *testing.T, ns *netlab.Host, from, to netip.Addr, port uint16) {
 	done := make(chan struct{})
 	go ns.Do(func() error {
 		defer close(done)
-		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, halfOpenPort)), Control: reuseAddr}
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, fromPort)), Control: reuseAddr}
 		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(to, port).String())
 		if err == nil {
 			c.Close()
@@ -348,7 +360,7 @@ func halfOpen(t *testing.T, ns *netlab.Host, from, to netip.Addr, port uint16) {
 	})
 	t.Cleanup(func() { cancel(); <-done })
 	// Wait for the request socket: ss lists it in SYN-RECV.
-	filter := fmt.Sprintf("( sport = :%d and dport = :%d )", port, halfOpenPort)
+	filter := fmt.Sprintf("( sport = :%d and dport = :%d )", port, fromPort)
 	for end := time.Now().Add(5 * time.Second); ; {
 		out, err := ns.Run("ss", "-Htn", "state", "syn-recv", filter)
 		if err != nil {
@@ -358,7 +370,7 @@ func halfOpen(t *testing.T, ns *netlab.Host, from, to netip.Addr, port uint16) {
 			return
 		}
 		if time.Now().After(end) {
-			t.Fatalf("no request socket for %s:%d -> %s:%d after 5s", from, halfOpenPort, to, port)
+			t.Fatalf("no request socket for %s:%d -> %s:%d after 5s", from, fromPort, to, port)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
