@@ -37,7 +37,6 @@ struct counters {
 	__u64 pass__not_protected; /* TCP to an address:port without a service */
 	__u64 pass__fragment;      /* IPv4 fragment or IPv6 fragment header: the kernel reassembles */
 	__u64 pass__vlan_depth;    /* more than two VLAN tags */
-	__u64 pass__ext_hdr_chain; /* more IPv6 extension headers than we walk */
 	__u64 pass__malformed;     /* bad IP header or lengths; the kernel's checks drop it */
 	__u64 pass__no_room;       /* SYN whose frame could not be resized: SYNPROXY answers */
 	__u64 pass__cookie_error;  /* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */
@@ -45,15 +44,18 @@ struct counters {
 				    * stack answers with a reset, as it would without xsyn */
 	__u64 pass__time_wait;     /* handoff: SYN for a 4-tuple in TIME_WAIT on the server: the
 				    * kernel reuses the port, as it would without xsyn */
+	__u64 pass__not_for_host;  /* SYN not sent to this host: another MAC (a bridge, promiscuous
+				    * mode), a broadcast or multicast frame or address, loopback, a
+				    * bad IPv4 header checksum, an IPv6 routing header with segments
+				    * left. Answering would reflect; the stack decides */
+	__u64 pass__routed;        /* to a protected port of an address this host routes rather
+				    * than owns (an input statement without dst, on a router): the
+				    * stack forwards it, as it would without xsyn */
 	__u64 pass__on_demand_idle; /* handoff, on-demand: SYN to a service below its threshold,
 				     * or one the listener answered before the switch to cookies
 				     * (sent again): the listener answers it (ondemand.h) */
 	__u64 pass__kernel_cookie; /* handoff, on-demand: ACK carrying the listener's own cookie
 				    * (it sent them while its SYN queue was full): the stack checks it */
-	__u64 pass__not_for_host;  /* SYN not sent to this host: another MAC (a bridge, promiscuous
-				    * mode), a broadcast or multicast frame or address, loopback, a
-				    * bad IPv4 header checksum, an IPv6 routing header with segments
-				    * left. Answering would reflect; the stack decides */
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
@@ -62,6 +64,9 @@ struct counters {
 				* cost */
 	__u64 drop__ah;        /* SYN to a protected service behind an IPsec Authentication
 				* Header, which the SYN-ACK could not carry */
+	__u64 drop__ext_hdr_chain; /* more IPv6 extension headers than we walk (16): it could
+				    * hide a SYN to a protected service, and no real stack sends
+				    * one */
 	__u64 drop__internal;  /* frame not the size just asked for; never expected */
 };
 
@@ -100,19 +105,20 @@ enum reason {
 	PASS_NOT_PROTECTED,
 	PASS_FRAGMENT,
 	PASS_VLAN_DEPTH,
-	PASS_EXT_HDR_CHAIN,
 	PASS_MALFORMED,
 	PASS_NO_ROOM,
 	PASS_COOKIE_ERROR,
 	PASS_NO_LISTENER,
 	PASS_TIME_WAIT,
 	PASS_NOT_FOR_HOST,
+	PASS_ROUTED,
 	PASS_ON_DEMAND_IDLE,
 	PASS_KERNEL_COOKIE,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_FRAGMENT,
 	DROP_AH,
+	DROP_EXT_HDR_CHAIN,
 	DROP_INTERNAL,
 	CONTINUE, /* not a verdict: the stage wants the next stage to decide */
 };
@@ -194,9 +200,6 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 	case PASS_VLAN_DEPTH:
 		c->pass__vlan_depth++;
 		return XDP_PASS;
-	case PASS_EXT_HDR_CHAIN:
-		c->pass__ext_hdr_chain++;
-		return XDP_PASS;
 	case PASS_MALFORMED:
 		c->pass__malformed++;
 		return XDP_PASS;
@@ -215,6 +218,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 	case PASS_NOT_FOR_HOST:
 		c->pass__not_for_host++;
 		return XDP_PASS;
+	case PASS_ROUTED:
+		c->pass__routed++;
+		return XDP_PASS;
 	case PASS_ON_DEMAND_IDLE:
 		c->pass__on_demand_idle++;
 		return XDP_PASS;
@@ -232,6 +238,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_DROP;
 	case DROP_AH:
 		c->drop__ah++;
+		return XDP_DROP;
+	case DROP_EXT_HDR_CHAIN:
+		c->drop__ext_hdr_chain++;
 		return XDP_DROP;
 	case DROP_INTERNAL:
 	default:

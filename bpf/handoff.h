@@ -26,6 +26,7 @@
 #include "conntrack.h"
 #include "cookie.h"
 #include "counters.h"
+#include "host.h"
 #include "parse.h"
 #include "socket.h"
 #include "synack.h"
@@ -54,6 +55,10 @@ static __always_inline enum reason judge_handoff(struct xdp_md *ctx, const struc
 
 	if (state != NO_SOCKET && state != TCP_LISTEN)
 		return ESTABLISHED_PASSED;
+	/* No connection here: on a router, maybe one it forwards. The lookup cannot tell (a
+	 * listener on every address matches any destination), the FIB can. */
+	if (svc->local_only && !dst_local(ctx, p))
+		return PASS_ROUTED;
 	if (flags != TCP_FLAG_ACK)
 		return DROP_NO_CONN;
 	if (!ack_cookie_valid(p, ctx, false, &o)) {
