@@ -42,12 +42,10 @@ func planFamily(iface string, f spec.Family, set spec.Settings, proxied, handedO
 		}
 	}
 	if len(proxied) > 0 {
-		mark := set.MarkString()
 		b.add(kindOrphan, "orphans", "log (rate-limited) a SYNPROXY SYN that no statement claimed",
-			[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-m", "limit", "--limit", "6/min",
-				"-j", "LOG", "--log-prefix", "xsyn ORPHAN SYNPROXY->SERVER "})
+			append(markedSYN(set), "-m", "limit", "--limit", "6/min", "-j", "LOG", "--log-prefix", "xsyn ORPHAN SYNPROXY->SERVER "))
 		b.add(kindOrphan, "orphans", "and drop it: it escaped every statement",
-			[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-j", "DROP"})
+			append(markedSYN(set), "-j", "DROP"))
 	}
 	for _, st := range handedOff {
 		if err := handoffRules(b, iface, st); err != nil {
@@ -112,8 +110,17 @@ func loopbackRules(b *chainBuilder, f spec.Family, set spec.Settings) {
 	case spec.LoopbackLoose:
 		b.add(kindIn, origin, "trust everything on lo", []string{"-i", "lo", "-j", "ACCEPT"})
 	}
-	b.add(kindIn, "synproxy isolation", "SYNPROXY's marked SYN to a server on this host loops back through lo: its action was applied in OUTPUT",
-		[]string{"-i", "lo", "-m", "mark", "--mark", set.MarkString(), "-j", "ACCEPT"})
+	b.add(kindIn, "synproxy isolation", "SYNPROXY's marked SYN to a server on this host loops back through lo: its action was applied in OUTPUT; "+
+		"only a SYN opening a connection, so no other packet carrying the mark bits rides this accept",
+		append(append([]string{"-i", "lo"}, markedSYN(set)...), "-j", "ACCEPT"))
+}
+
+// markedSYN matches what the mark stands for: SYNPROXY's SYN to the server, a SYN that opens a
+// new connection and carries xsyn's mark bits. Another packet with those bits (someone else's
+// rule that uses them, a mark set by a local process with CAP_NET_ADMIN) matches no accept.
+func markedSYN(set spec.Settings) []string {
+	return []string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN",
+		"-m", "mark", "--mark", set.MarkString(), "-m", "conntrack", "--ctstate", "NEW"}
 }
 
 // statementRules adds the rules of one statement to every chain kind it needs.
@@ -137,10 +144,15 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	dport := portAlternatives("--dport", "--dports", m.Dport)
 	in := []string{"-i", iface}
 
+	// Without dst, the statement's destinations are told by their kind: this host's own
+	// addresses for SYNPROXY in INPUT alone, routed ones for SYNPROXY in FORWARD alone (see
+	// local). Every rule that matches the client's destination says so.
+	here := local(st)
+
 	// The client's SYN, untracked before conntrack sees it. Outface is not known yet.
 	syn := []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN"}
 	b.add(kindRaw, origin, "the client's SYN skips conntrack: SYNPROXY (or XDP) answers it with a cookie",
-		product(src, dst, [][]string{in}, tcp(sport, dport, syn), [][]string{{"-j", "CT", "--notrack"}})...)
+		product(src, dst, [][]string{in}, tcp(sport, dport, append(syn, here...)), [][]string{{"-j", "CT", "--notrack"}})...)
 
 	// SYNPROXY where the client's packets pass: INPUT, FORWARD, or both.
 	if st.Direction == spec.Input {
@@ -171,10 +183,10 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	// destination. Mark it, NAT it, apply the action.
 	mark := set.MarkString()
 	b.add(kindMark, origin, "mark SYNPROXY's SYN to the server (a SYN without a socket, for this statement's destination)",
-		product(src, dst, out, tcp(sport, dport, syn),
+		product(src, dst, out, tcp(sport, dport, append(syn, here...)),
 			[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctstate", "NEW",
 				"-j", "MARK", "--set-xmark", mark}})...)
-	marked := []string{"-m", "mark", "--mark", mark}
+	marked := append([]string{"-m", "mark", "--mark", mark}, here...)
 	natWhy, natTarget := "SYNPROXY's marked SYN goes to the destination the client asked for, past every other NAT rule", []string{"-j", "ACCEPT"}
 	switch st.Action.Kind {
 	case spec.Redirect:
@@ -196,7 +208,8 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 
 	// The action, in filter OUTPUT, on the original destination (NAT has happened).
 	odst := origDst(m.Dst, m.Dport, f)
-	match := product(src, out, tcp(sport, anyPort, marked), odst)
+	tdst, tlocal := translatedLocal(st)
+	match := product(src, [][]string{tdst}, out, tcp(sport, anyPort, []string{"-m", "mark", "--mark", mark}), odst, [][]string{tlocal})
 	if st.LogLimit != "" {
 		b.add(kindOut, origin, "loglimit: log the connection SYNPROXY opens (rate-limited)",
 			product(match, [][]string{{"-m", "limit", "--limit", "1/sec",
@@ -211,9 +224,52 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	if !serverLocal(st) {
 		replyKind = kindFwd
 	}
+	// As FireHOL's: only segments with ACK and without RST, which is what the server sends
+	// when conntrack lost its connection (an ACK, data), and only to the client's side (-o
+	// the interface), so that a statement without dst does not drop every INVALID packet
+	// that merely comes from its port.
 	b.add(replyKind, origin, "an INVALID packet from the server to the client is dropped, not leaked",
-		product(saddr, tcp(sport2, anyPort, nil), [][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
+		product(saddr, [][]string{{"-o", iface}}, tcp(sport2, anyPort, []string{"--tcp-flags", "RST,ACK", "ACK"}),
+			[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
 	return nil
+}
+
+// local is the addrtype match a statement without dst puts on the client's destination: this
+// host's own addresses when SYNPROXY is in INPUT alone (an input statement: a router's
+// forwarded SYNs are neither untracked nor proxied by it, and its NAT and action never claim
+// another statement's connection to a routed destination), routed ones when it is in
+// FORWARD alone. A statement with dst, or with SYNPROXY in both chains, matches both.
+func local(st spec.Statement) []string {
+	if !st.Match.Dst.Any() {
+		return nil
+	}
+	kinds := proxyKinds(st)
+	switch {
+	case len(kinds) != 1:
+		return nil
+	case kinds[0] == kindIn:
+		return []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	}
+	return []string{"-m", "addrtype", "!", "--dst-type", "LOCAL"}
+}
+
+// translatedLocal is local for the action in filter OUTPUT, which sees the destination after
+// NAT: a DNAT to an address is matched by that address instead (-d, returned first), a
+// redirect by this host's addresses (returned second, as local is).
+//
+// XXX: a forward statement with an outface that redirects (to this host) cannot be told from
+// an input statement there: both end at a local address.
+func translatedLocal(st spec.Statement) (dst, addrtype []string) {
+	here := local(st)
+	switch {
+	case here == nil:
+		return nil, nil
+	case st.Action.Kind == spec.DNAT && st.Action.Addr.IsValid():
+		return []string{"-d", netip.PrefixFrom(st.Action.Addr, st.Action.Addr.BitLen()).String()}, nil
+	case st.Action.Kind == spec.Redirect:
+		return nil, []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	}
+	return nil, here
 }
 
 // handoffRules take the flows of a statement on the handoff path out of conntrack, in both
@@ -244,7 +300,7 @@ func handoffRules(b *chainBuilder, iface string, st spec.Statement) error {
 	}
 	src, _ := addrAlternatives("-s", st.Match.Dst, f)
 	b.add(kindHandoffIn, origin, "the client's packets of a handed-off connection skip conntrack, which would call them INVALID (no loose tracking)",
-		product(dst, [][]string{{"-i", iface}}, tcp(anyPort, portAlternatives("--dport", "--dports", st.Match.Dport), nil),
+		product(dst, [][]string{{"-i", iface}}, tcp(anyPort, portAlternatives("--dport", "--dports", st.Match.Dport), local(st)),
 			[][]string{{"-j", "CT", "--notrack"}})...)
 	b.add(kindHandoffOut, origin, "the server's packets of a handed-off connection skip conntrack as well: the firewall sees the whole flow UNTRACKED",
 		product(src, [][]string{{"-o", iface}}, tcp(portAlternatives("--sport", "--sports", st.Match.Dport), anyPort, nil),
