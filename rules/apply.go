@@ -56,6 +56,9 @@ var families = []spec.Family{spec.IPv4, spec.IPv6}
 // chains, and only then are the old chains removed and the new ones renamed. On failure
 // everything done is undone, leaving the previous rules, jumps and sysctls as they were.
 //
+// The interface's own sysctls that p no longer needs (route_localnet without a redirect) are
+// restored, whatever other interfaces do; the namespace's wait for the last interface.
+//
 // An empty plan (Plan.Empty: every statement takes the handoff path) removes the interface's
 // chains and, when no other interface has any, restores the saved sysctls, as Remove does; but
 // a failure undoes that too.
@@ -86,9 +89,10 @@ func (a *Applier) Apply(p Plan) error {
 	return nil
 }
 
-// Remove deletes the interface's jumps and chains in both families; missing ones are fine. When
-// no xsyn interface is left in the namespace it restores the saved sysctls and deletes
-// SavedChain. A failed Remove can be retried.
+// Remove deletes the interface's jumps and chains in both families; missing ones are fine. It
+// restores the interface's own sysctls (route_localnet) first, while its strict loopback drop
+// is still there. When no xsyn interface is left in the namespace it restores the saved
+// sysctls and deletes SavedChain. A failed Remove can be retried.
 func (a *Applier) Remove(iface string) error {
 	if err := checkIface(iface); err != nil {
 		return fmt.Errorf("remove rules: %w", err)
@@ -104,6 +108,10 @@ func (a *Applier) Remove(iface string) error {
 func (a *Applier) remove(t *txn, iface string) error {
 	mine, err := a.owned(iface)
 	if err != nil {
+		return err
+	}
+	// The interface's own sysctls first, while its strict loopback drop is still there.
+	if err := a.restoreIfaceSysctls(t, iface, nil); err != nil {
 		return err
 	}
 	slices.SortStableFunc(mine, func(x, y liveChain) int { return kindIndex(x.kind) - kindIndex(y.kind) })
@@ -309,6 +317,12 @@ func (a *Applier) apply(t *txn, p Plan) error {
 		}
 	}
 	if err := a.setSysctls(t, p.Sysctls, len(all) > 0); err != nil {
+		return err
+	}
+	// The interface's own sysctls the new plan no longer needs (route_localnet without a
+	// redirect) go back before the old chains do, so that while route_localnet is 1 the old
+	// chains' strict loopback drop is still there.
+	if err := a.restoreIfaceSysctls(t, p.Iface, p.Sysctls); err != nil {
 		return err
 	}
 	// Old chains go along the packet's path: raw first, so no SYN is untracked for a statement
