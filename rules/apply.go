@@ -27,10 +27,11 @@ type IPTables interface {
 type Applier struct {
 	ipt map[spec.Family]IPTables
 	sys Sysctl
+	nft NFTRuleset // nil: MarkUsers reads iptables only
 }
 
 // NewApplier returns an Applier using the system's iptables and ip6tables (whichever backend
-// they are) and /proc/sys, in the caller's network namespace.
+// they are), nft (for MarkUsers) and /proc/sys, in the caller's network namespace.
 func NewApplier() (*Applier, error) {
 	v4, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
 	if err != nil {
@@ -40,7 +41,9 @@ func NewApplier() (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find ip6tables: %w", err)
 	}
-	return NewApplierWith(v4, v6, ProcSys{Root: "/proc/sys"}), nil
+	a := NewApplierWith(v4, v6, ProcSys{Root: "/proc/sys"})
+	a.nft = SystemNFT
+	return a, nil
 }
 
 // NewApplierWith returns an Applier acting through the given IPv4 and IPv6 tables and sysctls.
