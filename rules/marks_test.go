@@ -15,7 +15,7 @@ func TestIPTablesMarkBits(t *testing.T) {
 	}{
 		{"-A OUTPUT -j MARK --set-xmark 0x4/0x4", 0x4},
 		{"-A OUTPUT -j MARK --set-xmark 0x20000000/0xffffffff", 0xffffffff}, // --set-mark 0x20000000
-		{"-A PREROUTING -m mark --mark 0x1 -j ACCEPT", 0xffffffff},           // no mask: every bit
+		{"-A PREROUTING -m mark --mark 0x1 -j ACCEPT", 0xffffffff},          // no mask: every bit
 		{"-A PREROUTING -m mark --mark 0x100/0xf00 -j ACCEPT", 0xf00},
 		{"-A PREROUTING -m mark ! --mark 0x100/0xf00 -j ACCEPT", 0xf00},
 		{"-A PREROUTING -j CONNMARK --restore-mark --nfmask 0x1fff --ctmask 0x1fff", 0x1fff},
