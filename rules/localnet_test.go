@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/xsyn-project/xsyn/spec"
@@ -120,5 +121,15 @@ func TestRouteLocalnetRollback(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBuildRedirectNeedsStrictLoopback: route_localnet=1 is never planned without the strict
+// loopback drop, even for a spec made without the config parser (spec.Validate refuses it).
+func TestBuildRedirectNeedsStrictLoopback(t *testing.T) {
+	s := configSpec(t, "r.conf", "eth0", redirectConf)
+	s.Settings.Loopback = spec.LoopbackNone
+	if _, err := Build("eth0", s); err == nil || !strings.Contains(err.Error(), "loopback strict") {
+		t.Errorf("Build of a redirect with loopback none = %v, want it refused for want of loopback strict", err)
 	}
 }
