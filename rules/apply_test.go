@@ -188,8 +188,9 @@ func TestApplyReplaces(t *testing.T) {
 			a := ns.applier()
 			mustApply(t, a, c.old(t))
 			mustApply(t, a, c.new(t))
-			// The sysctls the old plan needed alone stay set (and recorded) until the last
-			// interface goes; compare the rules.
+			// The namespace's sysctls stay set (and recorded) until the last interface goes,
+			// the interface's own follow its plan (TestRouteLocalnetFollowsRedirect); compare
+			// the rules.
 			got, want := ns.state(), fresh.state()
 			got.Sysctls, want.Sysctls = nil, nil
 			for _, st := range []fakeState{got, want} {
