@@ -27,10 +27,11 @@ type IPTables interface {
 type Applier struct {
 	ipt map[spec.Family]IPTables
 	sys Sysctl
+	nft NFTRuleset // nil: MarkUsers reads iptables only
 }
 
 // NewApplier returns an Applier using the system's iptables and ip6tables (whichever backend
-// they are) and /proc/sys, in the caller's network namespace.
+// they are), nft (for MarkUsers) and /proc/sys, in the caller's network namespace.
 func NewApplier() (*Applier, error) {
 	v4, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
 	if err != nil {
@@ -40,7 +41,9 @@ func NewApplier() (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find ip6tables: %w", err)
 	}
-	return NewApplierWith(v4, v6, ProcSys{Root: "/proc/sys"}), nil
+	a := NewApplierWith(v4, v6, ProcSys{Root: "/proc/sys"})
+	a.nft = SystemNFT
+	return a, nil
 }
 
 // NewApplierWith returns an Applier acting through the given IPv4 and IPv6 tables and sysctls.
@@ -55,6 +58,9 @@ var families = []spec.Family{spec.IPv4, spec.IPv6}
 // (under a staging name when the interface already has the chain), jumped to before the old
 // chains, and only then are the old chains removed and the new ones renamed. On failure
 // everything done is undone, leaving the previous rules, jumps and sysctls as they were.
+//
+// The interface's own sysctls that p no longer needs (route_localnet without a redirect) are
+// restored, whatever other interfaces do; the namespace's wait for the last interface.
 //
 // An empty plan (Plan.Empty: every statement takes the handoff path) removes the interface's
 // chains and, when no other interface has any, restores the saved sysctls, as Remove does; but
@@ -86,9 +92,10 @@ func (a *Applier) Apply(p Plan) error {
 	return nil
 }
 
-// Remove deletes the interface's jumps and chains in both families; missing ones are fine. When
-// no xsyn interface is left in the namespace it restores the saved sysctls and deletes
-// SavedChain. A failed Remove can be retried.
+// Remove deletes the interface's jumps and chains in both families; missing ones are fine. It
+// restores the interface's own sysctls (route_localnet) first, while its strict loopback drop
+// is still there. When no xsyn interface is left in the namespace it restores the saved
+// sysctls and deletes SavedChain. A failed Remove can be retried.
 func (a *Applier) Remove(iface string) error {
 	if err := checkIface(iface); err != nil {
 		return fmt.Errorf("remove rules: %w", err)
@@ -104,6 +111,10 @@ func (a *Applier) Remove(iface string) error {
 func (a *Applier) remove(t *txn, iface string) error {
 	mine, err := a.owned(iface)
 	if err != nil {
+		return err
+	}
+	// The interface's own sysctls first, while its strict loopback drop is still there.
+	if err := a.restoreIfaceSysctls(t, iface, nil); err != nil {
 		return err
 	}
 	slices.SortStableFunc(mine, func(x, y liveChain) int { return kindIndex(x.kind) - kindIndex(y.kind) })
@@ -202,6 +213,21 @@ func (a *Applier) Snapshot(iface string) (Plan, bool, error) {
 	p := Plan{Iface: iface}
 	for _, fam := range families {
 		fp := FamilyPlan{Family: fam}
+		// Subchains of negated lists first, as Build has them: the chains after jump to them.
+		for _, c := range live {
+			if c.fam != fam || c.staging || !c.kind.sub {
+				continue
+			}
+			rules, err := a.chainRules(c)
+			if err != nil {
+				return Plan{}, false, fmt.Errorf("snapshot rules for %s: %w", iface, err)
+			}
+			ch := Chain{Table: c.table, Name: c.name}
+			for _, r := range rules {
+				ch.Rules = append(ch.Rules, Rule{Origin: "snapshot", Args: r})
+			}
+			fp.Chains = append(fp.Chains, ch)
+		}
 		for _, k := range chainKinds {
 			for _, c := range live {
 				if c.fam != fam || c.staging || c.kind.tag != k.tag {
@@ -294,7 +320,9 @@ func (a *Applier) apply(t *txn, p Plan) error {
 				renames = append(renames, liveChain{fam: fp.Family, table: c.Table, name: name, ownedChain: oc})
 			}
 			built[c.Name] = name
-			if err := a.buildChain(t, fp.Family, c.Table, name, c.Rules); err != nil {
+			// A subchain of negated lists is built before the chains that jump to it (Build
+			// and Snapshot put it first), and they jump to the name it was built under.
+			if err := a.buildChain(t, fp.Family, c.Table, name, retarget(c.Rules, built)); err != nil {
 				return err
 			}
 		}
@@ -309,6 +337,12 @@ func (a *Applier) apply(t *txn, p Plan) error {
 		}
 	}
 	if err := a.setSysctls(t, p.Sysctls, len(all) > 0); err != nil {
+		return err
+	}
+	// The interface's own sysctls the new plan no longer needs (route_localnet without a
+	// redirect) go back before the old chains do, so that while route_localnet is 1 the old
+	// chains' strict loopback drop is still there.
+	if err := a.restoreIfaceSysctls(t, p.Iface, p.Sysctls); err != nil {
 		return err
 	}
 	// Old chains go along the packet's path: raw first, so no SYN is untracked for a statement
@@ -330,6 +364,24 @@ func (a *Applier) apply(t *txn, p Plan) error {
 		}
 	}
 	return nil
+}
+
+// retarget returns rules with every jump to a chain of built (by its planned name) sent to the
+// name that chain is built under.
+func retarget(rules []Rule, built map[string]string) []Rule {
+	out := rules
+	for i, r := range rules {
+		j := slices.Index(r.Args, "-j")
+		if j < 0 || j+1 >= len(r.Args) || built[r.Args[j+1]] == "" || built[r.Args[j+1]] == r.Args[j+1] {
+			continue
+		}
+		if &out[0] == &rules[0] {
+			out = slices.Clone(rules)
+		}
+		out[i].Args = slices.Clone(r.Args)
+		out[i].Args[j+1] = built[r.Args[j+1]]
+	}
+	return out
 }
 
 func (a *Applier) buildChain(t *txn, fam spec.Family, table, name string, rules []Rule) error {
@@ -432,12 +484,14 @@ func (a *Applier) owned(iface string) ([]liveChain, error) {
 	return out, nil
 }
 
-// dropStaging removes staging chains a killed Apply left behind.
+// dropStaging removes staging chains a killed Apply left behind, along the packet's path
+// (subchains after the chains that jump to them).
 func (a *Applier) dropStaging(iface string) error {
 	mine, err := a.owned(iface)
 	if err != nil {
 		return err
 	}
+	slices.SortStableFunc(mine, func(x, y liveChain) int { return kindIndex(x.kind) - kindIndex(y.kind) })
 	for _, c := range mine {
 		if c.staging {
 			if err := a.dropChain(nil, c); err != nil {
@@ -456,9 +510,12 @@ func (a *Applier) dropChain(t *txn, c liveChain) error {
 	if err != nil {
 		return err
 	}
-	positions, err := jumpPositions(ipt, c.table, c.kind.hook, c.name)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", where(c.fam, c.table, c.kind.hook), err)
+	var positions []int
+	if !c.kind.sub { // a subchain's callers are flushed before it (kindIndex)
+		positions, err = jumpPositions(ipt, c.table, c.kind.hook, c.name)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", where(c.fam, c.table, c.kind.hook), err)
+		}
 	}
 	for i, pos := range positions {
 		pos -= i // the jumps before it are gone already
@@ -509,7 +566,8 @@ func jumpPositions(ipt IPTables, table, from, to string) ([]int, error) {
 	return out, nil
 }
 
-// kindIndex is the place of a chain kind along the packet's path.
+// kindIndex is the place of a chain kind along the packet's path; subchains of negated lists
+// come after every kind, so that the chains that jump to them go first.
 func kindIndex(k chainKind) int {
 	for i, c := range chainKinds {
 		if c.tag == k.tag {

@@ -188,8 +188,9 @@ func TestApplyReplaces(t *testing.T) {
 			a := ns.applier()
 			mustApply(t, a, c.old(t))
 			mustApply(t, a, c.new(t))
-			// The sysctls the old plan needed alone stay set (and recorded) until the last
-			// interface goes; compare the rules.
+			// The namespace's sysctls stay set (and recorded) until the last interface goes,
+			// the interface's own follow its plan (TestRouteLocalnetFollowsRedirect); compare
+			// the rules.
 			got, want := ns.state(), fresh.state()
 			got.Sysctls, want.Sysctls = nil, nil
 			for _, st := range []fakeState{got, want} {
@@ -248,13 +249,27 @@ func checkServing(t *testing.T, ns *fakeNS, old, new Plan, op string) {
 				t.Errorf("after %q: %s %s jumps to the old chain before the new one: %v", op, f, k.hook, jumped)
 			}
 			for _, name := range jumped {
-				got := tab[name].rules
+				got := unstaged(tab[name].rules)
 				if !(inOld && reflect.DeepEqual(got, oldRules)) && !(inNew && reflect.DeepEqual(got, newRules)) {
 					t.Errorf("after %q: %s %s jumps to %s, which holds neither the old nor the new rules: %q", op, f, k.hook, name, got)
 				}
 			}
 		}
 	}
+}
+
+// unstaged returns rules with jumps to staging chains sent to the chains' own names, as the
+// plan has them.
+func unstaged(rules [][]string) [][]string {
+	var out [][]string
+	for _, r := range rules {
+		r = slices.Clone(r)
+		if i := slices.Index(r, "-j"); i >= 0 && i+1 < len(r) {
+			r[i+1] = strings.Replace(r[i+1], ChainPrefix+stagingTag, ChainPrefix, 1)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // TestApplyKeepsOldRulesUntilNewAreIn watches every single change of a re-apply: at each moment
@@ -271,6 +286,9 @@ func TestApplyKeepsOldRulesUntilNewAreIn(t *testing.T) {
 		// Statements on the handoff path: their bypass chains come, and everything goes.
 		{"both paths", "synproxy input inface eth0 dport 80,443 accept", mixedConf},
 		{"handoff only", everyAction, handoffConf},
+		{"negations", everyAction, negLines},
+		{"other negations", negLines, strings.ReplaceAll(negLines, "10.0.0.0/8,", "")},
+		{"no more negations", negLines, everyAction},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := nsForEveryAction()
@@ -580,6 +598,12 @@ func TestApplyRollsBack(t *testing.T) {
 			install(dualSimple)(t, a)
 			insertForeignFirst(t, a)
 		}, func(t *testing.T) Plan { return mustBuild(t, "eth0", newMSS) }},
+		// Negated lists: subchains come, are replaced under staging names, and go.
+		{"fresh install, negations", func(*testing.T, *Applier) {}, func(t *testing.T) Plan { return mustConfig(t, "eth0", negLines) }},
+		{"re-apply negations", func(t *testing.T, a *Applier) { mustApply(t, a, mustConfig(t, "eth0", negLines)) },
+			func(t *testing.T) Plan { return mustConfig(t, "eth0", strings.ReplaceAll(negLines, "10.0.0.0/8,", "")) }},
+		{"negations to none", func(t *testing.T, a *Applier) { mustApply(t, a, mustConfig(t, "eth0", negLines)) },
+			func(t *testing.T) Plan { return mustBuild(t, "eth0", dualSimple) }},
 		// An empty plan removes, and restores the sysctls with the last interface: undone too.
 		{"empty plan, last interface", func(t *testing.T, a *Applier) { mustApply(t, a, mustConfig(t, "eth0", everyAction)) },
 			func(t *testing.T) Plan { return handoffOnly(t, "eth0") }},

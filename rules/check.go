@@ -157,7 +157,7 @@ func (a *Applier) checkFamily(iface string, fam spec.Family, live []liveChain) (
 	}
 	want := map[string]bool{}
 	for _, c := range live {
-		if !c.kind.handoff {
+		if !c.kind.handoff && !c.kind.sub {
 			for _, k := range alwaysPlanned {
 				want[k.tag] = true
 			}
@@ -187,6 +187,18 @@ func (a *Applier) checkFamily(iface string, fam spec.Family, live []liveChain) (
 		}
 	}
 	for _, c := range live {
+		if !c.kind.sub || c.staging {
+			continue
+		}
+		problem, err := a.checkChain(c)
+		if err != nil {
+			return FamilyState{}, err
+		}
+		if problem != "" {
+			fs.Missing = append(fs.Missing, fmt.Sprintf("%s: %s", hookOf(fam, c.kind), problem))
+		}
+	}
+	for _, c := range live {
 		if c.staging {
 			fs.Missing = append(fs.Missing, fmt.Sprintf("%s: chain %s is left over from an interrupted attach", hookOf(fam, c.kind), c.name))
 		}
@@ -203,6 +215,12 @@ func (a *Applier) checkChain(c liveChain) (string, error) {
 	}
 	if err != nil {
 		return "", err
+	}
+	if c.kind.sub { // jumped to from the interface's chains, which Check sees
+		if len(rules) == 0 {
+			return fmt.Sprintf("chain %s is flushed: it has no rules", c.name), nil
+		}
+		return "", nil
 	}
 	jumps, err := jumpPositions(a.ipt[c.fam], c.table, c.kind.hook, c.name)
 	if err != nil {
@@ -221,6 +239,9 @@ func (a *Applier) checkChain(c liveChain) (string, error) {
 
 // hookOf names where a kind's chain is jumped to, e.g. "ipv4 filter INPUT".
 func hookOf(fam spec.Family, k chainKind) string {
+	if k.sub {
+		return fmt.Sprintf("%s %s", fam, k.table)
+	}
 	return fmt.Sprintf("%s %s %s", fam, k.table, k.hook)
 }
 

@@ -22,15 +22,15 @@ import "github.com/xsyn-project/xsyn/spec"
 // XXX: RFC 7323 lets a receiver drop segments without the option once timestamps were agreed
 // (FreeBSD does unless net.inet.tcp.tolerate_missing_ts=1): such a server still waits for its
 // SYN-ACK retransmission, as every server did before.
-func stripServerACKTimestamp(b *chainBuilder, origin string, match [][]string) {
-	b.add(kindMark, origin, "strip the timestamp option (kind 8) from SYNPROXY's ACK to the server: its echo is double-shifted and Linux 6.15+ rejects it, stalling the connection 1 s",
-		product(match, [][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctdir", "ORIGINAL",
+func stripServerACKTimestamp(b *chainBuilder, origin string, neg, match [][]string) error {
+	return b.addNeg(kindMark, origin, "strip the timestamp option (kind 8) from SYNPROXY's ACK to the server: its echo is double-shifted and Linux 6.15+ rejects it, stalling the connection 1 s",
+		neg, product(match, [][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctdir", "ORIGINAL",
 			"-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "TCPOPTSTRIP", "--strip-options", "8"}})...)
 }
 
 // untrackSynack adds, to the raw OUTPUT chain, the rule that takes SYNPROXY's cookie SYN-ACK
 // out of conntrack; match is the SYN-ACK's addresses, ports and flags (the statement's match,
-// reversed).
+// reversed); neg, the items of its negated lists, reversed.
 //
 // SYNPROXY sends the SYN-ACK with the SYN's conntrack reference, none for the untracked SYN, so
 // conntrack looks its addresses and ports up: when an earlier connection of the same client port
@@ -41,9 +41,9 @@ func stripServerACKTimestamp(b *chainBuilder, origin string, match [][]string) {
 // stack sends in a SYN-ACK. A server on this host answering SYNPROXY's SYN with a syncookie of
 // its own (its SYN queue full) sends a SYN-ACK without a socket too, and that one must stay
 // tracked for SYNPROXY's hook to complete the connection.
-func untrackSynack(b *chainBuilder, origin string, f spec.Family, match [][]string) {
-	b.add(kindSynack, origin, "SYNPROXY's cookie SYN-ACK (no socket, window 0) skips conntrack: a TIME_WAIT entry of a client reusing its port would rewrite its cookie",
-		product(match, [][]string{{"-m", "owner", "!", "--socket-exists", "-m", "u32", "--u32", zeroWindow(f), "-j", "CT", "--notrack"}})...)
+func untrackSynack(b *chainBuilder, origin string, f spec.Family, neg, match [][]string) error {
+	return b.addNeg(kindSynack, origin, "SYNPROXY's cookie SYN-ACK (no socket, window 0) skips conntrack: a TIME_WAIT entry of a client reusing its port would rewrite its cookie",
+		neg, product(match, [][]string{{"-m", "owner", "!", "--socket-exists", "-m", "u32", "--u32", zeroWindow(f), "-j", "CT", "--notrack"}})...)
 }
 
 // zeroWindow is the u32 test, as iptables-save prints it, that a TCP segment's window is 0: at

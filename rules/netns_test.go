@@ -527,6 +527,9 @@ func testNetfilterConfig(t *testing.T, b backend) {
 	if nsState(t, b) == installed {
 		t.Fatal("the other plan changed nothing; the round trip proves nothing")
 	}
+	if got := strings.TrimSpace(run(t, "cat", localnetPath)); got != "0" {
+		t.Errorf("%s = %s after a plan without redirect, want 0 again", localnetPath, got)
+	}
 	mustApply(t, a, snap)
 	if got := nsState(t, b); got != installed {
 		t.Errorf("after applying the snapshot:\n%s\nwant what was installed:\n%s", got, installed)

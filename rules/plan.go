@@ -28,6 +28,11 @@
 //     accepted in INPUT; one that no statement claimed is logged as an orphan and dropped
 //     (XSYN-ORP-<iface>, jumped to after every XSYN-OUT chain).
 //
+// A negated list iptables cannot say in one rule ("src not A,B,C") is checked, FireHOL's way, in
+// a subchain of the rule's table (XSYN-<r|m|n|f><NN>-<iface>, see negation.go): the rule jumps
+// there by its positive matches, each excluded item returns, and the rule's target follows.
+// MaxStatementRules and MaxPlanRules bound what one statement and one plan may render.
+//
 // The namespace's sysctls that SYNPROXY needs are changed once for all interfaces; their
 // previous values are kept in the never-jumped-to chain XSYN-SAVED, so they live exactly as
 // long as the rules do.
@@ -205,6 +210,9 @@ type chainKind struct {
 	why   string
 	// handoff: the chain serves statements on the handoff path, not SYNPROXY.
 	handoff bool
+	// sub: a subchain of negated lists (negation.go), jumped to from the interface's chains
+	// of its table, not from a builtin chain (hook is empty).
+	sub bool
 }
 
 var (
@@ -263,6 +271,11 @@ func parseChain(name string) (ownedChain, bool) {
 		return ownedChain{}, false
 	}
 	rest, staging := strings.CutPrefix(rest, stagingTag)
+	if tag, iface, ok := strings.Cut(rest, "-"); ok && checkIface(iface) == nil {
+		if k, ok := subKind(tag); ok {
+			return ownedChain{kind: k, iface: iface, staging: staging}, true
+		}
+	}
 	for _, k := range chainKinds {
 		if iface, ok := strings.CutPrefix(rest, k.tag+"-"); ok && checkIface(iface) == nil {
 			return ownedChain{kind: k, iface: iface, staging: staging}, true

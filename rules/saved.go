@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -98,6 +99,53 @@ func (a *Applier) setSysctls(t *txn, settings []SysctlSetting, active bool) erro
 		err = t.do(fmt.Sprintf("set sysctl %s=%s", s.Key, s.Value),
 			func() error { return a.sys.Set(s.Key, s.Value) },
 			func() error { return a.sys.Set(s.Key, cur) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ifaceSysctl reports whether key is a sysctl of interface iface (net.ipv4.conf.IFACE.*,
+// net.ipv6.conf.IFACE.*), which only that interface's rules need.
+func ifaceSysctl(key, iface string) bool {
+	dev := strings.ReplaceAll(iface, ".", "/")
+	return strings.HasPrefix(key, "net.ipv4.conf."+dev+".") || strings.HasPrefix(key, "net.ipv6.conf."+dev+".")
+}
+
+// restoreIfaceSysctls puts back the recorded values of the interface's own sysctls that keep
+// does not list, and deletes their records: route_localnet=1 lives exactly as long as the
+// interface has a redirect that needs it, however long other interfaces stay. The caller runs
+// it while the interface's old chains (and their strict loopback drop) are still in place.
+// With a txn every step can be undone: the value xsyn had set comes back, and the record goes
+// back to its place.
+func (a *Applier) restoreIfaceSysctls(t *txn, iface string, keep []SysctlSetting) error {
+	saved, exists, err := a.readSaved()
+	if err != nil || !exists {
+		return err
+	}
+	ipt := a.ipt[spec.IPv4]
+	// From the last record to the first, so that each record's place is its index while the
+	// records before it are all there, and undone in the other order, each goes back there.
+	for i := len(saved) - 1; i >= 0; i-- {
+		r := saved[i]
+		if !ifaceSysctl(r.key, iface) || slices.ContainsFunc(keep, func(s SysctlSetting) bool { return s.Key == r.key }) {
+			continue
+		}
+		cur, err := a.sys.Get(r.key)
+		if err != nil {
+			return fmt.Errorf("read sysctl %s: %w", r.key, err)
+		}
+		err = t.do(fmt.Sprintf("restore sysctl %s=%s", r.key, r.value),
+			func() error { return a.sys.Set(r.key, r.value) },
+			func() error { return a.sys.Set(r.key, cur) })
+		if err != nil {
+			return err
+		}
+		args, pos := savedArgs(r.key, r.value), i+1
+		err = t.do(fmt.Sprintf("delete record of sysctl %s from %s", r.key, SavedChain),
+			func() error { return ipt.Delete(TableFilter, SavedChain, args...) },
+			func() error { return ipt.Insert(TableFilter, SavedChain, pos, args...) })
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,8 @@ const maxMultiport = 15
 type chainBuilder struct {
 	iface string
 	rules map[string][]Rule // by kind tag
+	subs  []*subchain       // of negated lists (addNeg), in the order made
+	nsub  map[string]int    // subchains made, by table
 }
 
 func (b *chainBuilder) add(k chainKind, origin, why string, args ...[]string) {
@@ -32,30 +34,48 @@ func (b *chainBuilder) add(k chainKind, origin, why string, args ...[]string) {
 // and the conntrack bypass of those handed off (see handoffRules). Build calls it only for a plan
 // that has SYNPROXY statements, in this family or the other.
 func planFamily(iface string, f spec.Family, set spec.Settings, proxied, handedOff []spec.Statement) (FamilyPlan, error) {
-	b := &chainBuilder{iface: iface, rules: map[string][]Rule{}}
+	b := &chainBuilder{iface: iface, rules: map[string][]Rule{}, nsub: map[string]int{}}
 	if len(proxied) > 0 {
 		loopbackRules(b, f, set)
 	}
 	for _, st := range proxied {
+		n := b.countRules()
 		if err := statementRules(b, iface, set, st); err != nil {
 			return FamilyPlan{}, fmt.Errorf("%s: %w", st.Pos, err)
 		}
+		if n = b.countRules() - n; n > MaxStatementRules {
+			return FamilyPlan{}, fmt.Errorf("%s: %w", st.Pos, tooMany(st, n))
+		}
 	}
 	if len(proxied) > 0 {
-		mark := set.MarkString()
 		b.add(kindOrphan, "orphans", "log (rate-limited) a SYNPROXY SYN that no statement claimed",
-			[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-m", "limit", "--limit", "6/min",
-				"-j", "LOG", "--log-prefix", "xsyn ORPHAN SYNPROXY->SERVER "})
+			append(markedSYN(set), "-m", "limit", "--limit", "6/min", "-j", "LOG", "--log-prefix", "xsyn ORPHAN SYNPROXY->SERVER "))
 		b.add(kindOrphan, "orphans", "and drop it: it escaped every statement",
-			[]string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN", "-m", "mark", "--mark", mark, "-j", "DROP"})
+			append(markedSYN(set), "-j", "DROP"))
 	}
 	for _, st := range handedOff {
+		n := b.countRules()
 		if err := handoffRules(b, iface, st); err != nil {
 			return FamilyPlan{}, fmt.Errorf("%s: %w", st.Pos, err)
 		}
+		if n = b.countRules() - n; n > MaxStatementRules {
+			return FamilyPlan{}, fmt.Errorf("%s: %w", st.Pos, tooMany(st, n))
+		}
+	}
+	if n := b.countRules(); n > MaxPlanRules {
+		return FamilyPlan{}, fmt.Errorf("%w: the %s statements render %d iptables rules for %s, more than the %d xsyn installs for one interface and family: "+
+			"shorten their lists or merge statements", ErrTooManyRules, f, n, iface, MaxPlanRules)
 	}
 
+	// Subchains first: the rules that jump to them need them to exist. Nothing jumps to
+	// them from a builtin chain.
 	fp := FamilyPlan{Family: f}
+	for _, sc := range b.subs {
+		for i := range sc.rules {
+			sc.rules[i].Args = withComment(sc.rules[i].Args, sc.rules[i].Origin)
+		}
+		fp.Chains = append(fp.Chains, Chain{Table: sc.kind.table, Name: sc.kind.name(iface), Why: sc.kind.why, Rules: sc.rules})
+	}
 	for _, k := range chainKinds {
 		rules := b.rules[k.tag]
 		if len(rules) == 0 {
@@ -112,20 +132,32 @@ func loopbackRules(b *chainBuilder, f spec.Family, set spec.Settings) {
 	case spec.LoopbackLoose:
 		b.add(kindIn, origin, "trust everything on lo", []string{"-i", "lo", "-j", "ACCEPT"})
 	}
-	b.add(kindIn, "synproxy isolation", "SYNPROXY's marked SYN to a server on this host loops back through lo: its action was applied in OUTPUT",
-		[]string{"-i", "lo", "-m", "mark", "--mark", set.MarkString(), "-j", "ACCEPT"})
+	b.add(kindIn, "synproxy isolation", "SYNPROXY's marked SYN to a server on this host loops back through lo: its action was applied in OUTPUT; "+
+		"only a SYN opening a connection, so no other packet carrying the mark bits rides this accept",
+		append(append([]string{"-i", "lo"}, markedSYN(set)...), "-j", "ACCEPT"))
 }
 
-// statementRules adds the rules of one statement to every chain kind it needs.
+// markedSYN matches what the mark stands for: SYNPROXY's SYN to the server, a SYN that opens a
+// new connection and carries xsyn's mark bits. Another packet with those bits (someone else's
+// rule that uses them, a mark set by a local process with CAP_NET_ADMIN) matches no accept.
+func markedSYN(set spec.Settings) []string {
+	return []string{"-p", "tcp", "-m", "tcp", "--tcp-flags", "FIN,SYN,RST,ACK", "SYN",
+		"-m", "mark", "--mark", set.MarkString(), "-m", "conntrack", "--ctstate", "NEW"}
+}
+
+// statementRules adds the rules of one statement to every chain kind it needs. A negated list
+// that iptables cannot say in one rule is checked in a subchain (addNeg): its items are
+// matched as each rule's packets carry them (the client's source is -s in the client's
+// packets, -d in SYNPROXY's SYN-ACK to it).
 func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.Statement) error {
 	origin := st.Origin()
 	f := st.Family
 	m := st.Match
-	src, err := addrAlternatives("-s", m.Src, f)
+	src, srcNeg, err := addrMatch("-s", m.Src, f)
 	if err != nil {
 		return err
 	}
-	dst, err := addrAlternatives("-d", m.Dst, f)
+	dst, dstNeg, err := addrMatch("-d", m.Dst, f)
 	if err != nil {
 		return err
 	}
@@ -133,14 +165,23 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	if err != nil {
 		return err
 	}
-	sport := portAlternatives("--sport", "--sports", m.Sport)
-	dport := portAlternatives("--dport", "--dports", m.Dport)
+	sport, sportNeg := portMatch("--sport", "--sports", m.Sport)
+	dport, dportNeg := portMatch("--dport", "--dports", m.Dport)
 	in := []string{"-i", iface}
+	client := slices.Concat(srcNeg, dstNeg, sportNeg, dportNeg) // what the client's packets must not be
+
+	// Without dst, the statement's destinations are told by their kind: this host's own
+	// addresses for SYNPROXY in INPUT alone, routed ones for SYNPROXY in FORWARD alone (see
+	// local). Every rule that matches the client's destination says so.
+	here := local(st)
 
 	// The client's SYN, untracked before conntrack sees it. Outface is not known yet.
 	syn := []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN"}
-	b.add(kindRaw, origin, "the client's SYN skips conntrack: SYNPROXY (or XDP) answers it with a cookie",
-		product(src, dst, [][]string{in}, tcp(sport, dport, syn), [][]string{{"-j", "CT", "--notrack"}})...)
+	err = b.addNeg(kindRaw, origin, "the client's SYN skips conntrack: SYNPROXY (or XDP) answers it with a cookie", client,
+		product(src, dst, [][]string{in}, tcp(sport, dport, append(syn, here...)), [][]string{{"-j", "CT", "--notrack"}})...)
+	if err != nil {
+		return err
+	}
 
 	// SYNPROXY where the client's packets pass: INPUT, FORWARD, or both.
 	if st.Direction == spec.Input {
@@ -151,20 +192,30 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 		if pk == kindIn {
 			o = [][]string{nil} // -o is refused in INPUT
 		}
-		proxyRules(b, pk, st, product(src, dst, [][]string{in}, o), sport, dport)
+		if err := proxyRules(b, pk, st, product(src, dst, [][]string{in}, o), sport, dport, client); err != nil {
+			return err
+		}
 	}
 
 	// SYNPROXY's SYN-ACK back to the client: the reverse of the match.
-	rsrc, _ := addrAlternatives("-s", m.Dst, f)
-	rdst, _ := addrAlternatives("-d", m.Src, f)
-	rsport := portAlternatives("--sport", "--sports", m.Dport)
-	rdport := portAlternatives("--dport", "--dports", m.Sport)
-	b.add(kindOut, origin, "SYNPROXY's cookie SYN-ACK to the client (which conntrack sees as INVALID) leaves, whatever the rest of OUTPUT says",
+	rsrc, rsrcNeg, _ := addrMatch("-s", m.Dst, f)
+	rdst, rdstNeg, _ := addrMatch("-d", m.Src, f)
+	rsport, rsportNeg := portMatch("--sport", "--sports", m.Dport)
+	rdport, rdportNeg := portMatch("--dport", "--dports", m.Sport)
+	err = b.addNeg(kindOut, origin, "SYNPROXY's cookie SYN-ACK to the client (which conntrack sees as INVALID) leaves, whatever the rest of OUTPUT says",
+		slices.Concat(rsrcNeg, rdstNeg, rsportNeg, rdportNeg),
 		product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"}),
 			[][]string{{"-m", "conntrack", "--ctstate", "INVALID,UNTRACKED", "-j", "ACCEPT"}})...)
+	if err != nil {
+		return err
+	}
 
 	// The same SYN-ACK skips conntrack (kernel_faults.go).
-	untrackSynack(b, origin, f, product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"})))
+	err = untrackSynack(b, origin, f, slices.Concat(rsrcNeg, rdstNeg, rsportNeg, rdportNeg),
+		product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"})))
+	if err != nil {
+		return err
+	}
 
 	if st.Action.Kind == spec.Reject {
 		return nil // no connection to a server is ever opened
@@ -173,15 +224,22 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 	// SYNPROXY's own SYN to the server: no socket, NEW, the client's address, the original
 	// destination. Mark it, NAT it, apply the action.
 	mark := set.MarkString()
-	b.add(kindMark, origin, "mark SYNPROXY's SYN to the server (a SYN without a socket, for this statement's destination)",
-		product(src, dst, out, tcp(sport, dport, syn),
+	err = b.addNeg(kindMark, origin, "mark SYNPROXY's SYN to the server (a SYN without a socket, for this statement's destination)", client,
+		product(src, dst, out, tcp(sport, dport, append(syn, here...)),
 			[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctstate", "NEW",
 				"-j", "MARK", "--set-xmark", mark}})...)
+	if err != nil {
+		return err
+	}
 	if st.Options.Timestamps {
 		// SYNPROXY's ACK to the server that follows, matched as its SYN (kernel_faults.go).
-		stripServerACKTimestamp(b, origin, product(src, dst, out, tcp(sport, dport, []string{"--tcp-flags", "FIN,SYN,RST,PSH,ACK", "ACK"})))
+		err = stripServerACKTimestamp(b, origin, client,
+			product(src, dst, out, tcp(sport, dport, append([]string{"--tcp-flags", "FIN,SYN,RST,PSH,ACK", "ACK"}, here...))))
+		if err != nil {
+			return err
+		}
 	}
-	marked := []string{"-m", "mark", "--mark", mark}
+	marked := append([]string{"-m", "mark", "--mark", mark}, here...)
 	natWhy, natTarget := "SYNPROXY's marked SYN goes to the destination the client asked for, past every other NAT rule", []string{"-j", "ACCEPT"}
 	switch st.Action.Kind {
 	case spec.Redirect:
@@ -199,28 +257,79 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 		natWhy = "DNAT after cookie validation: the cookie encodes the original destination, so only SYNPROXY's own SYN is translated"
 		natTarget = []string{"-j", "DNAT", "--to-destination", st.Action.Target()}
 	}
-	b.add(kindNat, origin, natWhy, product(src, dst, out, tcp(sport, dport, marked), [][]string{natTarget})...)
+	if err := b.addNeg(kindNat, origin, natWhy, client, product(src, dst, out, tcp(sport, dport, marked), [][]string{natTarget})...); err != nil {
+		return err
+	}
 
 	// The action, in filter OUTPUT, on the original destination (NAT has happened).
-	odst := origDst(m.Dst, m.Dport, f)
-	match := product(src, out, tcp(sport, anyPort, marked), odst)
+	odst, odstNeg := origDst(m.Dst, m.Dport, f)
+	actionNeg := slices.Concat(srcNeg, sportNeg, odstNeg)
+	tdst, tlocal := translatedLocal(st)
+	match := product(src, [][]string{tdst}, out, tcp(sport, anyPort, []string{"-m", "mark", "--mark", mark}), odst, [][]string{tlocal})
 	if st.LogLimit != "" {
-		b.add(kindOut, origin, "loglimit: log the connection SYNPROXY opens (rate-limited)",
+		err := b.addNeg(kindOut, origin, "loglimit: log the connection SYNPROXY opens (rate-limited)", actionNeg,
 			product(match, [][]string{{"-m", "limit", "--limit", "1/sec",
 				"-j", "LOG", "--log-prefix", st.LogLimit + " "}})...)
+		if err != nil {
+			return err
+		}
 	}
-	b.add(kindOut, origin, actionWhy(st.Action), product(match, [][]string{actionTarget(st.Action)})...)
+	if err := b.addNeg(kindOut, origin, actionWhy(st.Action), actionNeg, product(match, [][]string{actionTarget(st.Action)})...); err != nil {
+		return err
+	}
 
 	// Packets from the server to the client that conntrack does not know: drop them, in the
 	// chain they pass (OUTPUT from a server on this host, FORWARD from one behind it).
-	saddr, sport2 := serverSide(st)
+	saddr, sport2, serverNeg := serverSide(st)
 	replyKind := kindOut
 	if !serverLocal(st) {
 		replyKind = kindFwd
 	}
-	b.add(replyKind, origin, "an INVALID packet from the server to the client is dropped, not leaked",
-		product(saddr, tcp(sport2, anyPort, nil), [][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
-	return nil
+	// As FireHOL's: only segments with ACK and without RST, which is what the server sends
+	// when conntrack lost its connection (an ACK, data), and only to the client's side (-o
+	// the interface), so that a statement without dst does not drop every INVALID packet
+	// that merely comes from its port.
+	return b.addNeg(replyKind, origin, "an INVALID packet from the server to the client is dropped, not leaked", serverNeg,
+		product(saddr, [][]string{{"-o", iface}}, tcp(sport2, anyPort, []string{"--tcp-flags", "RST,ACK", "ACK"}),
+			[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
+}
+
+// local is the addrtype match a statement without dst puts on the client's destination: this
+// host's own addresses when SYNPROXY is in INPUT alone (an input statement: a router's
+// forwarded SYNs are neither untracked nor proxied by it, and its NAT and action never claim
+// another statement's connection to a routed destination), routed ones when it is in
+// FORWARD alone. A statement with dst, or with SYNPROXY in both chains, matches both.
+func local(st spec.Statement) []string {
+	if !st.Match.Dst.Any() {
+		return nil
+	}
+	kinds := proxyKinds(st)
+	switch {
+	case len(kinds) != 1:
+		return nil
+	case kinds[0] == kindIn:
+		return []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	}
+	return []string{"-m", "addrtype", "!", "--dst-type", "LOCAL"}
+}
+
+// translatedLocal is local for the action in filter OUTPUT, which sees the destination after
+// NAT: a DNAT to an address is matched by that address instead (-d, returned first), a
+// redirect by this host's addresses (returned second, as local is).
+//
+// XXX: a forward statement with an outface that redirects (to this host) cannot be told from
+// an input statement there: both end at a local address.
+func translatedLocal(st spec.Statement) (dst, addrtype []string) {
+	here := local(st)
+	switch {
+	case here == nil:
+		return nil, nil
+	case st.Action.Kind == spec.DNAT && st.Action.Addr.IsValid():
+		return []string{"-d", netip.PrefixFrom(st.Action.Addr, st.Action.Addr.BitLen()).String()}, nil
+	case st.Action.Kind == spec.Redirect:
+		return nil, []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	}
+	return nil, here
 }
 
 // handoffRules take the flows of a statement on the handoff path out of conntrack, in both
@@ -245,18 +354,22 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 func handoffRules(b *chainBuilder, iface string, st spec.Statement) error {
 	origin := st.Origin()
 	f := st.Family
-	dst, err := addrAlternatives("-d", st.Match.Dst, f)
+	dst, dstNeg, err := addrMatch("-d", st.Match.Dst, f)
 	if err != nil {
 		return err
 	}
-	src, _ := addrAlternatives("-s", st.Match.Dst, f)
-	b.add(kindHandoffIn, origin, "the client's packets of a handed-off connection skip conntrack, which would call them INVALID (no loose tracking)",
-		product(dst, [][]string{{"-i", iface}}, tcp(anyPort, portAlternatives("--dport", "--dports", st.Match.Dport), nil),
-			[][]string{{"-j", "CT", "--notrack"}})...)
-	b.add(kindHandoffOut, origin, "the server's packets of a handed-off connection skip conntrack as well: the firewall sees the whole flow UNTRACKED",
-		product(src, [][]string{{"-o", iface}}, tcp(portAlternatives("--sport", "--sports", st.Match.Dport), anyPort, nil),
-			[][]string{{"-j", "CT", "--notrack"}})...)
-	return nil
+	src, srcNeg, _ := addrMatch("-s", st.Match.Dst, f)
+	dport, dportNeg := portMatch("--dport", "--dports", st.Match.Dport)
+	sport, sportNeg := portMatch("--sport", "--sports", st.Match.Dport)
+	err = b.addNeg(kindHandoffIn, origin, "the client's packets of a handed-off connection skip conntrack, which would call them INVALID (no loose tracking)",
+		slices.Concat(dstNeg, dportNeg),
+		product(dst, [][]string{{"-i", iface}}, tcp(anyPort, dport, local(st)), [][]string{{"-j", "CT", "--notrack"}})...)
+	if err != nil {
+		return err
+	}
+	return b.addNeg(kindHandoffOut, origin, "the server's packets of a handed-off connection skip conntrack as well: the firewall sees the whole flow UNTRACKED",
+		slices.Concat(srcNeg, sportNeg),
+		product(src, [][]string{{"-o", iface}}, tcp(sport, anyPort, nil), [][]string{{"-j", "CT", "--notrack"}})...)
 }
 
 // proxyKinds are the chains where SYNPROXY meets the client's packets. An input statement's
@@ -295,9 +408,16 @@ func ProxiesLocal(st spec.Statement) bool {
 }
 
 // proxyRules add to chain kind k the rules that hand the client's packets of statement st to
-// SYNPROXY; match is the address and interface part of the client's packets, before -p tcp.
-func proxyRules(b *chainBuilder, k chainKind, st spec.Statement, match, sport, dport [][]string) {
+// SYNPROXY; match is the address and interface part of the client's packets, before -p tcp,
+// and neg the items of its negated lists (see addNeg).
+func proxyRules(b *chainBuilder, k chainKind, st spec.Statement, match, sport, dport, neg [][]string) error {
 	origin := st.Origin()
+	var err error
+	add := func(why string, rules ...[]string) {
+		if err == nil {
+			err = b.addNeg(k, origin, why, neg, rules...)
+		}
+	}
 	why := func(s string) string {
 		if k == kindIn && st.Direction == spec.Forward {
 			return s + "; in INPUT as well as FORWARD: the address the client asks for, translated by the action, may be this host's own"
@@ -310,27 +430,28 @@ func proxyRules(b *chainBuilder, k chainKind, st spec.Statement, match, sport, d
 		// and time out. So reject answers the client's ACK itself: the reset takes its sequence
 		// number from the ACK and the client sees ECONNRESET. With XDP in front only ACKs with
 		// a valid cookie get here; without it any ACK would, so the resets are rate-limited.
-		b.add(k, origin, why("SYNPROXY answers the untracked SYN with a cookie SYN-ACK"),
+		add(why("SYNPROXY answers the untracked SYN with a cookie SYN-ACK"),
 			product(match, tcp(sport, dport, nil),
 				[][]string{append([]string{"-m", "conntrack", "--ctstate", "UNTRACKED", "-j", "SYNPROXY"}, synproxyOptions(st.Options)...)})...)
 		if st.LogLimit != "" {
-			b.add(k, origin, why("loglimit: log the client that is rejected (rate-limited)"),
+			add(why("loglimit: log the client that is rejected (rate-limited)"),
 				product(match, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
 					[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "1/sec",
 						"-j", "LOG", "--log-prefix", st.LogLimit + " "}})...)
 		}
-		b.add(k, origin, why("reject: the client's ACK (its cookie checked by XDP when XDP is on) gets a reset it accepts; rate-limited, since without XDP forged ACKs get here too"),
+		add(why("reject: the client's ACK (its cookie checked by XDP when XDP is on) gets a reset it accepts; rate-limited, since without XDP forged ACKs get here too"),
 			product(match, tcp(sport, dport, []string{"--tcp-flags", "SYN,RST,ACK", "ACK"}),
 				[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-m", "limit", "--limit", "100/sec", "--limit-burst", "200",
 					"-j", "REJECT", "--reject-with", "tcp-reset"}})...)
 	} else {
-		b.add(k, origin, why("SYNPROXY answers the untracked SYN with a cookie SYN-ACK, and validates the client's ACK (INVALID to conntrack)"),
+		add(why("SYNPROXY answers the untracked SYN with a cookie SYN-ACK, and validates the client's ACK (INVALID to conntrack)"),
 			product(match, tcp(sport, dport, nil),
 				[][]string{append([]string{"-m", "conntrack", "--ctstate", "INVALID,UNTRACKED", "-j", "SYNPROXY"}, synproxyOptions(st.Options)...)})...)
 	}
-	b.add(k, origin, why("any other packet of the service that conntrack does not know is dropped (forged ACKs, stray RSTs)"),
+	add(why("any other packet of the service that conntrack does not know is dropped (forged ACKs, stray RSTs)"),
 		product(match, tcp(sport, dport, nil),
 			[][]string{{"-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"}})...)
+	return err
 }
 
 func synproxyOptions(o spec.TCPOptions) []string {
@@ -389,78 +510,26 @@ func serverLocal(st spec.Statement) bool {
 }
 
 // serverSide is the source address and port alternatives of the server's packets to the
-// client, before conntrack undoes any NAT.
-func serverSide(st spec.Statement) ([][]string, [][]string) {
+// client, before conntrack undoes any NAT, and the items of their negated lists.
+func serverSide(st spec.Statement) (addrs, ports, neg [][]string) {
 	f := st.Family
-	addrs, _ := addrAlternatives("-s", st.Match.Dst, f)
-	ports := portAlternatives("--sport", "--sports", st.Match.Dport)
+	addrs, addrNeg, _ := addrMatch("-s", st.Match.Dst, f)
+	ports, portNeg := portMatch("--sport", "--sports", st.Match.Dport)
 	switch st.Action.Kind {
 	case spec.Redirect:
 		if f == spec.IPv4 { // IPv6 keeps the destination address: see statementRules
-			addrs = [][]string{{"-s", "127.0.0.1/32"}}
+			addrs, addrNeg = [][]string{{"-s", "127.0.0.1/32"}}, nil
 		}
-		ports = [][]string{{"--sport", strconv.Itoa(int(st.Action.Port))}}
+		ports, portNeg = [][]string{{"--sport", strconv.Itoa(int(st.Action.Port))}}, nil
 	case spec.DNAT:
 		if st.Action.Addr.IsValid() {
-			addrs = [][]string{{"-s", netip.PrefixFrom(st.Action.Addr, st.Action.Addr.BitLen()).String()}}
+			addrs, addrNeg = [][]string{{"-s", netip.PrefixFrom(st.Action.Addr, st.Action.Addr.BitLen()).String()}}, nil
 		}
 		if st.Action.Port != 0 {
-			ports = [][]string{{"--sport", strconv.Itoa(int(st.Action.Port))}}
+			ports, portNeg = [][]string{{"--sport", strconv.Itoa(int(st.Action.Port))}}, nil
 		}
 	}
-	return addrs, ports
-}
-
-// origDst matches the connection's original destination (before NAT) in conntrack.
-func origDst(d spec.AddrSet, ports spec.PortSet, f spec.Family) [][]string {
-	var addrs [][]string
-	if !d.Any() {
-		for _, p := range d.Positive(f) {
-			a := p.String()
-			if p.IsSingleIP() {
-				a = p.Addr().String() // as iptables-save prints it
-			}
-			addrs = append(addrs, []string{"--ctorigdst", a})
-		}
-	} else {
-		addrs = [][]string{nil}
-	}
-	var ps [][]string
-	if !ports.Any() {
-		for _, r := range ports.Positive() {
-			ps = append(ps, []string{"--ctorigdstport", portRange(r)})
-		}
-	} else {
-		ps = [][]string{nil}
-	}
-	var out [][]string
-	for _, a := range addrs {
-		for _, p := range ps {
-			args := []string{"-m", "conntrack", "--ctstate", "NEW"}
-			args = append(args, a...)
-			out = append(out, append(args, p...))
-		}
-	}
-	return out
-}
-
-// addrAlternatives renders an address set as alternative matches: one per prefix, a negated
-// single prefix as "! -s P", a negated list as the prefixes of its complement.
-func addrAlternatives(flag string, s spec.AddrSet, f spec.Family) ([][]string, error) {
-	switch {
-	case s.Any():
-		return [][]string{nil}, nil
-	case s.Not && len(s.Prefixes) == 1:
-		return [][]string{{"!", flag, s.Prefixes[0].String()}}, nil
-	}
-	var out [][]string
-	for _, p := range s.Positive(f) {
-		out = append(out, []string{flag, p.String()})
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: %s %s matches no address", ErrUnsupported, flag, s)
-	}
-	return out, nil
+	return addrs, ports, slices.Concat(addrNeg, portNeg)
 }
 
 func ifaceAlternatives(flag string, s spec.NameSet) ([][]string, error) {

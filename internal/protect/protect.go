@@ -124,6 +124,19 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 	default:
 		return nil, err
 	}
+	// Someone else's rules using xsyn's mark bits: a warning, not a refusal (they may be
+	// harmless, and only the user can tell).
+	if m, ok := p.Rules.(interface {
+		MarkWarning(spec.Settings) (string, error)
+	}); ok && !plan.Empty() {
+		w, err := m.MarkWarning(s.Settings)
+		if err != nil {
+			return nil, err
+		}
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+	}
 	// What the interface has now, to put back if the XDP step fails after the rules changed.
 	prevRules, hadRules, err := p.Rules.Snapshot(iface)
 	if err != nil {
