@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/xsyn-project/xsyn/spec"
@@ -131,7 +130,7 @@ func (a *Applier) Restore(p Plan, originals map[string]string) error {
 // restoreRecords puts back into SavedChain the records of originals that p's sysctls need and
 // that it lacks, creating the chain if a reload deleted it.
 func (a *Applier) restoreRecords(t *txn, p Plan, originals map[string]string) error {
-	var need []string
+	var need []string // in the plan's order, as Apply records them
 	for _, s := range p.Sysctls {
 		if _, ok := originals[s.Key]; ok {
 			need = append(need, s.Key)
@@ -145,8 +144,8 @@ func (a *Applier) restoreRecords(t *txn, p Plan, originals map[string]string) er
 		return err
 	}
 	ipt := a.ipt[spec.IPv4]
-	for _, key := range slices.Sorted(maps.Keys(originals)) {
-		if !slices.Contains(need, key) || slices.ContainsFunc(saved, func(r savedSysctl) bool { return r.key == key }) {
+	for _, key := range need {
+		if slices.ContainsFunc(saved, func(r savedSysctl) bool { return r.key == key }) {
 			continue
 		}
 		value := originals[key]
