@@ -230,7 +230,10 @@ func TestRecorderRollsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var err error
-	l.do(t, func() error { err = l.rec.Apply(plan(t, "synproxy in inface r0 dport 9090 path synproxy accept\n")); return nil })
+	l.do(t, func() error {
+		err = l.rec.Apply(plan(t, "synproxy in inface r0 dport 9090 path synproxy accept\n"))
+		return nil
+	})
 	if err == nil || !strings.Contains(err.Error(), "save the applied rules of r0") {
 		t.Errorf("Apply with an unwritable store: %v; want the failed save", err)
 	}
