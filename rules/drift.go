@@ -13,10 +13,21 @@ import (
 // chain flushed or with other rules, a record of an original sysctl value gone from SavedChain.
 // Unlike Check it sees a lost FWD chain, or a lost MRK and NAT together: want says they were
 // there. Nil when nothing changed. Drift changes nothing; Restore repairs what it finds.
+//
+// Where the family's iptables has an iptables-save, Drift reads everything with one command per
+// family, not one per chain.
 func (a *Applier) Drift(want Plan) ([]string, error) {
 	if err := checkIface(want.Iface); err != nil {
 		return nil, fmt.Errorf("check rules: %w", err)
 	}
+	v, err := a.saved()
+	if err != nil {
+		return nil, fmt.Errorf("check rules for %s: %w", want.Iface, err)
+	}
+	return v.drift(want)
+}
+
+func (a *Applier) drift(want Plan) ([]string, error) {
 	var out []string
 	for _, fp := range want.Families {
 		ipt, err := a.tables(fp.Family)

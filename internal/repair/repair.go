@@ -2,6 +2,7 @@ package repair
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,9 @@ type Repairer struct {
 	Ifindex func(iface string) (int, error)
 	// Metrics, when set, counts the checks, the repairs and the failures.
 	Metrics *Metrics
+	// Exclusive, when set, is held during each check by Run: a scrape that takes it never reads
+	// rules half-way through a repair.
+	Exclusive sync.Locker
 }
 
 // New returns the Repairer of this network namespace's rules, acting through rec.
@@ -139,7 +143,14 @@ func (r *Repairer) Run(ctx context.Context, ticks <-chan time.Time, report func(
 			return
 		case <-ticks:
 		}
-		for _, res := range r.Check() {
+		if r.Exclusive != nil {
+			r.Exclusive.Lock()
+		}
+		results := r.Check()
+		if r.Exclusive != nil {
+			r.Exclusive.Unlock()
+		}
+		for _, res := range results {
 			report(res)
 		}
 	}
