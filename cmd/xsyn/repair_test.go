@@ -3,14 +3,15 @@ package main
 import (
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // A firewall reload during a SYN flood, with `xsyn serve` running: serve puts the SYNPROXY
 // path's rules back by itself, says so in its log and its metrics, and real clients connect
-// again; a deliberate detach is never undone. Without serve's repair, every client fails after
-// the reload until attach runs again (TestRulesHealthE2E).
+// again; a deliberate detach is never undone. With --repair=false, as before serve could repair,
+// the damage stays and every client fails until attach runs again (TestRulesHealthE2E).
 func TestServeRepairsRules(t *testing.T) {
 	requireRootForTest(t)
 	l := newE2ELab(t, "xsynrep", enterers["ip-netns-exec"])
@@ -23,7 +24,6 @@ func TestServeRepairsRules(t *testing.T) {
 	t.Cleanup(func() { l.xsyn(t, "detach", "d0") })
 	addr := freeLoopbackAddr(t, l.dut)
 	url := "http://" + addr + "/metrics"
-	srv := l.startServe(t, addr)
 	c := nsHTTPClient(l.dut)
 	clients := func(when string) {
 		t.Helper()
@@ -35,6 +35,26 @@ func TestServeRepairsRules(t *testing.T) {
 	}
 	clients("after attach")
 
+	// --repair=false: serve reports the damage and leaves it.
+	off := l.startServe(t, addr, "--repair=false")
+	if out, err := l.dut.Run("iptables", "-F"); err != nil {
+		t.Fatalf("iptables -F: %v\n%s", err, out)
+	}
+	body := c.mustGet(t, url)
+	if v, ok := metricValue(body, `xsyn_netfilter_rules_complete{iface="d0"}`); !ok || v != 0 {
+		t.Errorf("serve --repair=false after iptables -F: xsyn_netfilter_rules_complete = %v (present %v), want 0", v, ok)
+	}
+	if _, ok := metricValue(body, "xsyn_rules_checks_total"); ok {
+		t.Errorf("serve --repair=false checks the rules:\n%s", body)
+	}
+	if err := off.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+
+	// serve puts back what it finds gone when it starts, and what reloads take later.
+	srv := l.startServe(t, addr)
+	c.waitFor(t, url, `xsyn_rules_repairs_total{iface="d0"}`, func(v float64) bool { return v >= 1 })
+	clients("after serve started")
 	stopFlood := l.pacedFlood(t)
 	defer stopFlood()
 	const repairs = `xsyn_rules_repairs_total{iface="d0"}`
@@ -46,7 +66,7 @@ func TestServeRepairsRules(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", reload, err, out)
 		}
 		start := time.Now()
-		c.waitFor(t, url, repairs, func(v float64) bool { return v >= float64(i+1) })
+		c.waitFor(t, url, repairs, func(v float64) bool { return v >= float64(i+2) })
 		clients("after " + reload)
 		t.Logf("%s: repaired, and clients served, %v after it", reload, time.Since(start))
 		if st := l.status(t); !st.NetfilterRules || st.RulesMissing != nil {
@@ -63,7 +83,7 @@ func TestServeRepairsRules(t *testing.T) {
 			t.Errorf("serve's log lacks %q:\n%s", want, log)
 		}
 	}
-	body := c.mustGet(t, url)
+	body = c.mustGet(t, url)
 	if v, ok := metricValue(body, `xsyn_rules_repair_failures_total{iface="d0"}`); !ok || v != 0 {
 		t.Errorf("xsyn_rules_repair_failures_total = %v (present %v), want 0:\n%s", v, ok, log)
 	}
