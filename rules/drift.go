@@ -10,7 +10,8 @@ import (
 // Drift compares the interface's live rules with want, the rules as they were right after Apply
 // (a Snapshot taken then, so that each rule reads as iptables lists it), and says, the way Check
 // does, every piece that is no longer as it was: a chain gone with its jump, a jump gone, a
-// chain flushed or with other rules, a record of an original sysctl value gone from SavedChain.
+// chain flushed or with other rules, a sysctl set back (sysctl --system), a record of an
+// original sysctl value gone from SavedChain.
 // Unlike Check it sees a lost FWD chain, or a lost MRK and NAT together: want says they were
 // there. Nil when nothing changed. Drift changes nothing; Restore repairs what it finds.
 //
@@ -67,6 +68,15 @@ func (a *Applier) drift(want Plan) ([]string, error) {
 	}
 	if len(want.Sysctls) == 0 {
 		return out, nil
+	}
+	for _, s := range want.Sysctls {
+		v, err := a.sys.Get(s.Key)
+		if err != nil {
+			return nil, fmt.Errorf("check rules for %s: read sysctl %s: %w", want.Iface, s.Key, err)
+		}
+		if v != s.Value {
+			out = append(out, fmt.Sprintf("sysctl %s is %s, attach set %s", s.Key, v, s.Value))
+		}
 	}
 	saved, exists, err := a.readSaved()
 	if err != nil {

@@ -49,6 +49,8 @@ func TestDriftAndRestore(t *testing.T) {
 			in := ns.tables[v4][TableFilter][name(kindIn)]
 			in.rules[0] = []string{"-j", "ACCEPT"}
 		}, []string{"ipv4 filter INPUT: chain XSYN-IN-eth0 has other rules than attach installed"}},
+		{"sysctl set back", func(ns *fakeNS) { ns.sysctls["net.netfilter.nf_conntrack_tcp_loose"] = "1" },
+			[]string{"sysctl net.netfilter.nf_conntrack_tcp_loose is 1, attach set 0"}},
 		{"one jump deleted", func(ns *fakeNS) {
 			out := ns.tables[v6][TableFilter]["OUTPUT"]
 			out.rules = slices.DeleteFunc(out.rules, func(r []string) bool { return slices.Equal(r, []string{"-j", name(kindOrphan)}) })

@@ -131,7 +131,9 @@ func (r *Repairer) drift(iface string) (Record, []string, error) {
 	if err != nil || (rec.Ifindex != 0 && idx != rec.Ifindex) {
 		return rec, nil, nil // gone, or another interface of that name: attach protects it
 	}
-	missing, err := r.Rules.Drift(rec.Live)
+	want := rec.Live
+	want.Sysctls = rec.Plan.Sysctls // as planned: a snapshot infers them from the rules
+	missing, err := r.Rules.Drift(want)
 	return rec, missing, err
 }
 

@@ -126,6 +126,7 @@ func TestRepair(t *testing.T) {
 		"iptables -F",
 		"iptables -F && iptables -X && ip6tables -t raw -F",
 		"nft flush ruleset",
+		"sysctl -q -w net.netfilter.nf_conntrack_tcp_loose=1", // sysctl --system
 	} {
 		l.sh(t, reload)
 		res := l.check(t)
@@ -141,8 +142,11 @@ func TestRepair(t *testing.T) {
 			t.Errorf("Check after the repair of %s: %+v; want nothing to do", reload, res)
 		}
 	}
-	if got := testutil.ToFloat64(l.rep.Metrics.repairs.WithLabelValues("r0")); got != 3 {
-		t.Errorf("repairs of r0: %v, want 3", got)
+	if got := l.sh(t, "sysctl -n net.netfilter.nf_conntrack_tcp_loose"); got != "0\n" {
+		t.Errorf("nf_conntrack_tcp_loose after the repair: %q, want 0", got)
+	}
+	if got := testutil.ToFloat64(l.rep.Metrics.repairs.WithLabelValues("r0")); got != 4 {
+		t.Errorf("repairs of r0: %v, want 4", got)
 	}
 	if got := testutil.ToFloat64(l.rep.Metrics.failures.WithLabelValues("r0")); got != 0 {
 		t.Errorf("failures of r0: %v, want 0", got)
