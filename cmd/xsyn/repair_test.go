@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xsyn-project/xsyn/internal/repair"
 )
 
 // A firewall reload during a SYN flood, with `xsyn serve` running: serve puts the SYNPROXY
@@ -73,23 +75,13 @@ func TestServeRepairsRules(t *testing.T) {
 			t.Errorf("after %s and the repair: status says netfilter rules %v, missing %q", reload, st.NetfilterRules, st.RulesMissing)
 		}
 	}
-	log := srv.stderr.String()
-	t.Logf("serve's log:\n%s", log)
-	for _, want := range []string{
-		"d0: put back netfilter rules that were gone: ipv4 filter INPUT: chain XSYN-IN-d0 ",
-		"d0: put back netfilter rules that were gone: ipv4 raw PREROUTING: chain XSYN-RAW-d0 and the jump to it are gone",
-	} {
-		if !strings.Contains(log, want) {
-			t.Errorf("serve's log lacks %q:\n%s", want, log)
-		}
-	}
 	body = c.mustGet(t, url)
 	if v, ok := metricValue(body, `xsyn_rules_repair_failures_total{iface="d0"}`); !ok || v != 0 {
-		t.Errorf("xsyn_rules_repair_failures_total = %v (present %v), want 0:\n%s", v, ok, log)
+		t.Errorf("xsyn_rules_repair_failures_total = %v (present %v), want 0 (serve's log, below)", v, ok)
 	}
 	// Scrapes wait for a repair in progress: none read the rules half-way through one.
 	if v, ok := metricValue(body, "xsyn_collection_errors_total"); !ok || v != 0 {
-		t.Errorf("xsyn_collection_errors_total = %v (present %v), want 0:\n%s", v, ok, log)
+		t.Errorf("xsyn_collection_errors_total = %v (present %v), want 0 (serve's log, below)", v, ok)
 	}
 
 	// detach is not undone: serve checks again (twice: one check starts after detach ended) and
@@ -108,6 +100,27 @@ func TestServeRepairsRules(t *testing.T) {
 	}
 	if after != before {
 		t.Errorf("netfilter and sysctls after detach, with serve running, differ from before attach:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// One line per repair, naming the interface and what was gone.
+	if err := srv.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("serve on SIGTERM: %v", err)
+	}
+	log := srv.stderr.String()
+	t.Logf("serve's log:\n%s", log)
+	if n := strings.Count(log, "d0: put back netfilter rules that were gone: "); float64(n) != repaired {
+		t.Errorf("serve logged %d repairs of d0, and counted %v", n, repaired)
+	}
+	if strings.Contains(log, "no record") {
+		t.Errorf("serve says rules attach recorded have no record:\n%s", log)
+	}
+	for _, want := range []string{
+		"d0: put back netfilter rules that were gone: ipv4 filter INPUT: chain XSYN-IN-d0 ",
+		"d0: put back netfilter rules that were gone: ipv4 raw PREROUTING: chain XSYN-RAW-d0 and the jump to it are gone",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("serve's log lacks %q:\n%s", want, log)
+		}
 	}
 }
 
@@ -149,4 +162,30 @@ func (l *e2eLab) pacedFlood(t *testing.T) (stop func()) {
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(quit); <-done }) }
+}
+
+// Rules attach installed without recording them (an xsyn from before the repair) cannot be put
+// back: serve says so when it starts, naming the interface, and repairs nothing.
+func TestServeNamesUnrecordedRules(t *testing.T) {
+	requireRootForTest(t)
+	l := newE2ELab(t, "xsynunr", enterers["ip-netns-exec"])
+	l.mustXsyn(t, "attach", "d0", "--port", "8080", "--mode", "netfilter")
+	t.Cleanup(func() { l.xsyn(t, "detach", "d0") })
+	err := l.dut.Do(func() error {
+		dir, err := repair.DefaultDir()
+		if err != nil {
+			return err
+		}
+		return (&repair.Store{Dir: dir}).Delete("d0")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := l.startServe(t, freeLoopbackAddr(t, l.dut))
+	if err := srv.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if want := "d0: its netfilter rules have no record of what attach installed, so they cannot be put back after a firewall reload: run attach for it again"; !strings.Contains(srv.stderr.String(), want) {
+		t.Errorf("serve's log lacks %q:\n%s", want, srv.stderr)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,15 @@ func startRepair(ctx context.Context, p *protect.Protector, reg prometheus.Regis
 	r := repair.New(rec, p.Loader)
 	r.Metrics, r.Exclusive = repair.NewMetrics(), mu
 	reg.MustRegister(r.Metrics.Collectors()...)
+	// Rules without a record (attached by an xsyn from before the repair) cannot be repaired.
+	if have, err := rec.Interfaces(); err == nil {
+		recorded, _ := rec.Store.Interfaces()
+		for _, iface := range have {
+			if !slices.Contains(recorded, iface) {
+				logger.Printf("%s: its netfilter rules have no record of what attach installed, so they cannot be put back after a firewall reload: run attach for it again", iface)
+			}
+		}
+	}
 	ticker := time.NewTicker(repairInterval)
 	done := make(chan struct{})
 	go func() {
