@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,15 +17,14 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 // needRoot skips a test that needs root (BPF programs, namespaces); every other test runs
 // everywhere.
 func needRoot(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: loads BPF programs or builds network namespaces")
-	}
+	testutil.RequireRoot(tb, "loads BPF programs or builds network namespaces")
 }
 
 func TestChooseGenerator(t *testing.T) {

@@ -112,7 +112,7 @@ func newResult(sc, mode string, f family, s shape, frameLen int, elapsed time.Du
 func xsynDelta(a, b loader.Counters) *xsynCounts {
 	passed := func(c loader.Counters) uint64 {
 		return c.AckCookieValid + c.EstablishedPassed + c.PassNotIp + c.PassNotTcp + c.PassNotProtected + c.PassFragment +
-			c.PassVlanDepth + c.PassExtHdrChain + c.PassMalformed + c.PassNoRoom + c.PassCookieError
+			c.PassVlanDepth + c.PassMalformed + c.PassNoRoom + c.PassCookieError
 	}
 	return &xsynCounts{
 		SynReceived:      b.SynReceived - a.SynReceived,

@@ -26,7 +26,6 @@ package main
 
 import (
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -62,9 +62,7 @@ type xdpCase struct {
 // the SYNPROXY path's kernel helper), and the SYNs through the reflect ceiling (bench.c: swap and
 // XDP_TX, no cookie), on the same frames, so that their costs compare within one run.
 func BenchmarkXDP(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: loads an XDP program and runs it with BPF_PROG_RUN")
-	}
+	testutil.RequireRoot(b, "loads an XDP program and runs it with BPF_PROG_RUN")
 	s, err := spec.Simple{Ports: []uint16{benchPort}, WScale: -1}.Build()
 	if err != nil {
 		b.Fatal(err)

@@ -37,7 +37,6 @@ struct counters {
 	__u64 pass__not_protected; /* TCP to an address:port without a service */
 	__u64 pass__fragment;      /* IPv4 fragment or IPv6 fragment header: the kernel reassembles */
 	__u64 pass__vlan_depth;    /* more than two VLAN tags */
-	__u64 pass__ext_hdr_chain; /* more IPv6 extension headers than we walk */
 	__u64 pass__malformed;     /* bad IP header or lengths; the kernel's checks drop it */
 	__u64 pass__no_room;       /* SYN whose frame could not be resized: SYNPROXY answers */
 	__u64 pass__cookie_error;  /* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */
@@ -49,6 +48,9 @@ struct counters {
 				    * mode), a broadcast or multicast frame or address, loopback, a
 				    * bad IPv4 header checksum, an IPv6 routing header with segments
 				    * left. Answering would reflect; the stack decides */
+	__u64 pass__routed;        /* to a protected port of an address this host routes rather
+				    * than owns (an input statement without dst, on a router): the
+				    * stack forwards it, as it would without xsyn */
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
@@ -57,6 +59,9 @@ struct counters {
 				* cost */
 	__u64 drop__ah;        /* SYN to a protected service behind an IPsec Authentication
 				* Header, which the SYN-ACK could not carry */
+	__u64 drop__ext_hdr_chain; /* more IPv6 extension headers than we walk (16): it could
+				    * hide a SYN to a protected service, and no real stack sends
+				    * one */
 	__u64 drop__internal;  /* frame not the size just asked for; never expected */
 };
 
@@ -94,17 +99,18 @@ enum reason {
 	PASS_NOT_PROTECTED,
 	PASS_FRAGMENT,
 	PASS_VLAN_DEPTH,
-	PASS_EXT_HDR_CHAIN,
 	PASS_MALFORMED,
 	PASS_NO_ROOM,
 	PASS_COOKIE_ERROR,
 	PASS_NO_LISTENER,
 	PASS_TIME_WAIT,
 	PASS_NOT_FOR_HOST,
+	PASS_ROUTED,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_FRAGMENT,
 	DROP_AH,
+	DROP_EXT_HDR_CHAIN,
 	DROP_INTERNAL,
 	CONTINUE, /* not a verdict: the stage wants the next stage to decide */
 };
@@ -186,9 +192,6 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 	case PASS_VLAN_DEPTH:
 		c->pass__vlan_depth++;
 		return XDP_PASS;
-	case PASS_EXT_HDR_CHAIN:
-		c->pass__ext_hdr_chain++;
-		return XDP_PASS;
 	case PASS_MALFORMED:
 		c->pass__malformed++;
 		return XDP_PASS;
@@ -207,6 +210,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 	case PASS_NOT_FOR_HOST:
 		c->pass__not_for_host++;
 		return XDP_PASS;
+	case PASS_ROUTED:
+		c->pass__routed++;
+		return XDP_PASS;
 	case DROP_NO_CONN:
 		c->drop__no_conn++;
 		return XDP_DROP;
@@ -218,6 +224,9 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_DROP;
 	case DROP_AH:
 		c->drop__ah++;
+		return XDP_DROP;
+	case DROP_EXT_HDR_CHAIN:
+		c->drop__ext_hdr_chain++;
 		return XDP_DROP;
 	case DROP_INTERNAL:
 	default:

@@ -24,6 +24,7 @@
 #include "conntrack.h"
 #include "cookie.h"
 #include "counters.h"
+#include "host.h"
 #include "parse.h"
 #include "socket.h"
 #include "synack.h"
@@ -45,13 +46,17 @@ static __always_inline bool ack_cookie_valid(const struct packet *p, void *ctx, 
 
 /* XDP: a segment other than a SYN to a handoff service. flags: SYN, ACK, RST and FIN only. */
 static __always_inline enum reason judge_handoff(struct xdp_md *ctx, const struct packet *p,
-						 __u8 flags)
+						 const struct service *svc, __u8 flags)
 {
 	struct syn_options o = {};
 	int state = socket_state(ctx, p);
 
 	if (state != NO_SOCKET && state != TCP_LISTEN)
 		return ESTABLISHED_PASSED;
+	/* No connection here: on a router, maybe one it forwards. The lookup cannot tell (a
+	 * listener on every address matches any destination), the FIB can. */
+	if (svc->local_only && !dst_local(ctx, p))
+		return PASS_ROUTED;
 	if (flags != TCP_FLAG_ACK)
 		return DROP_NO_CONN;
 	if (!ack_cookie_valid(p, ctx, false, &o))

@@ -125,6 +125,57 @@ struct bpf_sock_tuple {
 	};
 };
 
+/* bpf_fib_lookup() parameters and results (include/uapi/linux/bpf.h, ABI). */
+#define AF_INET 2
+#define AF_INET6 10
+
+struct bpf_fib_lookup {
+	__u8 family;
+	__u8 l4_protocol;
+	__be16 sport;
+	__be16 dport;
+	union {
+		__u16 tot_len;
+		__u16 mtu_result;
+	};
+	__u32 ifindex;
+	union {
+		__u8 tos;
+		__be32 flowinfo;
+		__u32 rt_metric;
+	};
+	union {
+		__be32 ipv4_src;
+		__u32 ipv6_src[4];
+	};
+	union {
+		__be32 ipv4_dst;
+		__u32 ipv6_dst[4];
+	};
+	union {
+		struct {
+			__be16 h_vlan_proto;
+			__be16 h_vlan_TCI;
+		};
+		__u32 tbid;
+	};
+	union {
+		struct {
+			__u32 mark;
+		};
+		struct {
+			__u8 smac[6];
+			__u8 dmac[6];
+		};
+	};
+};
+
+enum {
+	BPF_FIB_LKUP_RET_SUCCESS = 0,
+	BPF_FIB_LKUP_RET_NOT_FWDED = 4,    /* a local, broadcast or multicast destination */
+	BPF_FIB_LKUP_RET_FWD_DISABLED = 5, /* the interface does not forward this family */
+};
+
 /* BPF_F_CURRENT_NETNS: look conntrack up in the namespace the XDP device lives in. */
 #define BPF_F_CURRENT_NETNS (-1)
 

@@ -24,7 +24,8 @@ struct service {
 	__u8 ttl;         /* IPv4 TTL / IPv6 hop limit of the SYN-ACK */
 	__u8 handoff;     /* bool: xsyn's own cookie, ACKs handed to the listening socket (TC);
 			   * else the kernel's cookie and netfilter's SYNPROXY */
-	__u8 pad;
+	__u8 local_only;  /* bool: an input statement without dst: only this host's own addresses
+			   * (host.h dst_local); a router forwards the rest untouched */
 	__u16 window;     /* receive window of a handoff SYN-ACK (SYNPROXY's is 0) */
 	__u16 pad2;
 };

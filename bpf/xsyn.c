@@ -48,19 +48,25 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 			return DROP_AH;
 		if (!syn_for_host(p))
 			return PASS_NOT_FOR_HOST;
+		if (v->svc->local_only && !dst_local(ctx, p))
+			return PASS_ROUTED;
 		return answer_syn(ctx, p, v->svc, hdr_len - sizeof(*th));
 	}
 	if (have_handoff && v->svc->handoff)
-		return judge_handoff(ctx, p, flags);
+		return judge_handoff(ctx, p, v->svc, flags);
 	if (ct_confirmed(ctx, p))
 		return ESTABLISHED_PASSED;
+	/* A connection this host forwards, tracked before xsyn came, or whose SYN went by. */
+	if (v->svc->local_only && !dst_local(ctx, p))
+		return PASS_ROUTED;
 	if (flags == TCP_FLAG_ACK)
 		return check_cookie(p);
 	return DROP_NO_CONN;
 }
 
 /* Ethernet to TCP, and the family for the counters. */
-static __always_inline enum reason parse(struct packet *p, __u32 *family)
+static __always_inline enum reason parse(struct packet *p, __u32 *family, struct xdp_md *xdp,
+					 struct __sk_buff *skb)
 {
 	enum reason r;
 	__be16 proto;
@@ -74,7 +80,7 @@ static __always_inline enum reason parse(struct packet *p, __u32 *family)
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		*family = FAMILY_IPV6;
-		return parse_ipv6(p);
+		return parse_ipv6(p, xdp, skb);
 	}
 	return PASS_NOT_IP;
 }
@@ -82,7 +88,7 @@ static __always_inline enum reason parse(struct packet *p, __u32 *family)
 static __always_inline enum reason classify(struct xdp_md *ctx, struct packet *p,
 					    struct verdict_ctx *v)
 {
-	enum reason r = parse(p, &v->family);
+	enum reason r = parse(p, &v->family, ctx, NULL);
 
 	if (r != CONTINUE)
 		return r;
@@ -119,7 +125,7 @@ int xsyn_handoff(struct __sk_buff *skb)
 
 	/* A fragment's ACK is the kernel's to reassemble first; XDP drops SYNs in fragments, so no
 	 * cookie of ours can be in one. */
-	if (!have_handoff || parse(&p, &family) != CONTINUE || p.fragment)
+	if (!have_handoff || parse(&p, &family, NULL, skb) != CONTINUE || p.fragment)
 		return TC_ACT_OK;
 	svc = lookup_service(&p);
 	if (!svc || !svc->handoff)

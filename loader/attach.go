@@ -178,28 +178,28 @@ func (a *Attachment) Close() error {
 	return errors.Join(errs...)
 }
 
-// Writer holds this network namespace's writers' lock: changes made through it never interleave
-// with another xsyn process's. Callers that change more than the XDP side (rules, then XDP)
-// hold one Writer across all of it.
-type Writer struct {
+// NetnsLock is this network namespace's writers' lock, held: changes made through it never
+// interleave with another xsyn process's. Callers that change more than the XDP side (rules,
+// then XDP) hold one across all of it.
+type NetnsLock struct {
 	opts   Options
 	unlock func()
 }
 
 // Lock waits for and takes the writers' lock of this network namespace.
-func Lock(opts Options) (*Writer, error) {
+func Lock(opts Options) (*NetnsLock, error) {
 	opts = opts.withDefaults()
 	unlock, err := lockNetns(opts.Locks)
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{opts: opts, unlock: unlock}, nil
+	return &NetnsLock{opts: opts, unlock: unlock}, nil
 }
 
 // Unlock releases the lock.
-func (w *Writer) Unlock() { w.unlock() }
+func (w *NetnsLock) Unlock() { w.unlock() }
 
-// Attach takes the lock, attaches (see Writer.Attach) and releases it.
+// Attach takes the lock, attaches (see NetnsLock.Attach) and releases it.
 func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
 	w, err := Lock(opts)
 	if err != nil {
@@ -215,7 +215,7 @@ func Attach(iface string, s spec.Spec, opts Options) (*Attachment, error) {
 // ErrForeignProgram if another XDP program is, and with a *FeatureError if the kernel cannot run
 // the XDP path, or s has handoff services and the kernel lacks the handoff. On any failure
 // nothing is left attached or pinned.
-func (w *Writer) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, error) {
+func (w *NetnsLock) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, error) {
 	if mode == "" {
 		mode = ModeAuto
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -34,9 +35,7 @@ var (
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP and bpffs")
-	}
+	testutil.RequireRoot(t, "network namespaces, XDP and bpffs")
 }
 
 func newLab(t *testing.T, prefix string) *lab {

@@ -148,6 +148,7 @@ func serviceValue(svc spec.Service, id uint32) xsynService {
 		Ecn:        b2u(svc.Options.ECN),
 		Ttl:        svc.TTL,
 		Handoff:    b2u(svc.Handoff),
+		LocalOnly:  b2u(svc.LocalOnly),
 		Window:     synackWindow(svc.Options.MSS),
 	}
 }
@@ -248,7 +249,7 @@ func (c configMaps) services() ([]spec.Service, error) {
 		byID[id] = spec.Service{
 			Family: k.family, Dst: k.dst, Port: k.port, TTL: v.Ttl,
 			Options: spec.TCPOptions{MSS: v.Mss, WScale: v.Wscale, SACK: v.Sack != 0, Timestamps: v.Timestamps != 0, ECN: v.Ecn != 0},
-			Handoff: v.Handoff != 0,
+			Handoff: v.Handoff != 0, LocalOnly: v.LocalOnly != 0,
 		}
 	}
 	var out []spec.Service

@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -210,9 +210,7 @@ func fmtDelta(d FamilyCounters) string {
 
 func rootOrSkip(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root to load the XDP program and run it with BPF_PROG_RUN")
-	}
+	testutil.RequireRoot(tb, "load the XDP program and run it with BPF_PROG_RUN")
 }
 
 // xdpRig is a loaded program to run frames through.
@@ -712,6 +710,13 @@ func TestPolicies(t *testing.T) {
 		}
 	}
 	hbh, rt, dst, frag := packet.ProtoHopByHop, packet.ProtoRouting, packet.ProtoDstOpts, packet.ProtoFragment
+	chain := func(n int) []uint8 { // n destination options headers after one hop-by-hop
+		c := []uint8{hbh}
+		for len(c) < n {
+			c = append(c, dst)
+		}
+		return c
+	}
 	ip4 := func(e func(ip *packet.IPv4)) func(*packet.Frame) { return func(f *packet.Frame) { e(f.IPv4) } }
 	vlans := func(tags ...packet.VLAN) func(*packet.Frame) { return func(f *packet.Frame) { f.VLANs = tags } }
 	q, ad := packet.VLAN{TPID: packet.TPID8021Q, TCI: 7}, packet.VLAN{TPID: packet.TPID8021AD, TCI: 8}
@@ -744,7 +749,17 @@ func TestPolicies(t *testing.T) {
 		{name: "ipv6 four extension headers with ah", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, dst, 51, dst)),
 			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropAh: 1}},
 		{name: "ipv6 five extension headers", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, dst, rt, dst, dst)),
-			verdict: xdpPass, delta: Counters{PassExtHdrChain: 1}},
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
+		{name: "ipv6 sixteen extension headers", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(chain(16)...)),
+			verdict: xdpTX, delta: answered, synack: answer(linuxAnswer)},
+		{name: "ipv6 sixteen extension headers then ah", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(append(chain(15), 51)...)),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropAh: 1}},
+		{name: "ipv6 seventeen extension headers", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(chain(17)...)),
+			verdict: xdpDrop, delta: Counters{DropExtHdrChain: 1}},
+		{name: "ipv6 seventeen extension headers to an unprotected port", only: v6, frame: seg(portOpen, packet.SYN, linuxOpts, ext(chain(17)...)),
+			verdict: xdpDrop, delta: Counters{DropExtHdrChain: 1}},
+		{name: "ipv6 sixteen extension headers then a first fragment", only: v6, frame: seg(portDefault, packet.SYN, nil, ext(append(chain(16), frag)...)),
+			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropFragment: 1}},
 		{name: "ipv6 syn in a first fragment", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(frag)),
 			verdict: xdpDrop, delta: Counters{SynReceived: 1, DropFragment: 1}},
 		{name: "ipv6 hop-by-hop then a first fragment", only: v6, frame: seg(portDefault, packet.SYN, linuxOpts, ext(hbh, frag)),

@@ -309,7 +309,7 @@ func (a *Attachment) upgradeHandoff(tc *ebpf.Program) error {
 	return nil
 }
 
-// Detach takes the lock, detaches (see Writer.Detach) and releases it.
+// Detach takes the lock, detaches (see NetnsLock.Detach) and releases it.
 func Detach(iface string, opts Options) error {
 	w, err := Lock(opts)
 	if err != nil {
@@ -321,7 +321,7 @@ func Detach(iface string, opts Options) error {
 
 // Detach removes xsyn from iface: the program, its link and pins. Detaching an interface xsyn is
 // not on returns ErrNotAttached (after removing any stale pins).
-func (w *Writer) Detach(iface string) error {
+func (w *NetnsLock) Detach(iface string) error {
 	var staleDir string
 	if root, ok, err := stateDirs(w.opts.BPFFS); err == nil && ok {
 		staleDir = filepath.Join(root, pinName(iface))

@@ -157,7 +157,7 @@ func fuzzEdge(reason string) {
 		fuzzEdges[7]++
 	case "PassVlanDepth":
 		fuzzEdges[8]++
-	case "PassExtHdrChain":
+	case "DropExtHdrChain":
 		fuzzEdges[9]++
 	case "PassMalformed":
 		fuzzEdges[10]++

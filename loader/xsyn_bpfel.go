@@ -35,17 +35,18 @@ type xsynCounters struct {
 	PassNotProtected  uint64
 	PassFragment      uint64
 	PassVlanDepth     uint64
-	PassExtHdrChain   uint64
 	PassMalformed     uint64
 	PassNoRoom        uint64
 	PassCookieError   uint64
 	PassNoListener    uint64
 	PassTimeWait      uint64
 	PassNotForHost    uint64
+	PassRouted        uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
 	DropFragment      uint64
 	DropAh            uint64
+	DropExtHdrChain   uint64
 	DropInternal      uint64
 }
 
@@ -54,6 +55,17 @@ type xsynIfaceConfig struct {
 	Mac      [6]uint8
 	CheckMac uint8
 	Pad      uint8
+}
+
+type xsynLocalCache struct {
+	_    structs.HostLayout
+	Slot [8]struct {
+		_     structs.HostLayout
+		Until uint64
+		Addr  [4]uint32
+		Local uint32
+		Pad   uint32
+	}
 }
 
 type xsynPortServices struct {
@@ -77,7 +89,7 @@ type xsynService struct {
 	Ecn        uint8
 	Ttl        uint8
 	Handoff    uint8
-	Pad        uint8
+	LocalOnly  uint8
 	Window     uint16
 	Pad2       uint16
 }
@@ -117,18 +129,19 @@ type xsynTwBudget struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xsynMapXsynCounters  = "xsyn_counters"
-	xsynMapXsynIface     = "xsyn_iface"
-	xsynMapXsynPorts     = "xsyn_ports"
-	xsynMapXsynSecret    = "xsyn_secret"
-	xsynMapXsynServices4 = "xsyn_services4"
-	xsynMapXsynServices6 = "xsyn_services6"
-	xsynMapXsynSvcCounts = "xsyn_svc_counts"
-	xsynMapXsynSvcs      = "xsyn_svcs"
-	xsynMapXsynTwBudget  = "xsyn_tw_budget"
-	xsynProgXsyn         = "xsyn"
-	xsynProgXsynHandoff  = "xsyn_handoff"
-	xsynVarHaveHandoff   = "have_handoff"
+	xsynMapXsynCounters   = "xsyn_counters"
+	xsynMapXsynIface      = "xsyn_iface"
+	xsynMapXsynLocalCache = "xsyn_local_cache"
+	xsynMapXsynPorts      = "xsyn_ports"
+	xsynMapXsynSecret     = "xsyn_secret"
+	xsynMapXsynServices4  = "xsyn_services4"
+	xsynMapXsynServices6  = "xsyn_services6"
+	xsynMapXsynSvcCounts  = "xsyn_svc_counts"
+	xsynMapXsynSvcs       = "xsyn_svcs"
+	xsynMapXsynTwBudget   = "xsyn_tw_budget"
+	xsynProgXsyn          = "xsyn"
+	xsynProgXsynHandoff   = "xsyn_handoff"
+	xsynVarHaveHandoff    = "have_handoff"
 )
 
 // loadXsyn returns the embedded CollectionSpec for xsyn.
@@ -181,15 +194,16 @@ type xsynProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xsynMapSpecs struct {
-	XsynCounters  *ebpf.MapSpec `ebpf:"xsyn_counters"`
-	XsynIface     *ebpf.MapSpec `ebpf:"xsyn_iface"`
-	XsynPorts     *ebpf.MapSpec `ebpf:"xsyn_ports"`
-	XsynSecret    *ebpf.MapSpec `ebpf:"xsyn_secret"`
-	XsynServices4 *ebpf.MapSpec `ebpf:"xsyn_services4"`
-	XsynServices6 *ebpf.MapSpec `ebpf:"xsyn_services6"`
-	XsynSvcCounts *ebpf.MapSpec `ebpf:"xsyn_svc_counts"`
-	XsynSvcs      *ebpf.MapSpec `ebpf:"xsyn_svcs"`
-	XsynTwBudget  *ebpf.MapSpec `ebpf:"xsyn_tw_budget"`
+	XsynCounters   *ebpf.MapSpec `ebpf:"xsyn_counters"`
+	XsynIface      *ebpf.MapSpec `ebpf:"xsyn_iface"`
+	XsynLocalCache *ebpf.MapSpec `ebpf:"xsyn_local_cache"`
+	XsynPorts      *ebpf.MapSpec `ebpf:"xsyn_ports"`
+	XsynSecret     *ebpf.MapSpec `ebpf:"xsyn_secret"`
+	XsynServices4  *ebpf.MapSpec `ebpf:"xsyn_services4"`
+	XsynServices6  *ebpf.MapSpec `ebpf:"xsyn_services6"`
+	XsynSvcCounts  *ebpf.MapSpec `ebpf:"xsyn_svc_counts"`
+	XsynSvcs       *ebpf.MapSpec `ebpf:"xsyn_svcs"`
+	XsynTwBudget   *ebpf.MapSpec `ebpf:"xsyn_tw_budget"`
 }
 
 // xsynVariableSpecs contains global variables before they are loaded into the kernel.
@@ -219,21 +233,23 @@ func (o *xsynObjects) Close() error {
 //
 // It can be passed to loadXsynObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xsynMaps struct {
-	XsynCounters  *ebpf.Map `ebpf:"xsyn_counters"`
-	XsynIface     *ebpf.Map `ebpf:"xsyn_iface"`
-	XsynPorts     *ebpf.Map `ebpf:"xsyn_ports"`
-	XsynSecret    *ebpf.Map `ebpf:"xsyn_secret"`
-	XsynServices4 *ebpf.Map `ebpf:"xsyn_services4"`
-	XsynServices6 *ebpf.Map `ebpf:"xsyn_services6"`
-	XsynSvcCounts *ebpf.Map `ebpf:"xsyn_svc_counts"`
-	XsynSvcs      *ebpf.Map `ebpf:"xsyn_svcs"`
-	XsynTwBudget  *ebpf.Map `ebpf:"xsyn_tw_budget"`
+	XsynCounters   *ebpf.Map `ebpf:"xsyn_counters"`
+	XsynIface      *ebpf.Map `ebpf:"xsyn_iface"`
+	XsynLocalCache *ebpf.Map `ebpf:"xsyn_local_cache"`
+	XsynPorts      *ebpf.Map `ebpf:"xsyn_ports"`
+	XsynSecret     *ebpf.Map `ebpf:"xsyn_secret"`
+	XsynServices4  *ebpf.Map `ebpf:"xsyn_services4"`
+	XsynServices6  *ebpf.Map `ebpf:"xsyn_services6"`
+	XsynSvcCounts  *ebpf.Map `ebpf:"xsyn_svc_counts"`
+	XsynSvcs       *ebpf.Map `ebpf:"xsyn_svcs"`
+	XsynTwBudget   *ebpf.Map `ebpf:"xsyn_tw_budget"`
 }
 
 func (m *xsynMaps) Close() error {
 	return _XsynClose(
 		m.XsynCounters,
 		m.XsynIface,
+		m.XsynLocalCache,
 		m.XsynPorts,
 		m.XsynSecret,
 		m.XsynServices4,

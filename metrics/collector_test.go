@@ -150,9 +150,9 @@ func (f fakeSource) Status(iface string) (protect.Status, error) {
 func distinct(base uint64) loader.Counters {
 	var c loader.Counters
 	fields := []*uint64{&c.SynReceived, &c.SynackSent, &c.AckCookieValid, &c.AckCookieInvalid, &c.EstablishedPassed,
-		&c.PassNotIp, &c.PassNotTcp, &c.PassNotProtected, &c.PassFragment, &c.PassVlanDepth, &c.PassExtHdrChain,
+		&c.PassNotIp, &c.PassNotTcp, &c.PassNotProtected, &c.PassFragment, &c.PassVlanDepth,
 		&c.PassMalformed, &c.PassNoRoom, &c.PassCookieError, &c.DropNoConn, &c.DropMalformed, &c.DropInternal,
-		&c.HandoffAssigned, &c.HandoffRefused, &c.PassNoListener, &c.PassTimeWait, &c.PassNotForHost, &c.DropFragment, &c.DropAh}
+		&c.HandoffAssigned, &c.HandoffRefused, &c.PassNoListener, &c.PassTimeWait, &c.PassNotForHost, &c.DropFragment, &c.DropAh, &c.DropExtHdrChain, &c.PassRouted}
 	for i, f := range fields {
 		*f = base + uint64(i)
 	}

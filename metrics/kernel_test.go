@@ -3,12 +3,10 @@ package metrics
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/protect"
+	xtest "github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -45,9 +44,7 @@ func (n inNetns) Collect(ch chan<- prometheus.Metric) {
 // (netfilter rules only), a known flood arrives on d0, and the metrics move by exactly what it
 // holds.
 func TestCollectorAgainstAttachedProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, netfilter")
-	}
+	xtest.RequireRoot(t, "network namespaces, XDP, netfilter")
 	lab, err := netlab.NewPair("xsynmet", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	if err != nil {
 		t.Fatal(err)
@@ -245,12 +242,8 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 // (Go's default), which the kernel cannot hand connections to, the next client is refused and
 // xsyn_handoff_refused_total says so: what XsynHandoffRefused alerts on.
 func TestHandoffCountersAgainstAttachedProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, TC")
-	}
-	if err := loader.ProbeHandoff(); errors.Is(err, loader.ErrFeatureMissing) {
-		t.Skipf("kernel lacks the socket handoff: %v", err)
-	}
+	xtest.RequireRoot(t, "network namespaces, XDP, TC")
+	xtest.RequireFeature(t, loader.ProbeHandoff(), loader.ErrFeatureMissing)
 	lab, err := netlab.NewPair("xsynmho", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	if err != nil {
 		t.Fatal(err)
@@ -392,8 +385,7 @@ func mac(t *testing.T, s string) packet.MAC {
 // receiving CPU, asynchronously to Send returning. Gives up after 10s.
 func waitCounters(t *testing.T, h *netlab.Host, cond func(loader.FamilyCounters) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	xtest.Eventually(t, 10*time.Second, "the counters reaching the expected state", func() error {
 		var c loader.FamilyCounters
 		err := h.Do(func() error {
 			a, err := loader.Open("d0", true, loader.Options{})
@@ -407,12 +399,9 @@ func waitCounters(t *testing.T, h *netlab.Host, cond func(loader.FamilyCounters)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cond(c) {
-			return
+		if !cond(c) {
+			return fmt.Errorf("at %+v", c)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counters never reached the expected state: %+v", c)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -163,9 +163,7 @@ type stackLab struct {
 
 func newStackLab(t *testing.T, prefix string) *stackLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, netfilter")
-	}
+	testutil.RequireRoot(t, "network namespaces, XDP, netfilter")
 	lab, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	if err != nil {
 		t.Fatal(err)
@@ -407,15 +405,10 @@ func (l *stackLab) waitKernel(counter string, delta float64) {
 // asynchronously to the frames being sent; gives up after 10s.
 func (l *stackLab) waitFor(name string, want float64) {
 	l.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := l.sum(name)
-		if got >= want {
-			return
+	testutil.Eventually(l.t, 10*time.Second, name+" reaching "+fmt.Sprint(want), func() error {
+		if got := l.sum(name); got < want {
+			return fmt.Errorf("at %v", got)
 		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("%s reached %v, never %v", name, got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -3,7 +3,6 @@ package rules
 import (
 	"bytes"
 	"errors"
-	"os"
 	"os/exec"
 	"regexp"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netns"
 
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -25,9 +25,7 @@ import (
 // run on goroutines of their own and must call it themselves.
 func enterNewNetNS(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating network namespaces and changing netfilter rules needs root")
-	}
+	testutil.RequireRoot(t, "creating network namespaces and changing netfilter rules")
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -720,9 +718,7 @@ func inBackendNS(t *testing.T, b backend) {
 	t.Helper()
 	t.Parallel() // each in a namespace of its own
 	if b.ipt4 != "" {
-		if _, err := exec.LookPath(b.ipt4); err != nil {
-			t.Skipf("%s not installed", b.ipt4)
-		}
+		testutil.RequireTool(t, b.ipt4, "Debian: apt-get install iptables; deploy/install-deps.sh installs it")
 	}
 	enterNewNetNS(t)
 }

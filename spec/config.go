@@ -64,6 +64,13 @@ func ParseConfig(name string, src []byte, stack *Stack) (Config, error) {
 		p.line(l.toks)
 	}
 	cfg := p.resolve(stack)
+	if len(p.errs) == 0 {
+		cols := map[int]int{}
+		for _, d := range p.drafts {
+			cols[d.pos.Line] = d.first.pos.col
+		}
+		p.errs = cfg.interfaceConflicts(cols) // interfaces.go
+	}
 	if err := p.err(); err != nil {
 		return Config{}, err
 	}

@@ -83,6 +83,9 @@ type Service struct {
 	// Handoff: the socket-handoff path (xsyn's cookie, ACK handed to the listener); else
 	// SYNPROXY's (the kernel's cookie). See Path.
 	Handoff bool
+	// LocalOnly: only this host's own addresses (an input statement without dst); XDP leaves
+	// SYNs and connections this host routes to the stack.
+	LocalOnly bool
 }
 
 func (s Service) String() string {

@@ -233,6 +233,11 @@ type Statement struct {
 	Via        Via
 	Path       Path
 	PathReason string
+	// Implicit: xsyn made the statement (the flag form, zero-config), nobody wrote it. On the
+	// SYNPROXY path its accept would replace the host firewall's INPUT verdict, which nobody
+	// asked for: attach protects such a statement's ports only where the firewall lets every
+	// client in (internal/protect, firewall.go).
+	Implicit bool
 }
 
 // Origin names the statement in annotations: its text, or where it was written.
@@ -397,22 +402,28 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 	if err := s.followSynproxy(); err != nil {
 		return Spec{}, err
 	}
-	seen := map[Service]bool{}
+	seen := map[Service]int{} // the service's index, by family, destination, port and path
 	for i := range s.Statements {
 		st := &s.Statements[i]
 		if st.XDPReason() != "" || st.xdpServices() > MaxServices {
 			continue
 		}
+		// An input statement without a destination of its own means this host's addresses;
+		// on a router, the XDP program must leave the others' SYNs to be forwarded.
+		local := st.Direction == Input && (st.Match.Dst.Any() || st.Match.Dst.Not)
 		for _, dst := range st.Match.Dst.Positive(st.Family) {
 			for _, port := range st.Match.Dport.Ports() {
 				svc := Service{Family: st.Family, Dst: dst, Port: port, Options: st.Options, TTL: st.TTL,
-					Handoff: st.Path == PathHandoff}
+					Handoff: st.Path == PathHandoff, LocalOnly: local}
 				k := svc
-				k.Options, k.TTL = TCPOptions{}, 0
-				if seen[k] {
-					continue // an earlier statement answers it, with the same options
+				k.Options, k.TTL, k.LocalOnly = TCPOptions{}, 0, false
+				if j, ok := seen[k]; ok {
+					// An earlier statement answers it, with the same options; a forward
+					// statement's destinations are answered wherever they are.
+					s.Services[j].LocalOnly = s.Services[j].LocalOnly && local
+					continue
 				}
-				seen[k] = true
+				seen[k] = len(s.Services)
 				s.Services = append(s.Services, svc)
 			}
 		}
@@ -589,7 +600,7 @@ func (o TCPOptions) String() string {
 
 // FromServices turns services into `input accept` statements, one per family, destination and
 // options, with their ports in one list: the statements behind the flag form and zero-config
-// attach.
+// attach, marked Implicit.
 func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 	type group struct {
 		fam  Family
@@ -614,6 +625,7 @@ func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 		}
 		st.Match.Dport.Ranges = ports[g]
 		st.Text = st.String()
+		st.Implicit = true
 		stmts = append(stmts, st)
 	}
 	return Compile(iface, set, stmts)

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 const testVersion = "1.2.3-4-gabcdef0"
@@ -190,9 +192,7 @@ func squeeze(s string) string {
 // renderMan runs man -l on the page, as ASCII, with groff's warnings on: a warning is a failure.
 func renderMan(t testing.TB, file string) string {
 	t.Helper()
-	if _, err := exec.LookPath("man"); err != nil {
-		t.Skip("man is not installed (Debian: apt-get install man-db; deploy/install-deps.sh installs it)")
-	}
+	testutil.RequireTool(t, "man", "Debian: apt-get install man-db; deploy/install-deps.sh installs it")
 	cmd := exec.Command("man", "--warnings", "-E", "ascii", "-l", file)
 	cmd.Env = append(os.Environ(), "MANWIDTH=80", "MANPAGER=cat", "PAGER=cat", "LC_ALL=C.UTF-8")
 	var stdout, stderr bytes.Buffer

@@ -29,7 +29,9 @@ one. What makes a connection of a valid ACK depends on the statement's path:
             match on src, sport or outface), and where the handoff cannot serve one: the
             kernel's cookie, and netfilter's SYNPROXY opens the real connection, as in FireHOL.
             attach installs its rules (raw NOTRACK, SYNPROXY, INVALID drop) and the sysctls it
-            needs.
+            needs. SYNPROXY completes the handshake ahead of your INPUT rules, so a statement's
+            action replaces their decision on new connections (give it src to keep a
+            restriction).
 
 --path auto, the default, gives the handoff to every statement that can take it, and moves a
 statement to SYNPROXY, with a warning, where the handoff cannot serve it:
@@ -67,6 +69,20 @@ What to protect comes from one of three places:
                   addresses or on a wildcard address, on each of IFACE's addresses. Ports
                   listening only on other addresses (loopback, say) are left alone.
 --config cannot be combined with --port, --dst or the option flags: the file says it all.
+
+Statements from --port or the listening sockets were written by nobody, so on the SYNPROXY path
+(--mode netfilter, --path synproxy, a kernel without the handoff, an MPTCP server) attach reads
+the host firewall first (iptables-save, ip6tables-save, nft) and protects a port only where the
+INPUT rules let every client in. A port they restrict, or that a native nftables input chain
+may restrict, is refused, with nothing changed, naming the port and the rule: write a
+statement that carries the restriction (--config FILE, 'synproxy input inface IFACE src ...
+dport P accept'), use the handoff path, or open the port in the firewall.
+
+Mark, NAT and OUTPUT rules cannot tell the interface a client came in on, so the SYNPROXY
+statements of two interfaces must not cover one destination, port and client with different
+actions: each would decide the other's connections. A configuration that does is an error at
+its line, and attach refuses a statement that conflicts with another interface already
+protected (read back from its rules), changing nothing.
 
 A configuration file, for instance /etc/xsyn/eth0.conf:
   # the host's SSH, moved to port 2200 outside, logged
@@ -156,6 +172,16 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		if steps[i], err = prepareAttach(p, b, key, mode, *probe, *cut, warn); err != nil {
 			return err
 		}
+	}
+	if len(steps) > 1 {
+		ifaces, specs := make([]string, len(steps)), make([]spec.Spec, len(steps))
+		for i, st := range steps {
+			ifaces[i], specs[i] = st.iface, st.spec
+		}
+		if err := protect.CheckTogether(ifaces, specs); err != nil {
+			return err
+		}
+		p.Together = ifaces
 	}
 	results, err := attachAll(protector{p}, steps, mode)
 	if err != nil {

@@ -109,7 +109,11 @@ func TestExplainConfig(t *testing.T) {
 		"ipv4: mss 1460 wscale " + ws + " sack timestamps, ttl 64\n" +
 			"     path: synproxy: its action is redirect to 22, which only netfilter can carry out\n" +
 			"     XDP answers its SYNs with cookies; SYNPROXY completes the handshake\n" +
+			"     firewall: its action (redirect to 22) replaces your INPUT rules' decision on new connections: SYNPROXY completes the handshake ahead of them, " +
+			"so they only see a connection's later packets; give the statement src to keep a restriction\n" +
 			"     server: 127.0.0.1:22",
+		"firewall: its action (dnat to [2001:db8:1::5]) replaces your FORWARD and INPUT rules' decision on new connections",
+		"firewall: its action (accept) replaces your INPUT rules' decision on new connections",
 		"2. " + conf + ":4: synproxy6 forward",
 		"path: synproxy: it forwards to another host (only SYNPROXY can open that connection)",
 		"server: [2001:db8:1::5]:80, [2001:db8:1::5]:443",
@@ -269,6 +273,10 @@ func TestAttachConfigErrors(t *testing.T) {
 		{"port out of range", "d0", "synproxy4 in inface d0 dport 70000 accept\n", nil, 1, []string{"CONF:1:30: port 70000 is outside 1-65535"}},
 		{"redirect without strict loopback", "d0", "loopback loose\nsynproxy4 in inface d0 dport 2200 redirect to 22\n", nil, 1,
 			[]string{"CONF:2:", "redirect needs `loopback strict`, but line 1 sets loose"}},
+		{"interfaces that would decide each other's connections", "d0", "synproxy4 in inface d0 dst 192.0.2.2 dport 22 drop\n" +
+			"synproxy4 in inface d1 dport 22 path synproxy accept\n", nil, 1,
+			[]string{"CONF:2:1: on d1 it covers connections that line 1 covers on d0 with another action (accept / drop): SYNPROXY's SYN to the server is marked, " +
+				"translated and judged in OUTPUT, which cannot tell the interface a client came in on", "CONF has errors: nothing was changed"}},
 		{"config and port", "d0", "synproxy4 in dport 22 accept\n", []string{"--port", "80"}, 2,
 			[]string{"--config cannot be combined with --port"}},
 		{"config and path", "d0", "synproxy4 in dport 22 accept\n", []string{"--path", "handoff"}, 2,

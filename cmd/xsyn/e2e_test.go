@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -62,9 +64,7 @@ var enterers = map[string]func(h *netlab.Host) []string{
 
 func newE2ELab(t *testing.T, prefix string, enter func(*netlab.Host) []string) *e2eLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, netfilter")
-	}
+	testutil.RequireRoot(t, "network namespaces, XDP, netfilter")
 	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	if err != nil {
 		t.Fatal(err)
@@ -114,14 +114,15 @@ func (l *e2eLab) status(t *testing.T) ifaceJSON {
 // waitStatus polls status until cond holds (the counters move asynchronously), for at most 5s.
 func (l *e2eLab) waitStatus(t *testing.T, cond func(ifaceJSON) bool) ifaceJSON {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st := l.status(t)
-		if cond(st) || time.Now().After(deadline) {
-			return st
+	var st ifaceJSON
+	// Not Eventually: the caller checks the status it gets and says what is wrong with it.
+	_ = testutil.Wait(5*time.Second, func() error {
+		if st = l.status(t); !cond(st) {
+			return errors.New("not yet")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 // echoServer answers on both families in the DUT with the client address it sees.
@@ -392,7 +393,5 @@ func mustMAC(t *testing.T, s string) packet.MAC {
 
 func requireRootForTest(t *testing.T) {
 	t.Helper()
-	if xsynBin == "" {
-		t.Skip("needs root: touches netfilter and XDP")
-	}
+	testutil.RequireRoot(t, "touches netfilter and XDP") // TestMain builds xsynBin as root
 }

@@ -141,6 +141,10 @@ func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path
 	if err != nil {
 		return err
 	}
+	// As root, the firewall attach would read (without, attach's check is only described).
+	if err := (&protect.Protector{}).CheckFirewall(b.Iface, b.Spec); errors.Is(err, protect.ErrFirewallRefuses) {
+		return fmt.Errorf("%w\nattach would fail the same way", err)
+	}
 	plan, err := rules.Build(b.Iface, b.Spec)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 )
 
@@ -23,11 +23,7 @@ import (
 func requireHandoff(t *testing.T) {
 	t.Helper()
 	requireRootForTest(t)
-	if err := loader.ProbeHandoff(); errors.Is(err, loader.ErrFeatureMissing) {
-		t.Skipf("kernel lacks the socket handoff: %v", err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	testutil.RequireFeature(t, loader.ProbeHandoff(), loader.ErrFeatureMissing)
 }
 
 // serveTCP listens on port at the DUT's addresses, with MPTCP or with plain TCP whatever Go's

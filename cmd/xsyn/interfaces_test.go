@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/repair"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 // One configuration for several interfaces: without an interface on the command line, explain
@@ -221,10 +223,12 @@ func TestConfigInterfaces(t *testing.T) {
 				t.Errorf("client through %s to port %s: server saw %q, %v; want %s", c.iface, port, seen, err, c.seen)
 			}
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for counter(l.statusOf(t, c.iface), "ipv4", "synack_sent")-counter(before, "ipv4", "synack_sent") < 2 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		_ = testutil.Wait(5*time.Second, func() error { // the check below says what is wrong
+			if counter(l.statusOf(t, c.iface), "ipv4", "synack_sent")-counter(before, "ipv4", "synack_sent") < 2 {
+				return errors.New("not yet")
+			}
+			return nil
+		})
 		if after := l.statusOf(t, c.iface); counter(after, "ipv4", "synack_sent")-counter(before, "ipv4", "synack_sent") != 2 {
 			t.Errorf("two clients through %s: XDP sent %d SYN-ACKs, want 2 (%v)", c.iface, counter(after, "ipv4", "synack_sent")-counter(before, "ipv4", "synack_sent"), after.Counters["ipv4"])
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xsyn-project/xsyn/internal/repair"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 // A firewall reload during a SYN flood, with `xsyn serve` running: serve puts the SYNPROXY
@@ -127,16 +129,15 @@ func TestServeRepairsRules(t *testing.T) {
 // waitFor scrapes until series satisfies ok, for at most 10s, and returns the last scrape.
 func (c nsClient) waitFor(t *testing.T, url, series string, ok func(float64) bool) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		body := c.mustGet(t, url)
-		if v, found := metricValue(body, series); found && ok(v) {
-			return body
-		} else if time.Now().After(deadline) {
-			t.Fatalf("%s = %v (present %v) after 10s", series, v, found)
+	var body string
+	testutil.Eventually(t, 10*time.Second, series, func() error {
+		body = c.mustGet(t, url)
+		if v, found := metricValue(body, series); !found || !ok(v) {
+			return fmt.Errorf("%s = %v (present %v)", series, v, found)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return body
 }
 
 // pacedFlood sends spoofed SYNs to the protected port, 50 every 10ms, until stopped.

@@ -156,7 +156,7 @@ func (p protector) restore(iface string, prevRules rules.Plan, hadRules bool, xd
 
 // restoreXDP gives iface xsyn's program configured as xdp says, attached in mode, or none when
 // mode is "". Another tool's program is left alone.
-func restoreXDP(w *loader.Writer, iface string, xdp spec.Spec, mode loader.Mode, opts loader.Options) error {
+func restoreXDP(w *loader.NetnsLock, iface string, xdp spec.Spec, mode loader.Mode, opts loader.Options) error {
 	cur, err := loader.Open(iface, false, opts)
 	switch {
 	case err == nil:

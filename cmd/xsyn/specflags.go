@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/xsyn-project/xsyn/internal/source"
+	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -188,6 +189,9 @@ func printStatements(w io.Writer, stmts []spec.Statement, xdp bool, notes map[in
 		for _, l := range pathLines(st, xdp, mixed) {
 			fmt.Fprintf(w, "     %s\n", l)
 		}
+		if l := firewallLine(st); l != "" {
+			fmt.Fprintf(w, "     %s\n", l)
+		}
 		for _, n := range notes[i] {
 			fmt.Fprintf(w, "     %s\n", n)
 		}
@@ -223,6 +227,28 @@ func pathLines(st spec.Statement, xdp, synproxy bool) []string {
 		return []string{path, "SYNPROXY answers its SYNs, not XDP: " + why}
 	}
 	return []string{path, "XDP answers its SYNs with cookies; SYNPROXY completes the handshake"}
+}
+
+// firewallLine says what becomes of the host firewall's verdict on the clients of a statement on
+// the SYNPROXY path, whose handshake SYNPROXY completes ahead of the firewall's rules; "" for the
+// handoff path (the firewall decides) and for statements that let no client in.
+func firewallLine(st spec.Statement) string {
+	if st.Path != spec.PathSynproxy || st.Action.Kind == spec.Reject || st.Action.Kind == spec.Drop {
+		return ""
+	}
+	if st.Implicit {
+		return "firewall: made by xsyn, not written, so attach protects its ports on this path only where your INPUT rules let every client in " +
+			"(it reads them, and refuses the ports they restrict)"
+	}
+	chains := "INPUT"
+	if st.Direction == spec.Forward {
+		chains = "FORWARD"
+		if rules.ProxiesLocal(st) {
+			chains = "FORWARD and INPUT"
+		}
+	}
+	return fmt.Sprintf("firewall: its action (%s) replaces your %s rules' decision on new connections: SYNPROXY completes the handshake "+
+		"ahead of them, so they only see a connection's later packets; give the statement src to keep a restriction", st.Action, chains)
 }
 
 // pathSummary counts the statements on each path: "3 statements on the handoff path, 1 on the

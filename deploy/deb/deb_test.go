@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 const repoRoot = "../.."
@@ -115,9 +117,7 @@ func debVersion(t testing.TB, v string) string {
 // TestVersion: every shape of `git describe --tags --always --dirty` becomes a version dpkg
 // accepts, and they sort as the commits do.
 func TestVersion(t *testing.T) {
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg is not installed: not a Debian system")
-	}
+	testutil.RequireTool(t, "dpkg", "not a Debian system")
 	// In the order dpkg must sort them.
 	prev := ""
 	for _, c := range []struct{ describe, want string }{
@@ -164,7 +164,7 @@ func TestMetadata(t *testing.T) {
 		"Architecture": arch,
 		"Section":      "net",
 		"Priority":     "optional",
-		"Depends":      "iptables",
+		"Depends":      "iptables, nftables",
 		"Homepage":     "https://github.com/xsyn-project/xsyn",
 	} {
 		if got := strings.TrimSpace(fieldOf(t, name)); got != want {

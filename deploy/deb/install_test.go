@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 // scratch is a root directory that dpkg --root installs into. dpkg runs the maintainer scripts
@@ -28,9 +30,7 @@ func newScratch(t *testing.T) *scratch {
 	t.Helper()
 	requireRoot(t)
 	for _, tool := range []string{"dpkg", "dpkg-query", "ldd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed: not a Debian system", tool)
-		}
+		testutil.RequireTool(t, tool, "not a Debian system")
 	}
 	s := &scratch{t, t.TempDir()}
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "bin", "dev",
@@ -54,9 +54,7 @@ const devNull = 1<<8 | 3 // makedev(1, 3)
 // requireRoot is the one place that decides: dpkg --root must chroot, chown and mknod.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("installing with dpkg --root needs root (it chroots to run the maintainer scripts): sudo go test")
-	}
+	testutil.RequireRoot(t, "installing with dpkg --root needs root (it chroots to run the maintainer scripts)")
 }
 
 func (s *scratch) path(name string) string { return filepath.Join(s.root, name) }
@@ -256,9 +254,7 @@ func TestInstall(t *testing.T) {
 // does), so that it checks the installed paths: the units where the package put them, and the
 // binary they run where the package put it.
 func verifyUnits(t *testing.T, s *scratch) {
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
-	}
+	testutil.RequireTool(t, "systemd-analyze", "Debian: apt-get install systemd")
 	const hostUnits = "/usr/lib/systemd/system"
 	if _, err := os.Stat(filepath.Join(hostUnits, "sysinit.target")); err != nil {
 		t.Skipf("no systemd units in %s to verify against: %v", hostUnits, err)
@@ -280,9 +276,7 @@ func verifyUnits(t *testing.T, s *scratch) {
 // renderMan: man finds the page where the package put it, by name, and renders it without a
 // warning.
 func renderMan(t *testing.T, s *scratch) {
-	if _, err := exec.LookPath("man"); err != nil {
-		t.Skip("man is not installed (Debian: apt-get install man-db; deploy/install-deps.sh installs it)")
-	}
+	testutil.RequireTool(t, "man", "Debian: apt-get install man-db; deploy/install-deps.sh installs it")
 	for _, args := range [][]string{
 		{"-l", s.path("usr/share/man/man8/xsyn.8.gz")},
 		{"--manpath=" + s.path("usr/share/man"), "8", "xsyn"},

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -235,9 +236,7 @@ func TestSecurityExposure(t *testing.T) {
 // analyzeRoot builds the root directory for systemd-analyze --root.
 func analyzeRoot(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
-	}
+	testutil.RequireTool(t, "systemd-analyze", "Debian: apt-get install systemd")
 	const hostUnits = "/usr/lib/systemd/system"
 	if _, err := os.Stat(filepath.Join(hostUnits, "sysinit.target")); err != nil {
 		t.Skipf("no systemd units in %s to verify against: %v", hostUnits, err)
@@ -346,9 +345,7 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP, netfilter")
-	}
+	testutil.RequireRoot(t, "network namespaces, XDP, netfilter")
 	for _, tool := range []string{"nsenter", "setpriv", "iptables-save", "ip6tables-save"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing (util-linux, iptables): %v", tool, err)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -29,9 +30,7 @@ var (
 // end. Everything the tests send stays inside these two namespaces.
 func lab(t *testing.T, prefix string, clientMTU, serverMTU int) *netlab.Pair {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces")
-	}
+	testutil.RequireRoot(t, "network namespaces")
 	p, err := netlab.NewPair(prefix, "bkc", clientAddrs, "bks", serverAddrs)
 	if err != nil {
 		t.Fatal(err)

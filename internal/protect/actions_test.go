@@ -22,6 +22,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -79,9 +80,7 @@ type actionLab struct {
 // firewall. Everything is removed when the test ends, xsyn first.
 func newActionLab(t *testing.T, fam spec.Family, forward bool) *actionLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, netfilter, XDP")
-	}
+	testutil.RequireRoot(t, "network namespaces, netfilter, XDP")
 	n := nets[fam]
 	l := &actionLab{fam: fam, net: n, iptablesSave: "iptables-save"}
 	if fam == spec.IPv6 {

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -135,9 +136,7 @@ func banner(h *netlab.Host, src netip.Addr, to netip.AddrPort) (time.Duration, *
 
 func handoffOrSkip(t *testing.T) {
 	t.Helper()
-	if err := loader.ProbeHandoff(); errors.Is(err, loader.ErrFeatureMissing) {
-		t.Skipf("kernel lacks the socket handoff: %v", err)
-	}
+	testutil.RequireFeature(t, loader.ProbeHandoff(), loader.ErrFeatureMissing)
 }
 
 // handoffLab is the action lab with the firewall protected on the handoff path.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/xsyn-project/xsyn/internal/hostfw"
 	"github.com/xsyn-project/xsyn/internal/repair"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
@@ -41,6 +42,12 @@ type Protector struct {
 	MPTCPListeners func() ([]Listener, error)
 	// Sysctl reads a sysctl of this namespace ("net.ipv4.tcp_sack"); default /proc/sys.
 	Sysctl func(key string) (string, error)
+	// Firewall reads the host firewall's input rules (CheckFirewall); default hostfw.Read of
+	// this namespace.
+	Firewall func() (hostfw.Ruleset, error)
+	// Together are the interfaces one command applies with this one, judged against each other
+	// beforehand (CheckTogether); CheckNeighbours leaves their rules, about to be replaced, alone.
+	Together []string
 }
 
 // New returns a Protector using the real netfilter and bpffs. Every change of the rules is
@@ -100,6 +107,15 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		return nil, err
 	}
 	defer w.Unlock()
+
+	// Refuse what would open a port the host firewall closes, or let another interface's
+	// statements decide this one's connections: nothing has changed yet.
+	if err := p.CheckFirewall(iface, s); err != nil {
+		return nil, err
+	}
+	if err := p.CheckNeighbours(iface, s); err != nil {
+		return nil, err
+	}
 
 	// Look before touching anything: a missing interface or someone else's XDP program stops
 	// here, with nothing changed.

@@ -3,13 +3,13 @@ package protect
 import (
 	"errors"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -17,9 +17,7 @@ import (
 
 func server(t *testing.T, prefix string) *netlab.Host {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, netfilter, XDP")
-	}
+	testutil.RequireRoot(t, "network namespaces, netfilter, XDP")
 	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}, "d0", []netip.Prefix{netip.MustParsePrefix("192.0.2.2/24")})
 	if err != nil {
 		t.Fatal(err)

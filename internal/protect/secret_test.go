@@ -22,6 +22,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/cookie"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -71,9 +72,7 @@ type anycastLab struct {
 
 func newAnycastLab(t *testing.T) *anycastLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, netfilter, XDP")
-	}
+	testutil.RequireRoot(t, "network namespaces, netfilter, XDP")
 	handoffOrSkip(t)
 	lab := netlab.New(fmt.Sprintf("xsynsec%d", os.Getpid()))
 	t.Cleanup(func() { lab.Close() })

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -27,11 +28,8 @@ type nsLab struct {
 
 func newNSLab(t *testing.T) *nsLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, netfilter")
-	}
-	lab := netlab.New("xsynrp")
-	t.Cleanup(func() { lab.Close() })
+	testutil.RequireRoot(t, "network namespaces, netfilter")
+	lab := testutil.Lab(t, "xsynrp")
 	a, err := lab.Host("a")
 	if err != nil {
 		t.Fatal(err)
@@ -145,10 +143,10 @@ func TestRepair(t *testing.T) {
 	if got := l.sh(t, "sysctl -n net.netfilter.nf_conntrack_tcp_loose"); got != "0\n" {
 		t.Errorf("nf_conntrack_tcp_loose after the repair: %q, want 0", got)
 	}
-	if got := testutil.ToFloat64(l.rep.Metrics.repairs.WithLabelValues("r0")); got != 4 {
+	if got := promtest.ToFloat64(l.rep.Metrics.repairs.WithLabelValues("r0")); got != 4 {
 		t.Errorf("repairs of r0: %v, want 4", got)
 	}
-	if got := testutil.ToFloat64(l.rep.Metrics.failures.WithLabelValues("r0")); got != 0 {
+	if got := promtest.ToFloat64(l.rep.Metrics.failures.WithLabelValues("r0")); got != 0 {
 		t.Errorf("failures of r0: %v, want 0", got)
 	}
 
@@ -213,7 +211,7 @@ func TestRepairFailure(t *testing.T) {
 	if now := l.sh(t, "iptables-save; ip6tables-save | grep -v '^#'"); strings.Count(now, "XSYN") != strings.Count(before, "XSYN") {
 		t.Errorf("a failed repair changed the rules:\nbefore:\n%s\nafter:\n%s", before, now)
 	}
-	if got := testutil.ToFloat64(l.rep.Metrics.failures.WithLabelValues("r0")); got != 1 {
+	if got := promtest.ToFloat64(l.rep.Metrics.failures.WithLabelValues("r0")); got != 1 {
 		t.Errorf("failures of r0: %v, want 1", got)
 	}
 	l.sh(t, "iptables -N TRAP")
@@ -277,7 +275,7 @@ func TestRun(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if got := testutil.ToFloat64(l.rep.Metrics.checks); got != 3 {
+	if got := promtest.ToFloat64(l.rep.Metrics.checks); got != 3 {
 		t.Errorf("checks: %v, want 3", got)
 	}
 }

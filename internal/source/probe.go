@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -85,7 +86,7 @@ func Servers(st spec.Statement, ifaceAddrs []netip.Addr) (servers []netip.AddrPo
 	}
 	switch a := st.Action; a.Kind {
 	case spec.Accept:
-		note = cmpOr(dstAddrs(), dstPorts())
+		note = cmp.Or(dstAddrs(), dstPorts())
 	case spec.Redirect:
 		addrs, ports = []netip.Addr{netip.MustParseAddr("127.0.0.1")}, []uint16{a.Port}
 		if st.Family == spec.IPv6 {
@@ -115,15 +116,6 @@ func Servers(st spec.Statement, ifaceAddrs []netip.Addr) (servers []netip.AddrPo
 		note = fmt.Sprintf("the first %d of its %d servers", MaxServers, n)
 	}
 	return servers, note
-}
-
-func cmpOr(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 func isFamily(a netip.Addr, f spec.Family) bool { return a.Is4() == (f == spec.IPv4) }
