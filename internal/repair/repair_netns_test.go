@@ -2,6 +2,7 @@ package repair
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -296,4 +297,40 @@ func diffLines(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A record is only ever xsyn's own chains of its interface: one altered to name another chain
+// (say, to flush the host's INPUT or insert a rule there) is refused by the check and by the
+// repair, and the host's rules stay as they were.
+func TestRepairRefusesForeignRecord(t *testing.T) {
+	l := newNSLab(t)
+	l.do(t, func() error { return l.rec.Apply(plan(t, conf)) })
+	l.sh(t, "iptables -A INPUT -p tcp --dport 22 -j ACCEPT && iptables -F XSYN-IN-r0")
+	rec, ok, err := l.rec.Store.Load("r0")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	for _, p := range []*rules.Plan{&rec.Live, &rec.Plan} {
+		for i := range p.Families[0].Chains {
+			if p.Families[0].Chains[i].Table == rules.TableFilter {
+				p.Families[0].Chains[i].Name = "INPUT"
+				p.Families[0].Chains[i].Rules = []rules.Rule{{Origin: "attacker", Args: []string{"-j", "DROP"}}}
+				break
+			}
+		}
+	}
+	if err := l.rec.Store.Save("r0", rec); err != nil {
+		t.Fatal(err)
+	}
+	before := l.sh(t, "iptables -S INPUT")
+	res := l.check(t)
+	if len(res) != 1 || !errors.Is(res[0].Err, rules.ErrBadPlan) {
+		t.Errorf("Check of a record naming INPUT: %+v; want ErrBadPlan", res)
+	}
+	if after := l.sh(t, "iptables -S INPUT"); after != before {
+		t.Errorf("INPUT changed by a repair from an altered record:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := promtest.ToFloat64(l.rep.Metrics.failures.WithLabelValues("r0")); got != 1 {
+		t.Errorf("failures of r0: %v, want 1", got)
+	}
 }
