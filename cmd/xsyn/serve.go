@@ -42,7 +42,7 @@ the scrape (and the repair) in progress.
 serve also keeps the netfilter rules of the SYNPROXY path in place (--repair, on by default).
 A firewall reload (iptables -F, iptables-restore, nft flush ruleset) takes xsyn's chains, and
 every port they protect is dead until attach runs again. Each second, serve compares the chains
-of every interface attach protected with what attach installed (recorded in
+(and sysctls) of every interface attach protected with what attach installed (recorded in
 /run/xsyn/netns-<cookie>/IFACE.json) and, when some are gone, flushed or changed, installs them
 again under the lock attach and detach take, logging one line naming the interface and what was
 missing, and counting it in xsyn_rules_repairs_total (failures in
@@ -101,7 +101,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer func() { cancel(); wait() }()
-		h = exclusive(&mu, h)
+		h = exclusive(&mu, *path, h)
 	}
 	logger.Printf("serving metrics on http://%s%s", ln.Addr(), *path)
 	return serve(ctx, ln, h, logger)

@@ -76,12 +76,15 @@ func repairLogger(logger *log.Logger) func(repair.Result) {
 	}
 }
 
-// exclusive serves h holding mu, so that a scrape never reads the rules half-way through a
-// repair (it would count a collection error).
-func exclusive(mu sync.Locker, h http.Handler) http.Handler {
+// exclusive serves h, holding mu for the scrapes at path, so that a scrape never reads the rules
+// half-way through a repair (it would count a collection error). The landing page, which the
+// DaemonSet's probes ask for, never waits.
+func exclusive(mu sync.Locker, path string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
+		if r.URL.Path == path {
+			mu.Lock()
+			defer mu.Unlock()
+		}
 		h.ServeHTTP(w, r)
 	})
 }
