@@ -7,7 +7,8 @@
 //	go run ./bench [-scenario flood,ack,mix,legit,established] [-modes none,drop,reflect,xsyn,xsyn-generic,synproxy]
 //	    [-duration 5s] [-rate 0] [-family 4|6|both] [-shape 54|74|both] [-ack-share 50]
 //	    [-legit-duration 5s] [-legit-levels 0,10,25,50,100] [-legit-rate 200] [-legit-family 4|6|both]
-//	    [-stream-duration 2s] [-stream-family 4|6|both] [-rounds 3] [-stream-wscale -1] [-out bench/out/results.json]
+//	    [-stream-duration 2s] [-stream-family 4|6|both] [-rounds 3] [-stream-wscale -1]
+//	    [-listener-rates 500,1000,...,0] [-listener-duration 2s] [-out bench/out/results.json]
 package main
 
 import (
@@ -52,6 +53,8 @@ type config struct {
 	rounds         int
 	streamFamilies []family
 	streamWScale   int
+	listenerRates  []float64
+	listenerDur    time.Duration
 	out            string
 	batch          uint32
 	generator      string
@@ -70,7 +73,11 @@ const (
 	scenarioEstablished = "established" // one bulk TCP stream through the protected port
 )
 
-var allScenarios = []string{scenarioFlood, scenarioAck, scenarioMix, scenarioLegit, scenarioEstablished}
+var allScenarios = []string{scenarioFlood, scenarioAck, scenarioMix, scenarioLegit, scenarioEstablished, scenarioListener}
+
+// defaultScenarios run without -scenario: the listener's own limits are measured on request
+// (-scenario listener), since they change only with the machine and the kernel.
+var defaultScenarios = allScenarios[:5]
 
 // scenarioModes are the modes that make sense in each flood scenario, in the order they run.
 // The reflect ceiling answers SYNs only; the ceilings would answer or drop the legit client's
@@ -103,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := config{genCPU: 0, dutCPU: 1, args: args}
-	scenarios := fs.String("scenario", strings.Join(allScenarios, ","), "scenarios to run, in order: "+strings.Join(allScenarios, ", "))
+	scenarios := fs.String("scenario", strings.Join(defaultScenarios, ","), "scenarios to run, in order: "+strings.Join(allScenarios, ", "))
 	modes := fs.String("modes", strings.Join(allModes, ","), "DUT modes to measure, in order (each scenario runs those that apply to it)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "flood time per run of flood, ack and mix (mode x family x shape)")
 	fs.Float64Var(&c.rate, "rate", 0, "target flood rate of flood, ack and mix in frames per second; 0: as fast as the generator can")
@@ -118,6 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.streamWScale, "stream-wscale", -1, "established scenario: window scale xsyn and SYNPROXY offer; -1: the one the DUT's own stack offers")
 	fs.IntVar(&c.rounds, "rounds", 3, "established scenario: streams per mode and family (the median is reported)")
 	streamFam := fs.String("stream-family", "4", "established scenario: IP version of the stream, 4, 6 or both")
+	listenerRates := fs.String("listener-rates", ratesString(listenerRatesDefault), "listener scenario: SYN rates of the steps, rising; 0 (last): as fast as the generator can")
+	fs.DurationVar(&c.listenerDur, "listener-duration", 2*time.Second, "listener scenario: flood time per step")
 	fs.StringVar(&c.out, "out", "bench/out/results.json", "JSON results file; report.md and the SVG plots go next to it")
 	batch := fs.Uint("batch", 64, "frames per batch of the generator: per BPF_PROG_RUN flush (live) or per sendto (packet), 1-256")
 	fs.StringVar(&c.generator, "generator", genAuto, "flood generator: live (BPF_PROG_RUN live frames), packet (AF_PACKET TX ring) or auto (live if the kernel runs it)")
@@ -138,7 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"-duration", c.duration}, {"-legit-duration", c.legitDuration}, {"-stream-duration", c.streamDuration}} {
+	}{{"-duration", c.duration}, {"-legit-duration", c.legitDuration}, {"-stream-duration", c.streamDuration}, {"-listener-duration", c.listenerDur}} {
 		if d.v <= 0 || d.v > maxDuration {
 			return c, fmt.Errorf("%s %v: want more than 0 and at most %v", d.name, d.v, maxDuration)
 		}
@@ -148,6 +157,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.ackShare < 1 || c.ackShare > 99 {
 		return c, fmt.Errorf("-ack-share %d: want 1-99 (percent)", c.ackShare)
+	}
+	if c.listenerRates, err = parseRates(*listenerRates); err != nil {
+		return c, err
 	}
 	if c.legitLevels, err = parseLevels(*levels); err != nil {
 		return c, err
@@ -295,6 +307,8 @@ func planRuns(c config) int {
 			n += len(modesFor(sc, c.modes)) * len(c.legitFamilies) * len(c.legitLevels)
 		case scenarioEstablished:
 			n += c.rounds * len(c.streamFamilies) * len(streamModes)
+		case scenarioListener:
+			n += len(c.listenerRates)
 		}
 	}
 	return n
@@ -370,6 +384,8 @@ func benchmark(ctx context.Context, c config, prog *progress) (rep report, err e
 		case scenarioEstablished:
 			err = r.established(ctx, c, &rep, prog)
 			rep.EstablishedSummary = summarize(rep.Established)
+		case scenarioListener:
+			err = r.listener(ctx, c, &rep, prog)
 		}
 		if err != nil {
 			return rep, fmt.Errorf("%s: %w", sc, err)

@@ -31,6 +31,7 @@ func writeReport(w io.Writer, rep report) {
 	writeFloods(w, rep)
 	writeLegit(w, rep)
 	writeEstablished(w, rep)
+	writeListener(w, rep)
 	if len(floodResults(rep.Results, scenarioFlood)) > 0 || len(rep.Legit) > 0 {
 		fmt.Fprintf(w, "\n## Plots\n\n")
 		if len(floodResults(rep.Results, scenarioFlood)) > 0 {

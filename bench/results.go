@@ -170,10 +170,15 @@ type report struct {
 	StreamWScale       int             `json:"stream_wscale,omitempty"`
 	Established        []streamResult  `json:"established,omitempty"`
 	EstablishedSummary []streamSummary `json:"established_summary,omitempty"`
+
+	// The listener scenario (listener.go).
+	ListenerDuration string         `json:"listener_duration,omitempty"`
+	ListenerBacklog  int            `json:"listener_backlog,omitempty"`
+	Listener         []listenerStep `json:"listener,omitempty"`
 }
 
 func (r report) hasResults() bool {
-	return len(r.Results) > 0 || len(r.Legit) > 0 || len(r.Established) > 0
+	return len(r.Results) > 0 || len(r.Legit) > 0 || len(r.Established) > 0 || len(r.Listener) > 0
 }
 
 // Output files, next to the JSON file.

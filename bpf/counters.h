@@ -51,6 +51,11 @@ struct counters {
 	__u64 pass__routed;        /* to a protected port of an address this host routes rather
 				    * than owns (an input statement without dst, on a router): the
 				    * stack forwards it, as it would without xsyn */
+	__u64 pass__on_demand_idle; /* handoff, on-demand: SYN to a service below its threshold,
+				     * or one the listener answered before the switch to cookies
+				     * (sent again): the listener answers it (ondemand.h) */
+	__u64 pass__kernel_cookie; /* handoff, on-demand: ACK carrying the listener's own cookie
+				    * (it sent them while its SYN queue was full): the stack checks it */
 	/* Dropped. */
 	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
 	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
@@ -73,6 +78,7 @@ struct service_counters {
 	__u64 ack_cookie_invalid;
 	__u64 established_passed;
 	__u64 handoff_assigned;
+	__u64 on_demand_switches; /* on-demand: switches between the listener and cookies */
 };
 
 struct {
@@ -106,6 +112,8 @@ enum reason {
 	PASS_TIME_WAIT,
 	PASS_NOT_FOR_HOST,
 	PASS_ROUTED,
+	PASS_ON_DEMAND_IDLE,
+	PASS_KERNEL_COOKIE,
 	DROP_NO_CONN,
 	DROP_MALFORMED,
 	DROP_FRAGMENT,
@@ -212,6 +220,12 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 		return XDP_PASS;
 	case PASS_ROUTED:
 		c->pass__routed++;
+		return XDP_PASS;
+	case PASS_ON_DEMAND_IDLE:
+		c->pass__on_demand_idle++;
+		return XDP_PASS;
+	case PASS_KERNEL_COOKIE:
+		c->pass__kernel_cookie++;
 		return XDP_PASS;
 	case DROP_NO_CONN:
 		c->drop__no_conn++;

@@ -5,6 +5,8 @@
  *   XDP, non-SYN segment: a socket lookup decides.
  *     established, time-wait or request socket  -> XDP_PASS: the connection exists
  *     the listener only, ACK, valid cookie      -> XDP_PASS: TC hands it to the listener
+ *     the listener only, ACK with the listener's own cookie (on-demand services only)
+ *                                               -> XDP_PASS: the stack checks it
  *     the listener only, anything else          -> XDP_DROP
  *     no socket at all, ACK, valid cookie       -> XDP_PASS: the server went away since the SYN;
  *                                                  the stack resets, as it would without xsyn
@@ -59,8 +61,15 @@ static __always_inline enum reason judge_handoff(struct xdp_md *ctx, const struc
 		return PASS_ROUTED;
 	if (flags != TCP_FLAG_ACK)
 		return DROP_NO_CONN;
-	if (!ack_cookie_valid(p, ctx, false, &o))
+	if (!ack_cookie_valid(p, ctx, false, &o)) {
+		/* On-demand: the listener answers SYNs itself while the service is quiet, and with
+		 * its own cookie when its SYN queue overflows (at a switch, or below a threshold set
+		 * too high). The stack checks that cookie again; the kernel's check here keeps
+		 * forged ACKs out of it. */
+		if (svc->on_demand && state == TCP_LISTEN && check_cookie(p) == ACK_COOKIE_VALID)
+			return PASS_KERNEL_COOKIE;
 		return ACK_COOKIE_INVALID;
+	}
 	return state == TCP_LISTEN ? ACK_COOKIE_VALID : PASS_NO_LISTENER;
 }
 

@@ -28,6 +28,8 @@ struct service {
 			   * (host.h dst_local); a router forwards the rest untouched */
 	__u16 window;     /* receive window of a handoff SYN-ACK (SYNPROXY's is 0) */
 	__u16 pad2;
+	__u32 on_demand;  /* handoff only: SYNs a second at which cookies start (ondemand.h);
+			   * below it the listener answers. 0: cookies always */
 };
 
 /* LPM keys: the prefix covers the port (16 bits) and then the destination address, so one lookup

@@ -535,8 +535,18 @@ static __always_inline enum reason answer_syn(struct xdp_md *ctx, const struct p
 		 * TW_CHECKS_PER_SECOND of them: all of them in peacetime, few during a flood.
 		 * XXX: a client reconnecting from the same port in the middle of a flood may still
 		 * stall until the TIME_WAIT socket expires. */
-		if (tw_check_allowed() && socket_state(ctx, p) == TCP_TIME_WAIT)
-			return PASS_TIME_WAIT;
+		if (tw_check_allowed()) {
+			int state = socket_state(ctx, p);
+
+			if (state == TCP_TIME_WAIT)
+				return PASS_TIME_WAIT;
+			/* On-demand (ondemand.h): the listener answered this client before the
+			 * switch to cookies, and the client sends its SYN again (the SYN-ACK was
+			 * lost). The request socket would refuse the ACK of a cookie; the listener
+			 * answers it again instead. */
+			if (svc->on_demand && state == TCP_NEW_SYN_RECV)
+				return PASS_ON_DEMAND_IDLE;
+		}
 		if (!handoff_synack(p, svc, &o, ecn, &sa))
 			return PASS_COOKIE_ERROR;
 	} else {

@@ -11,7 +11,8 @@
  *   RST/FIN/SYN+ACK, no entry   -> XDP_DROP: nothing to reset or close; the stack would call them
  *                                  INVALID and the netfilter rules drop INVALID anyway
  * or, on the socket-handoff path (xsyn's cookie), what handoff.h says: a socket lookup decides,
- * and the TC program xsyn_handoff hands valid ACKs to the listener.
+ * and the TC program xsyn_handoff hands valid ACKs to the listener. A handoff service with
+ * on-demand protection passes its SYNs to the listener until a flood starts (ondemand.h).
  * Everything else passes untouched. Every path ends in finish(), which counts it.
  */
 #include "common.h"
@@ -22,6 +23,7 @@
 #include "synack.h"
 #include "handoff.h"
 #include "host.h"
+#include "ondemand.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -50,6 +52,10 @@ static __always_inline enum reason protect(struct xdp_md *ctx, const struct pack
 			return PASS_NOT_FOR_HOST;
 		if (v->svc->local_only && !dst_local(ctx, p))
 			return PASS_ROUTED;
+		/* On-demand (ondemand.h): the listener answers while the service is not flooded. */
+		if (have_handoff && v->svc->handoff && v->svc->on_demand &&
+		    !on_demand_cookies(v->svc))
+			return PASS_ON_DEMAND_IDLE;
 		return answer_syn(ctx, p, v->svc, hdr_len - sizeof(*th));
 	}
 	if (have_handoff && v->svc->handoff)

@@ -114,7 +114,7 @@ type attachedMaps struct {
 
 // mapNames are the program's maps, as pinned and as the kernel names them (all fit in the
 // kernel's 15 characters).
-var mapNames = []string{xsynMapXsynPorts, xsynMapXsynSvcs, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts, xsynMapXsynSecret, xsynMapXsynIface}
+var mapNames = []string{xsynMapXsynPorts, xsynMapXsynSvcs, xsynMapXsynServices4, xsynMapXsynServices6, xsynMapXsynCounters, xsynMapXsynSvcCounts, xsynMapXsynSecret, xsynMapXsynIface, xsynMapXsynOdRate, xsynMapXsynOdState}
 
 func (m *attachedMaps) slot(name string) **ebpf.Map {
 	switch name {
@@ -134,6 +134,10 @@ func (m *attachedMaps) slot(name string) **ebpf.Map {
 		return &m.secret
 	case xsynMapXsynIface:
 		return &m.iface
+	case xsynMapXsynOdRate:
+		return &m.odRate
+	case xsynMapXsynOdState:
+		return &m.odState
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 // slot of a new service is reset.
 type configMaps struct {
 	ports, svcs, services4, services6, svcCounts, secret, iface *ebpf.Map
+	odRate, odState                                             *ebpf.Map // on-demand (ondemand.go)
 }
 
 // setInterface tells the program the MAC address of the interface it is attached to: it answers
@@ -67,6 +68,9 @@ func (c configMaps) apply(s spec.Spec) error {
 			if err := c.resetCounters(id); err != nil {
 				return err
 			}
+		}
+		if err := c.resetOnDemand(id, svc, fresh[i]); err != nil {
+			return err
 		}
 		if err := c.svcs.Put(id, serviceValue(svc, id)); err != nil {
 			return fmt.Errorf("update parameters of %s: %w", svc, err)
@@ -150,6 +154,7 @@ func serviceValue(svc spec.Service, id uint32) xsynService {
 		Handoff:    b2u(svc.Handoff),
 		LocalOnly:  b2u(svc.LocalOnly),
 		Window:     synackWindow(svc.Options.MSS),
+		OnDemand:   svc.OnDemand,
 	}
 }
 
@@ -249,7 +254,7 @@ func (c configMaps) services() ([]spec.Service, error) {
 		byID[id] = spec.Service{
 			Family: k.family, Dst: k.dst, Port: k.port, TTL: v.Ttl,
 			Options: spec.TCPOptions{MSS: v.Mss, WScale: v.Wscale, SACK: v.Sack != 0, Timestamps: v.Timestamps != 0, ECN: v.Ecn != 0},
-			Handoff: v.Handoff != 0, LocalOnly: v.LocalOnly != 0,
+			Handoff: v.Handoff != 0, LocalOnly: v.LocalOnly != 0, OnDemand: v.OnDemand,
 		}
 	}
 	var out []spec.Service

@@ -124,7 +124,7 @@ func (p *Program) ServiceCounters(id int) (ServiceCounters, error) {
 func (p *Program) configMaps() configMaps {
 	return configMaps{ports: p.objs.XsynPorts, svcs: p.objs.XsynSvcs, services4: p.objs.XsynServices4,
 		services6: p.objs.XsynServices6, svcCounts: p.objs.XsynSvcCounts, secret: p.objs.XsynSecret,
-		iface: p.objs.XsynIface}
+		iface: p.objs.XsynIface, odRate: p.objs.XsynOdRate, odState: p.objs.XsynOdState}
 }
 
 func readCounters(m *ebpf.Map) (FamilyCounters, error) {

@@ -42,6 +42,8 @@ type xsynCounters struct {
 	PassTimeWait      uint64
 	PassNotForHost    uint64
 	PassRouted        uint64
+	PassOnDemandIdle  uint64
+	PassKernelCookie  uint64
 	DropNoConn        uint64
 	DropMalformed     uint64
 	DropFragment      uint64
@@ -68,6 +70,21 @@ type xsynLocalCache struct {
 	}
 }
 
+type xsynOnDemandRate struct {
+	_      structs.HostLayout
+	Window uint64
+	Count  uint32
+	Prev   uint32
+}
+
+type xsynOnDemandState struct {
+	_        structs.HostLayout
+	LastBusy uint64
+	Since    uint64
+	Cookies  uint32
+	Pad      uint32
+}
+
 type xsynPortServices struct {
 	_          structs.HostLayout
 	V4Id       uint16
@@ -92,6 +109,7 @@ type xsynService struct {
 	LocalOnly  uint8
 	Window     uint16
 	Pad2       uint16
+	OnDemand   uint32
 }
 
 type xsynServiceCounters struct {
@@ -102,6 +120,7 @@ type xsynServiceCounters struct {
 	AckCookieInvalid  uint64
 	EstablishedPassed uint64
 	HandoffAssigned   uint64
+	OnDemandSwitches  uint64
 }
 
 type xsynServiceKey4 struct {
@@ -132,6 +151,8 @@ const (
 	xsynMapXsynCounters   = "xsyn_counters"
 	xsynMapXsynIface      = "xsyn_iface"
 	xsynMapXsynLocalCache = "xsyn_local_cache"
+	xsynMapXsynOdRate     = "xsyn_od_rate"
+	xsynMapXsynOdState    = "xsyn_od_state"
 	xsynMapXsynPorts      = "xsyn_ports"
 	xsynMapXsynSecret     = "xsyn_secret"
 	xsynMapXsynServices4  = "xsyn_services4"
@@ -197,6 +218,8 @@ type xsynMapSpecs struct {
 	XsynCounters   *ebpf.MapSpec `ebpf:"xsyn_counters"`
 	XsynIface      *ebpf.MapSpec `ebpf:"xsyn_iface"`
 	XsynLocalCache *ebpf.MapSpec `ebpf:"xsyn_local_cache"`
+	XsynOdRate     *ebpf.MapSpec `ebpf:"xsyn_od_rate"`
+	XsynOdState    *ebpf.MapSpec `ebpf:"xsyn_od_state"`
 	XsynPorts      *ebpf.MapSpec `ebpf:"xsyn_ports"`
 	XsynSecret     *ebpf.MapSpec `ebpf:"xsyn_secret"`
 	XsynServices4  *ebpf.MapSpec `ebpf:"xsyn_services4"`
@@ -236,6 +259,8 @@ type xsynMaps struct {
 	XsynCounters   *ebpf.Map `ebpf:"xsyn_counters"`
 	XsynIface      *ebpf.Map `ebpf:"xsyn_iface"`
 	XsynLocalCache *ebpf.Map `ebpf:"xsyn_local_cache"`
+	XsynOdRate     *ebpf.Map `ebpf:"xsyn_od_rate"`
+	XsynOdState    *ebpf.Map `ebpf:"xsyn_od_state"`
 	XsynPorts      *ebpf.Map `ebpf:"xsyn_ports"`
 	XsynSecret     *ebpf.Map `ebpf:"xsyn_secret"`
 	XsynServices4  *ebpf.Map `ebpf:"xsyn_services4"`
@@ -250,6 +275,8 @@ func (m *xsynMaps) Close() error {
 		m.XsynCounters,
 		m.XsynIface,
 		m.XsynLocalCache,
+		m.XsynOdRate,
+		m.XsynOdState,
 		m.XsynPorts,
 		m.XsynSecret,
 		m.XsynServices4,

@@ -107,6 +107,7 @@ type Collector struct {
 	rules     *prometheus.Desc
 	services  *prometheus.Desc
 	buildInfo *prometheus.Desc
+	onDemand  onDemandDescs
 	errors    prometheus.Counter
 }
 
@@ -128,6 +129,7 @@ func New(src Source, opts Options) *Collector {
 		synproxy: opts.SynproxyStats,
 		netstat:  opts.Netstat,
 		version:  opts.Version,
+		onDemand: newOnDemandDescs(),
 		attached: prometheus.NewDesc("xsyn_attached",
 			"1 for each interface xsyn protects, labelled with how: native or generic XDP (in front of netfilter SYNPROXY), or netfilter-only (the fallback without XDP).",
 			[]string{"iface", "mode"}, nil),
@@ -200,6 +202,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.rules
 	ch <- c.services
 	ch <- c.buildInfo
+	c.onDemand.describe(ch)
 	c.errors.Describe(ch)
 }
 
@@ -284,6 +287,7 @@ func (c *Collector) collectInterface(ch chan<- prometheus.Metric, st protect.Sta
 	}
 	ch <- prometheus.MustNewConstMetric(c.services, prometheus.GaugeValue, float64(handoff), st.Iface, spec.PathHandoff.String())
 	ch <- prometheus.MustNewConstMetric(c.services, prometheus.GaugeValue, float64(len(st.Services)-handoff), st.Iface, spec.PathSynproxy.String())
+	c.onDemand.collect(ch, st)
 	c.collectCounters(ch, st.Iface, familyIPv4, st.Counters.IPv4)
 	c.collectCounters(ch, st.Iface, familyIPv6, st.Counters.IPv6)
 	c.collectCounters(ch, st.Iface, familyOther, st.Counters.Other)

@@ -152,7 +152,8 @@ func distinct(base uint64) loader.Counters {
 	fields := []*uint64{&c.SynReceived, &c.SynackSent, &c.AckCookieValid, &c.AckCookieInvalid, &c.EstablishedPassed,
 		&c.PassNotIp, &c.PassNotTcp, &c.PassNotProtected, &c.PassFragment, &c.PassVlanDepth,
 		&c.PassMalformed, &c.PassNoRoom, &c.PassCookieError, &c.DropNoConn, &c.DropMalformed, &c.DropInternal,
-		&c.HandoffAssigned, &c.HandoffRefused, &c.PassNoListener, &c.PassTimeWait, &c.PassNotForHost, &c.DropFragment, &c.DropAh, &c.DropExtHdrChain, &c.PassRouted}
+		&c.HandoffAssigned, &c.HandoffRefused, &c.PassNoListener, &c.PassTimeWait, &c.PassNotForHost, &c.DropFragment, &c.DropAh, &c.DropExtHdrChain, &c.PassRouted,
+		&c.PassOnDemandIdle, &c.PassKernelCookie}
 	for i, f := range fields {
 		*f = base + uint64(i)
 	}
@@ -176,12 +177,18 @@ func twoInterfaces() fakeSource {
 		{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 80},
 		{Family: spec.IPv6, Dst: netip.MustParsePrefix("::/0"), Port: 80},
 		{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 443},
+		{Family: spec.IPv4, Dst: netip.MustParsePrefix("0.0.0.0/0"), Port: 8080, Handoff: true, OnDemand: 20000},
+		{Family: spec.IPv6, Dst: netip.MustParsePrefix("::/0"), Port: 8080, Handoff: true, OnDemand: 20000},
+	}
+	onDemand := []loader.ServiceOnDemand{
+		{Service: svcs[3], ID: 3, OnDemandState: loader.OnDemandState{Threshold: 20000, Cookies: true, Rate: 35000, Switches: 3}},
+		{Service: svcs[4], ID: 4, OnDemandState: loader.OnDemandState{Threshold: 20000, Rate: 10, Switches: 0}},
 	}
 	return fakeSource{
 		ifaces: []string{"eth0", "eth1"},
 		statuses: map[string]protect.Status{
 			"eth0": {Iface: "eth0", Mode: "native", Rules: true, Services: svcs,
-				Counters: &loader.FamilyCounters{IPv4: distinct(100), IPv6: distinct(200), Other: distinct(300)}},
+				Counters: &loader.FamilyCounters{IPv4: distinct(100), IPv6: distinct(200), Other: distinct(300)}, OnDemand: onDemand},
 			"eth1": {Iface: "eth1", Mode: protect.ModeNetfilterOnly, Rules: true},
 		},
 	}

@@ -10,8 +10,8 @@ import (
 
 // What every plan of a family has, whatever its statements (statements.go), so that Check can
 // tell a firewall reload that took some of an interface's chains from a spec that never needed
-// them: every SYNPROXY statement untracks its SYNs in RAW and lets SYNPROXY's SYN-ACK out in
-// OUT, the loopback isolation rule is in IN and the orphan rules are in ORP whatever the
+// them: every SYNPROXY statement untracks its SYNs in RAW, untracks SYNPROXY's SYN-ACK in SAK
+// and lets it out in OUT, the loopback isolation rule is in IN and the orphan rules are in ORP whatever the
 // statements. MRK and NAT come together: every statement but reject marks SYNPROXY's SYN to the
 // server and translates it, and reject opens no connection to a server. Whether there is a FWD
 // chain depends on the statements alone. A family whose statements all take the handoff path
@@ -24,7 +24,7 @@ import (
 // of one whole table still shows, by the chains every plan has there (filter: IN, OUT and ORP,
 // but FWD is not named; raw: RAW) or by the other one of MRK and NAT.
 var (
-	alwaysPlanned   = []chainKind{kindRaw, kindIn, kindOut, kindOrphan}
+	alwaysPlanned   = []chainKind{kindRaw, kindSynack, kindIn, kindOut, kindOrphan}
 	plannedTogether = [][]chainKind{{kindMark, kindNat}, {kindHandoffIn, kindHandoffOut}}
 )
 

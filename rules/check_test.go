@@ -133,7 +133,7 @@ func TestCheck(t *testing.T) {
 		{
 			"raw table restored",
 			func(ns *fakeNS) { ns.restoreTable(v6, TableRaw, nil) },
-			[]string{gone(v6, kindRaw, iface)},
+			[]string{gone(v6, kindRaw, iface), gone(v6, kindSynack, iface)},
 		},
 		{
 			// MRK and NAT come together: one tells the other is missing.
@@ -220,8 +220,8 @@ func TestCheckChains(t *testing.T) {
 	mustApply(t, a, mustConfig(t, "eth0", everyAction))
 	st := mustCheck(t, a, "eth0")
 	want := State{Iface: "eth0", Families: []FamilyState{
-		{Family: spec.IPv4, Chains: []string{"XSYN-RAW-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-FWD-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"}},
-		{Family: spec.IPv6, Chains: []string{"XSYN-RAW-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-FWD-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"}},
+		{Family: spec.IPv4, Chains: []string{"XSYN-RAW-eth0", "XSYN-SAK-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-FWD-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"}},
+		{Family: spec.IPv6, Chains: []string{"XSYN-RAW-eth0", "XSYN-SAK-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-FWD-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"}},
 	}}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("Check = %+v\nwant %+v", st, want)
@@ -231,7 +231,7 @@ func TestCheckChains(t *testing.T) {
 	mustApply(t, a, mustConfig(t, "eth1", "synproxy4 input inface eth1 dport 23 reject\n"))
 	st = mustCheck(t, a, "eth1")
 	want = State{Iface: "eth1", Families: []FamilyState{
-		{Family: spec.IPv4, Chains: []string{"XSYN-RAW-eth1", "XSYN-IN-eth1", "XSYN-OUT-eth1", "XSYN-ORP-eth1"}},
+		{Family: spec.IPv4, Chains: []string{"XSYN-RAW-eth1", "XSYN-SAK-eth1", "XSYN-IN-eth1", "XSYN-OUT-eth1", "XSYN-ORP-eth1"}},
 	}}
 	if !reflect.DeepEqual(st, want) || !st.Complete() {
 		t.Errorf("Check of a reject-only spec = %+v\nwant %+v", st, want)
@@ -249,7 +249,7 @@ func TestCheckExpect(t *testing.T) {
 		t.Errorf("Expect(ipv4) of complete ipv4 rules = %+v, want them unchanged", got)
 	}
 	got := st.Expect(spec.IPv6, spec.IPv4)
-	want := []string{gone(spec.IPv6, kindRaw, "eth0"), gone(spec.IPv6, kindIn, "eth0"), gone(spec.IPv6, kindOut, "eth0"), gone(spec.IPv6, kindOrphan, "eth0")}
+	want := []string{gone(spec.IPv6, kindRaw, "eth0"), gone(spec.IPv6, kindSynack, "eth0"), gone(spec.IPv6, kindIn, "eth0"), gone(spec.IPv6, kindOut, "eth0"), gone(spec.IPv6, kindOrphan, "eth0")}
 	if !slices.Equal(got.Missing(), want) || got.Complete() || !got.Installed() {
 		t.Errorf("Expect(ipv6) of ipv4-only rules: missing %q, complete %v; want %q", got.Missing(), got.Complete(), want)
 	}

@@ -323,7 +323,7 @@ func (f *fakeIPT) Delete(table, chain string, rulespec ...string) error {
 }
 
 func isTarget(s string) bool {
-	return slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "REJECT", "LOG", "CT", "SYNPROXY", "MARK", "DNAT", "REDIRECT"}, s)
+	return slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "REJECT", "LOG", "CT", "SYNPROXY", "MARK", "DNAT", "REDIRECT", "TCPOPTSTRIP"}, s)
 }
 
 func referenced(t map[string]*fakeChain, chain string) bool {

@@ -92,7 +92,7 @@ func TestBuildMixedPaths(t *testing.T) {
 		t.Errorf("plan empty %v, sysctls %+v; want rules and the sysctls of SYNPROXY and REDIRECT", p.Empty(), p.Sysctls)
 	}
 	wantChains := map[spec.Family][]string{
-		spec.IPv4: {"XSYN-RAW-eth0", "XSYN-HFI-eth0", "XSYN-HFO-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"},
+		spec.IPv4: {"XSYN-RAW-eth0", "XSYN-HFI-eth0", "XSYN-HFO-eth0", "XSYN-SAK-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"},
 		spec.IPv6: {"XSYN-HFI-eth0", "XSYN-HFO-eth0"}, // handoff only: no loopback, no orphan rules
 	}
 	for _, fp := range p.Families {
@@ -208,7 +208,7 @@ func TestCheckMixedPaths(t *testing.T) {
 			[]string{gone(v4, kindIn, "eth0"), gone(v4, kindOut, "eth0"), gone(v4, kindOrphan, "eth0")}},
 		// XXX in check.go: HFI and HFO gone together cannot be told from a spec without handoff
 		// statements; RAW tells the raw table went.
-		{"ipv4 raw restored", func(ns *fakeNS) { ns.restoreTable(v4, TableRaw, nil) }, []string{gone(v4, kindRaw, "eth0")}},
+		{"ipv4 raw restored", func(ns *fakeNS) { ns.restoreTable(v4, TableRaw, nil) }, []string{gone(v4, kindRaw, "eth0"), gone(v4, kindSynack, "eth0")}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := nsForEveryAction()
@@ -234,7 +234,7 @@ func TestCheckMixedPaths(t *testing.T) {
 	a := ns.applier()
 	mustApply(t, a, mustConfig(t, "eth0", mixedConf))
 	want := State{Iface: "eth0", Families: []FamilyState{
-		{Family: v4, Chains: []string{"XSYN-RAW-eth0", "XSYN-HFI-eth0", "XSYN-HFO-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"}},
+		{Family: v4, Chains: []string{"XSYN-RAW-eth0", "XSYN-HFI-eth0", "XSYN-HFO-eth0", "XSYN-SAK-eth0", "XSYN-MRK-eth0", "XSYN-NAT-eth0", "XSYN-IN-eth0", "XSYN-OUT-eth0", "XSYN-ORP-eth0"}},
 		{Family: v6, Chains: []string{"XSYN-HFI-eth0", "XSYN-HFO-eth0"}},
 	}}
 	if st := mustCheck(t, a, "eth0"); !reflect.DeepEqual(st, want) {

@@ -14,11 +14,14 @@
 //     translates the destination (dnat to, redirect to) has it in both, since the address it
 //     fronts for may be this host's own; every other INVALID packet of the service is dropped
 //     there;
-//   - SYNPROXY's own SYN-ACK to the client leaves through filter OUTPUT (XSYN-OUT-<iface>),
-//     which lets it out whatever the rest of the firewall says;
+//   - SYNPROXY's own SYN-ACK to the client skips conntrack in raw OUTPUT (XSYN-SAK-<iface>),
+//     so that a conntrack entry left in TIME_WAIT by an earlier connection of the same ports
+//     cannot rewrite it, and leaves through filter OUTPUT (XSYN-OUT-<iface>), which lets it out
+//     whatever the rest of the firewall says;
 //   - once the cookie is valid SYNPROXY sends a SYN of its own to the server, with the client's
 //     address, through the OUTPUT path: mangle OUTPUT (XSYN-MRK-<iface>) marks it with xsyn's
-//     mark bits; nat OUTPUT (XSYN-NAT-<iface>) applies the statement's DNAT or REDIRECT (the
+//     mark bits, and strips the timestamp option of the ACK SYNPROXY sends the server once it
+//     answers, whose echo the kernel gets wrong (docs/synproxy-timestamps.md); nat OUTPUT (XSYN-NAT-<iface>) applies the statement's DNAT or REDIRECT (the
 //     cookie encodes the original destination, so NAT can only happen now) and keeps the marked
 //     SYN away from every other NAT rule; filter OUTPUT applies the statement's action (accept,
 //     reject, drop, a user chain) with its loglimit; a marked SYN that loops back through lo is
@@ -208,7 +211,7 @@ var (
 	kindRaw = chainKind{tag: "RAW", table: TableRaw, hook: "PREROUTING",
 		why: "client SYNs of protected services skip conntrack: no half-open entries, SYNPROXY answers them"}
 	kindMark = chainKind{tag: "MRK", table: TableMangle, hook: "OUTPUT",
-		why: "mark the SYN that SYNPROXY sends to the server once the client's cookie is valid"}
+		why: "mark the SYN that SYNPROXY sends to the server once the client's cookie is valid; strip the timestamp option of SYNPROXY's ACK to the server"}
 	kindNat = chainKind{tag: "NAT", table: TableNat, hook: "OUTPUT",
 		why: "destination NAT of SYNPROXY's marked SYN; keeps it away from every other NAT rule"}
 	kindIn = chainKind{tag: "IN", table: TableFilter, hook: "INPUT",
@@ -227,10 +230,14 @@ var (
 		why: "handed-off connections skip conntrack, client to server: nf_conntrack_tcp_loose=0 would make them INVALID"}
 	kindHandoffOut = chainKind{tag: "HFO", table: TableRaw, hook: "OUTPUT", handoff: true,
 		why: "handed-off connections skip conntrack, server to client"}
+	// SYNPROXY's cookie SYN-ACK, in raw OUTPUT. Its jump follows HFO's, for the same reason
+	// HFI's follows RAW's.
+	kindSynack = chainKind{tag: "SAK", table: TableRaw, hook: "OUTPUT", after: "HFO",
+		why: "SYNPROXY's cookie SYN-ACK skips conntrack: a TIME_WAIT entry of the same addresses and ports would shift its sequence number (docs/synproxy-timestamps.md)"}
 )
 
 // chainKinds in the order packets meet them.
-var chainKinds = []chainKind{kindRaw, kindHandoffIn, kindHandoffOut, kindMark, kindNat, kindIn, kindFwd, kindOut, kindOrphan}
+var chainKinds = []chainKind{kindRaw, kindHandoffIn, kindHandoffOut, kindSynack, kindMark, kindNat, kindIn, kindFwd, kindOut, kindOrphan}
 
 // stagingTag marks the chain built while the interface's current chain still serves:
 // XSYN-NEW-RAW-eth0 (13 + 15 characters, exactly MaxChainName).

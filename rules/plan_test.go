@@ -203,6 +203,7 @@ func TestBuildShape(t *testing.T) {
 	// builtin chain; the orphan chain after every statement's OUTPUT chain.
 	wantJumps := []Jump{
 		{Table: "raw", From: "PREROUTING", To: "XSYN-RAW-eth0", Position: 1},
+		{Table: "raw", From: "OUTPUT", To: "XSYN-SAK-eth0", Position: 1, After: "HFO"},
 		{Table: "mangle", From: "OUTPUT", To: "XSYN-MRK-eth0", Position: 1},
 		{Table: "nat", From: "OUTPUT", To: "XSYN-NAT-eth0", Position: 1},
 		{Table: "filter", From: "INPUT", To: "XSYN-IN-eth0", Position: 1},
@@ -217,7 +218,7 @@ func TestBuildShape(t *testing.T) {
 	for _, c := range fp.Chains {
 		names = append(names, c.Table+"/"+c.Name)
 	}
-	wantNames := []string{"raw/XSYN-RAW-eth0", "mangle/XSYN-MRK-eth0", "nat/XSYN-NAT-eth0", "filter/XSYN-IN-eth0",
+	wantNames := []string{"raw/XSYN-RAW-eth0", "raw/XSYN-SAK-eth0", "mangle/XSYN-MRK-eth0", "nat/XSYN-NAT-eth0", "filter/XSYN-IN-eth0",
 		"filter/XSYN-FWD-eth0", "filter/XSYN-OUT-eth0", "filter/XSYN-ORP-eth0"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("chains = %v, want %v", names, wantNames)
@@ -252,9 +253,15 @@ func TestBuildShape(t *testing.T) {
 			input:             {"CT --notrack"},
 			forward:           {"CT --notrack"},
 		},
+		"XSYN-SAK-eth0": {
+			// SYNPROXY's SYN-ACK, untracked
+			input:   {"CT --notrack"},
+			forward: {"CT --notrack"},
+		},
 		"XSYN-MRK-eth0": {
-			input:   {"MARK --set-xmark 0x20000000/0x20000000"},
-			forward: {"MARK --set-xmark 0x20000000/0x20000000"},
+			// The mark of SYNPROXY's SYN; the timestamps of its ACK stripped
+			input:   {"MARK --set-xmark 0x20000000/0x20000000", "TCPOPTSTRIP --strip-options 8"},
+			forward: {"MARK --set-xmark 0x20000000/0x20000000", "TCPOPTSTRIP --strip-options 8"},
 		},
 		"XSYN-NAT-eth0": {
 			input:   {"ACCEPT"},
@@ -600,7 +607,7 @@ func TestBuildNegations(t *testing.T) {
 	}
 	slices.Sort(saw)
 	saw = slices.Compact(saw)
-	if want := []string{"XSYN-IN-eth0 ! -d", "XSYN-MRK-eth0 ! -d", "XSYN-NAT-eth0 ! -d", "XSYN-OUT-eth0 ! -s", "XSYN-RAW-eth0 ! -d"}; !slices.Equal(saw, want) {
+	if want := []string{"XSYN-IN-eth0 ! -d", "XSYN-MRK-eth0 ! -d", "XSYN-NAT-eth0 ! -d", "XSYN-OUT-eth0 ! -s", "XSYN-RAW-eth0 ! -d", "XSYN-SAK-eth0 ! -s"}; !slices.Equal(saw, want) {
 		t.Errorf("negated destination matched as %q, want %q", saw, want)
 	}
 }

@@ -81,15 +81,15 @@ func tablesOf(fp FamilyPlan) []string {
 }
 
 // joinArgs prints a rule specification as iptables -S and iptables-save do: a comment is
-// quoted unless it is a plain word (xtables_save_string), any other argument only if it could
-// not be read back as one word.
+// quoted unless it is a plain word (xtables_save_string), a u32 test always, any other argument
+// only if it could not be read back as one word.
 func joinArgs(args []string) string {
 	var b strings.Builder
 	for i, a := range args {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		if (i > 0 && args[i-1] == "--comment" && !plainWord(a)) || needsQuotes(a) {
+		if (i > 0 && args[i-1] == "--comment" && !plainWord(a)) || (i > 0 && args[i-1] == "--u32") || needsQuotes(a) {
 			b.WriteString(quote(a))
 		} else {
 			b.WriteString(a)

@@ -163,6 +163,9 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 		product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"}),
 			[][]string{{"-m", "conntrack", "--ctstate", "INVALID,UNTRACKED", "-j", "ACCEPT"}})...)
 
+	// The same SYN-ACK skips conntrack (kernel_faults.go).
+	untrackSynack(b, origin, f, product(rsrc, rdst, tcp(rsport, rdport, []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN,ACK"})))
+
 	if st.Action.Kind == spec.Reject {
 		return nil // no connection to a server is ever opened
 	}
@@ -174,6 +177,10 @@ func statementRules(b *chainBuilder, iface string, set spec.Settings, st spec.St
 		product(src, dst, out, tcp(sport, dport, syn),
 			[][]string{{"-m", "owner", "!", "--socket-exists", "-m", "conntrack", "--ctstate", "NEW",
 				"-j", "MARK", "--set-xmark", mark}})...)
+	if st.Options.Timestamps {
+		// SYNPROXY's ACK to the server that follows, matched as its SYN (kernel_faults.go).
+		stripServerACKTimestamp(b, origin, product(src, dst, out, tcp(sport, dport, []string{"--tcp-flags", "FIN,SYN,RST,PSH,ACK", "ACK"})))
+	}
 	marked := []string{"-m", "mark", "--mark", mark}
 	natWhy, natTarget := "SYNPROXY's marked SYN goes to the destination the client asked for, past every other NAT rule", []string{"-j", "ACCEPT"}
 	switch st.Action.Kind {

@@ -133,6 +133,8 @@ type optSet struct {
 	sack, ts, ecn    opt[bool]
 	via              opt[Via]
 	viaTok           token // the value of `path`, for errors
+	onDemand         opt[int]
+	onDemandTok      token // the word `on-demand`, for errors
 }
 
 func (s optSet) apply(o *TCPOptions, ttl *uint8) {
@@ -376,7 +378,7 @@ func (p *parser) optionsLine(c *cursor) *ConfigError {
 	return nil
 }
 
-const optionWords = "mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl or path"
+const optionWords = "mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path or on-demand"
 
 // statementWords are the words a line may start with.
 const statementWords = "synproxy4, synproxy6, synproxy, options, mark, loopback or cookie-secret-file"
@@ -443,7 +445,8 @@ func option(c *cursor, t token, o *optSet, seen map[string]token) (isOpt bool, e
 	nums := map[string]struct {
 		dst    *opt[int]
 		lo, hi int
-	}{"mss": {&o.mss, MinMSS, MaxMSS}, "wscale": {&o.wscale, 0, MaxWScale}, "ttl": {&o.ttl, 1, 255}}
+	}{"mss": {&o.mss, MinMSS, MaxMSS}, "wscale": {&o.wscale, 0, MaxWScale}, "ttl": {&o.ttl, 1, 255},
+		"on-demand": {&o.onDemand, 0, MaxOnDemand}}
 	key, on := strings.TrimPrefix(t.val, "no"), !strings.HasPrefix(t.val, "no")
 	flag, isFlag := flags[key]
 	num, isNum := nums[t.val]
@@ -452,6 +455,9 @@ func option(c *cursor, t token, o *optSet, seen map[string]token) (isOpt bool, e
 	}
 	if isNum {
 		key = t.val
+	}
+	if t.val == "on-demand" {
+		o.onDemandTok = t
 	}
 	if err := once(c, t, key, seen); err != nil {
 		return true, err
@@ -612,7 +618,7 @@ func (p *parser) cookieSecretLine(c *cursor) *ConfigError {
 
 // Words of a statement.
 const (
-	paramWords  = "inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path"
+	paramWords  = "inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path, on-demand"
 	actionWords = "accept, reject, drop, redirect, dnat, action"
 )
 
@@ -1144,6 +1150,11 @@ func (p *parser) resolve(stack *Stack) Config {
 				break
 			}
 			if err := p.via(c, d, st); err != nil {
+				p.errs = append(p.errs, err)
+				stmts = nil
+				break
+			}
+			if err := p.onDemand(c, d, st); err != nil {
 				p.errs = append(p.errs, err)
 				stmts = nil
 				break

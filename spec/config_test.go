@@ -466,7 +466,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"ipv4 synproxy6 in accept", "b.conf:1:6", "ipv4 synproxy6: the families disagree"},
 		{"ipv4 server http accept", "b.conf:1:6", `expected synproxy after "ipv4", got "server"`},
 		{"ipv6", "b.conf:1:5", `expected synproxy after "ipv6"`},
-		{"synproxy4 in dstt 1.2.3.4 accept", "b.conf:1:14", `unknown parameter "dstt": expected inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path or an action (accept, reject, drop, redirect, dnat, action)`},
+		{"synproxy4 in dstt 1.2.3.4 accept", "b.conf:1:14", `unknown parameter "dstt": expected inface, outface, src, dst, sport, dport, mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path, on-demand or an action (accept, reject, drop, redirect, dnat, action)`},
 		{"synproxy4 in dport 80 dport 81 accept", "b.conf:1:23", `"dport" given twice`},
 		{"synproxy4 in sack nosack accept", "b.conf:1:19", `"nosack" contradicts "sack"`},
 		{"synproxy4 in dport 80", "b.conf:1:22", "expected an action (accept, reject, drop, redirect, dnat, action) at the end of the statement"},
@@ -554,7 +554,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"synproxy4 in inface 'eth0 accept\nsynproxy4 in accept", "b.conf:1:21", `unterminated quote: no closing ' on this line`},
 
 		// Settings.
-		{"options", "b.conf:1:8", `expected mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl or path after "options"`},
+		{"options", "b.conf:1:8", `expected mss, wscale, sack, nosack, timestamps, notimestamps, ecn, noecn, ttl, path or on-demand after "options"`},
 		{"options mss 1400 bogus", "b.conf:1:18", `unknown option "bogus"`},
 		{"options wscale 20", "b.conf:1:16", "wscale 20 is outside 0-14"},
 		{"options mss 1400\n\noptions wscale 3", "b.conf:3:1", `"options" given twice, first at line 1`},

@@ -60,8 +60,11 @@ type Simple struct {
 	TTL          int // 0: DefaultTTL
 	// Via is the path every statement asks for (--path). The flag form's `input ... accept`
 	// statements can always take the handoff.
-	Via   Via
-	Stack *Stack
+	Via Via
+	// OnDemand is the SYN rate (a second) from which SYNs get cookies; below it the listener
+	// answers (--on-demand). 0: cookies always. Handoff path only.
+	OnDemand int
+	Stack    *Stack
 }
 
 // Build turns the flag form into a validated Spec.
@@ -95,6 +98,12 @@ func (f Simple) Build() (Spec, error) {
 	}
 	if err := (Spec{Services: svcs}).Validate(); err != nil {
 		return Spec{}, err
+	}
+	if f.OnDemand < 0 || f.OnDemand > MaxOnDemand {
+		return Spec{}, fmt.Errorf("%w: on-demand %d is outside 0-%d SYNs a second", ErrInvalid, f.OnDemand, MaxOnDemand)
+	}
+	for i := range svcs {
+		svcs[i].OnDemand = uint32(f.OnDemand) // Compile checks the path
 	}
 	s, err := FromServices(DefaultSettings(), "", svcs)
 	if err != nil || f.Via == ViaAuto {

@@ -162,6 +162,7 @@ func (s Spec) MoveToSynproxy(why func(Statement) string) (Spec, error) {
 	if err := out.followSynproxy(); err != nil {
 		return Spec{}, err
 	}
+	out.dropOnDemand()
 	out.syncServiceHandoff()
 	return out, nil
 }
@@ -193,6 +194,9 @@ func (s *Spec) syncServiceHandoff() {
 	for i := range s.Services {
 		svc := &s.Services[i]
 		svc.Handoff = owner[key{svc.Family, svc.Dst, svc.Port}]
+		if !svc.Handoff {
+			svc.OnDemand = 0
+		}
 	}
 }
 

@@ -86,6 +86,9 @@ type Service struct {
 	// LocalOnly: only this host's own addresses (an input statement without dst); XDP leaves
 	// SYNs and connections this host routes to the stack.
 	LocalOnly bool
+	// OnDemand: handoff only, the SYN rate (a second) from which XDP answers with cookies;
+	// below it the listener answers itself. 0: cookies always. See OnDemand in ondemand.go.
+	OnDemand uint32
 }
 
 func (s Service) String() string {
@@ -186,6 +189,12 @@ func (s Service) Validate() error {
 	}
 	if s.TTL == 0 {
 		return bad("ttl must be 1-255")
+	}
+	if s.OnDemand != 0 && !s.Handoff {
+		return bad("%s", onDemandSynproxy)
+	}
+	if s.OnDemand > MaxOnDemand {
+		return bad("on-demand %d is above %d SYNs a second", s.OnDemand, MaxOnDemand)
 	}
 	return nil
 }

@@ -238,6 +238,10 @@ type Statement struct {
 	// asked for: attach protects such a statement's ports only where the firewall lets every
 	// client in (internal/protect, firewall.go).
 	Implicit bool
+	// OnDemand is the SYN rate (a second) from which the statement's SYNs get cookies; below
+	// it the listener answers them (config `on-demand`, flag --on-demand). 0: cookies always.
+	// Handoff path only.
+	OnDemand uint32
 }
 
 // Origin names the statement in annotations: its text, or where it was written.
@@ -402,6 +406,9 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 	if err := s.followSynproxy(); err != nil {
 		return Spec{}, err
 	}
+	if err := s.checkOnDemand(); err != nil {
+		return Spec{}, err
+	}
 	seen := map[Service]int{} // the service's index, by family, destination, port and path
 	for i := range s.Statements {
 		st := &s.Statements[i]
@@ -414,9 +421,9 @@ func Compile(iface string, set Settings, stmts []Statement) (Spec, error) {
 		for _, dst := range st.Match.Dst.Positive(st.Family) {
 			for _, port := range st.Match.Dport.Ports() {
 				svc := Service{Family: st.Family, Dst: dst, Port: port, Options: st.Options, TTL: st.TTL,
-					Handoff: st.Path == PathHandoff, LocalOnly: local}
+					Handoff: st.Path == PathHandoff, LocalOnly: local, OnDemand: st.OnDemand}
 				k := svc
-				k.Options, k.TTL, k.LocalOnly = TCPOptions{}, 0, false
+				k.Options, k.TTL, k.LocalOnly, k.OnDemand = TCPOptions{}, 0, false, 0
 				if j, ok := seen[k]; ok {
 					// An earlier statement answers it, with the same options; a forward
 					// statement's destinations are answered wherever they are.
@@ -603,15 +610,16 @@ func (o TCPOptions) String() string {
 // attach, marked Implicit.
 func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 	type group struct {
-		fam  Family
-		dst  netip.Prefix
-		opts TCPOptions
-		ttl  uint8
+		fam      Family
+		dst      netip.Prefix
+		opts     TCPOptions
+		ttl      uint8
+		onDemand uint32
 	}
 	var order []group
 	ports := map[group][]PortRange{}
 	for _, svc := range svcs {
-		g := group{svc.Family, svc.Dst, svc.Options, svc.TTL}
+		g := group{svc.Family, svc.Dst, svc.Options, svc.TTL, svc.OnDemand}
 		if _, ok := ports[g]; !ok {
 			order = append(order, g)
 		}
@@ -619,7 +627,8 @@ func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 	}
 	var stmts []Statement
 	for _, g := range order {
-		st := Statement{Family: g.fam, Direction: Input, Options: g.opts, TTL: g.ttl, Action: Action{Kind: Accept}}
+		st := Statement{Family: g.fam, Direction: Input, Options: g.opts, TTL: g.ttl, Action: Action{Kind: Accept},
+			OnDemand: g.onDemand}
 		if g.dst.Bits() != 0 {
 			st.Match.Dst.Prefixes = []netip.Prefix{g.dst}
 		}

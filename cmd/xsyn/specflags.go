@@ -24,7 +24,7 @@ type specFlags struct {
 }
 
 // flagForm are the flags of the flag form, which a configuration file replaces.
-var flagForm = []string{"port", "dst", "mss", "wscale", "no-sack", "no-timestamps", "ecn", "ttl", "path"}
+var flagForm = []string{"port", "dst", "mss", "wscale", "no-sack", "no-timestamps", "ecn", "ttl", "path", "on-demand"}
 
 func addSpecFlags(fs *cmdFlags) *specFlags {
 	sf := &specFlags{simple: spec.Simple{WScale: -1}}
@@ -53,6 +53,8 @@ func addSpecFlags(fs *cmdFlags) *specFlags {
 		f.Via = via
 		return nil
 	})
+	fs.IntVar(&f.OnDemand, "on-demand", 0, "handoff path only: let the listener answer SYNs itself (TCP Fast Open and all its options work) until they come at `N` a second or faster, "+
+		"then answer them with cookies until the rate stays below N/2 for a second (default 0: cookies always; docs/config.md#on-demand)")
 	fs.StringVar(&sf.cookieFile, "cookie-secret-file", "", "the handoff path's cookie secret: a `FILE` of 32 hexadecimal digits, mode 600, the same on every machine behind one address (default: a random secret, kept across attaches)")
 	return sf
 }
@@ -86,6 +88,9 @@ func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error)
 		req.Flags.Ports = ports
 	case sf.simple.Dst != "":
 		return source.Request{}, usagef("--dst needs --port: without --port, attach protects the listening ports on IFACE's own addresses")
+	}
+	if n := sf.simple.OnDemand; n < 0 || n > spec.MaxOnDemand {
+		return source.Request{}, usagef("--on-demand %d is outside 0-%d SYNs a second", n, spec.MaxOnDemand)
 	}
 	if set["cookie-secret-file"] && sf.cookieFile == "" {
 		return source.Request{}, usagef("--cookie-secret-file needs a file name")
@@ -146,6 +151,13 @@ func (sf *specFlags) apply(b *source.Built) error {
 		}
 		b.Spec = s
 	}
+	if n := sf.simple.OnDemand; n != 0 && b.Kind == source.FromListeners {
+		s, err := b.Spec.WithOnDemand(b.Iface, uint32(n))
+		if err != nil {
+			return fmt.Errorf("--on-demand %d: %w", n, err)
+		}
+		b.Spec = s
+	}
 	if sf.cookieFile == "" {
 		return nil
 	}
@@ -191,6 +203,10 @@ func printStatements(w io.Writer, stmts []spec.Statement, xdp bool, notes map[in
 		}
 		if l := firewallLine(st); l != "" {
 			fmt.Fprintf(w, "     %s\n", l)
+		}
+		if st.OnDemand != 0 {
+			fmt.Fprintf(w, "     on-demand: the listener answers its SYNs below %d a second; XDP's cookies from there until a second below %d\n",
+				st.OnDemand, st.OnDemand/2)
 		}
 		for _, n := range notes[i] {
 			fmt.Fprintf(w, "     %s\n", n)

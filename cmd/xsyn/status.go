@@ -282,7 +282,11 @@ func printServices(w io.Writer, svcs []spec.Service) {
 		if !o.Timestamps && !s.Handoff {
 			wscale, sack, ecn = "-", "-", "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL, servicePath(s))
+		path := servicePath(s)
+		if s.OnDemand != 0 {
+			path += fmt.Sprintf(", on-demand %d/s", s.OnDemand)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Family, s.Dst, s.Port, o.MSS, wscale, sack, onOff(o.Timestamps), ecn, s.TTL, path)
 	}
 	tw.Flush()
 }
@@ -335,6 +339,7 @@ func writeText(w io.Writer, st protect.Status, rates familyRates, fresh bool) {
 	if len(st.Services) > 0 {
 		printServices(w, st.Services)
 	}
+	writeOnDemand(w, st)
 	if st.Counters == nil {
 		return
 	}
@@ -465,6 +470,8 @@ type serviceJSON struct {
 	ECN         bool   `json:"ecn"`
 	TTL         uint8  `json:"ttl"`
 	Path        string `json:"path"`
+	// OnDemand: absent unless the service is on-demand (status_ondemand.go).
+	OnDemand *onDemandJSON `json:"on_demand,omitempty"`
 }
 
 // writeJSON prints one document: indented for a single status, one line per frame with --watch.
@@ -476,7 +483,8 @@ func writeJSON(w io.Writer, sts []protect.Status, rates map[string]measured, ind
 		for _, s := range st.Services {
 			o := s.Options
 			j.Services = append(j.Services, serviceJSON{Family: s.Family.String(), Destination: s.Dst.String(),
-				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL, Path: servicePath(s)})
+				Port: s.Port, MSS: o.MSS, WScale: o.WScale, SACK: o.SACK, Timestamps: o.Timestamps, ECN: o.ECN, TTL: s.TTL, Path: servicePath(s),
+				OnDemand: onDemandToJSON(onDemandOf(st, s))})
 		}
 		if st.Counters != nil {
 			j.Counters = map[string]map[string]uint64{}

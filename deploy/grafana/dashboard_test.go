@@ -367,6 +367,9 @@ func busyHost(until time.Duration) xprom.History {
 			{Sel: `xsyn_passed_total{iface="eth0",family="other",reason="not_ip"}`, Counter: true, Phases: r(3)},
 			{Sel: `xsyn_passed_total{iface="eth0",family="ipv4",reason="no_listener"}`, Counter: true, Phases: r(1)},
 			{Sel: `xsyn_dropped_total{iface="eth0",family="ipv4",reason="no_conn"}`, Counter: true, Phases: r(2)},
+			{Sel: `xsyn_on_demand_cookies{iface="eth0",family="ipv4",destination="0.0.0.0/0",port="443"}`, Phases: g(1)},
+			{Sel: `xsyn_on_demand_switches_total{iface="eth0",family="ipv4",destination="0.0.0.0/0",port="443"}`, Counter: true, Phases: r(0.01)},
+			{Sel: `xsyn_on_demand_threshold_syns_per_second{iface="eth0",family="ipv4",destination="0.0.0.0/0",port="443"}`, Phases: g(20000)},
 		},
 	}
 	for _, name := range []string{"syn_received", "synack_sent", "ack_cookie_valid", "ack_cookie_invalid", "established_passed",

@@ -20,6 +20,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/repair"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/metrics"
+	"github.com/xsyn-project/xsyn/spec"
 )
 
 // Metric types as the Catalog records them.
@@ -86,6 +87,10 @@ func (fakeSource) Status(iface string) (protect.Status, error) {
 	st := protect.Status{Iface: iface, Mode: fakeModes[iface], Rules: true}
 	if st.Mode != protect.ModeNetfilterOnly {
 		st.Counters = &loader.FamilyCounters{}
+		// An on-demand service, so that its series are exported too.
+		svc := spec.Service{Family: spec.IPv4, Dst: spec.IPv4.AnyAddr(), Port: 443, Handoff: true, OnDemand: 20000}
+		st.Services = []spec.Service{svc}
+		st.OnDemand = []loader.ServiceOnDemand{{Service: svc, OnDemandState: loader.OnDemandState{Threshold: svc.OnDemand}}}
 	}
 	return st, nil
 }

@@ -412,8 +412,9 @@ type Status struct {
 	// front, a family whose services the program answers and that has no rules at all is
 	// missing too.
 	RulesMissing []string
-	Services     []spec.Service         // from the XDP maps; empty when netfilter-only
-	Counters     *loader.FamilyCounters // nil when netfilter-only
+	Services     []spec.Service           // from the XDP maps; empty when netfilter-only
+	Counters     *loader.FamilyCounters   // nil when netfilter-only
+	OnDemand     []loader.ServiceOnDemand // the switch of each on-demand service
 }
 
 // RulesComplete reports whether the interface has all of xsyn's netfilter rules (as far as the
@@ -465,6 +466,9 @@ func (p *Protector) status(iface string) (Status, error) {
 			return st, err
 		}
 		st.Counters = &c
+		if st.OnDemand, err = a.OnDemand(); err != nil {
+			return st, err
+		}
 		// Every SYNPROXY-path service comes from a statement of its family, and every such
 		// statement has rules: the valid ACKs that XDP passes on need SYNPROXY.
 		var fams []spec.Family

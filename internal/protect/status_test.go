@@ -78,6 +78,7 @@ func TestStatusRulesMissing(t *testing.T) {
 	sh(`for t in raw mangle nat filter; do ip6tables -t $t -F && ip6tables -t $t -X; done`)
 	status(Status{Mode: "native", Rules: true, RulesMissing: []string{
 		"ipv6 raw PREROUTING: chain XSYN-RAW-d0 and the jump to it are gone",
+		"ipv6 raw OUTPUT: chain XSYN-SAK-d0 and the jump to it are gone",
 		"ipv6 filter INPUT: chain XSYN-IN-d0 and the jump to it are gone",
 		"ipv6 filter OUTPUT: chain XSYN-OUT-d0 and the jump to it are gone",
 		"ipv6 filter OUTPUT: chain XSYN-ORP-d0 and the jump to it are gone",
@@ -85,10 +86,12 @@ func TestStatusRulesMissing(t *testing.T) {
 	sh(`for t in raw mangle nat filter; do iptables -t $t -F && iptables -t $t -X; done`)
 	status(Status{Mode: "native", Rules: false, RulesMissing: []string{
 		"ipv4 raw PREROUTING: chain XSYN-RAW-d0 and the jump to it are gone",
+		"ipv4 raw OUTPUT: chain XSYN-SAK-d0 and the jump to it are gone",
 		"ipv4 filter INPUT: chain XSYN-IN-d0 and the jump to it are gone",
 		"ipv4 filter OUTPUT: chain XSYN-OUT-d0 and the jump to it are gone",
 		"ipv4 filter OUTPUT: chain XSYN-ORP-d0 and the jump to it are gone",
 		"ipv6 raw PREROUTING: chain XSYN-RAW-d0 and the jump to it are gone",
+		"ipv6 raw OUTPUT: chain XSYN-SAK-d0 and the jump to it are gone",
 		"ipv6 filter INPUT: chain XSYN-IN-d0 and the jump to it are gone",
 		"ipv6 filter OUTPUT: chain XSYN-OUT-d0 and the jump to it are gone",
 		"ipv6 filter OUTPUT: chain XSYN-ORP-d0 and the jump to it are gone",
