@@ -41,7 +41,7 @@ func NewApplier() (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find ip6tables: %w", err)
 	}
-	a := NewApplierWith(v4, v6, ProcSys{Root: "/proc/sys"})
+	a := NewApplierWith(savingTables{v4, "iptables-save"}, savingTables{v6, "ip6tables-save"}, ProcSys{Root: "/proc/sys"})
 	a.nft = SystemNFT
 	return a, nil
 }
@@ -205,6 +205,10 @@ func iptablesCmd(f spec.Family) string {
 func (a *Applier) Snapshot(iface string) (Plan, bool, error) {
 	if err := checkIface(iface); err != nil {
 		return Plan{}, false, fmt.Errorf("snapshot rules: %w", err)
+	}
+	a, err := a.saved() // one iptables-save per family, where there is one
+	if err != nil {
+		return Plan{}, false, fmt.Errorf("snapshot rules for %s: %w", iface, err)
 	}
 	live, err := a.owned(iface)
 	if err != nil {

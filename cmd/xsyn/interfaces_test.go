@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/repair"
 	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
@@ -43,14 +44,48 @@ func twoIfaceLab(t *testing.T, prefix string) (*e2eLab, *netlab.Host, *netlab.Li
 
 // ifacesState is what attach may change on d0 and d1: l.nsState (every rule and user chain of
 // both families, the namespace's sysctls, d0's XDP program and services, every interface's XDP
-// programs, the namespace's pins), the interfaces' route_localnet, and d1's services.
+// programs, the namespace's pins), the interfaces' route_localnet, d1's services, and the
+// records of the rules each has applied (which serve repairs), as iptables listed them.
 func (l *e2eLab) ifacesState(t *testing.T) string {
 	t.Helper()
 	sys, err := l.dut.Run("sysctl", "net.ipv4.conf.d0.route_localnet", "net.ipv4.conf.d1.route_localnet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%s\n%s\nd1: %s", l.nsState(t), sys, l.services(t, "d1"))
+	return fmt.Sprintf("%s\n%s\nd1: %s\nrecords: %s", l.nsState(t), sys, l.services(t, "d1"), l.records(t, "d0", "d1"))
+}
+
+// records is what the DUT's records of the applied rules say of ifaces: the rules as listed
+// right after they were applied, and the original sysctls; "none" for an interface without one.
+func (l *e2eLab) records(t *testing.T, ifaces ...string) string {
+	t.Helper()
+	var out []string
+	err := l.dut.Do(func() error {
+		dir, err := repair.DefaultDir()
+		if err != nil {
+			return err
+		}
+		for _, iface := range ifaces {
+			rec, ok, err := (&repair.Store{Dir: dir}).Load(iface)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				out = append(out, iface+": none")
+				continue
+			}
+			b, err := json.Marshal([]any{rec.Live, rec.Originals, rec.Ifindex})
+			if err != nil {
+				return err
+			}
+			out = append(out, iface+": "+string(b))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, "\n")
 }
 
 // services is what status --json says of iface without the counters; "" when it is not protected.

@@ -35,7 +35,7 @@ func commands() []command {
 		{"detach", "remove every trace of xsyn from an interface", runDetach},
 		{"explain", "show what attach would install on an interface, and why (changes nothing)", runExplain},
 		{"status", "show what is protected, how, and the counters", runStatus},
-		{"serve", "serve the counters to Prometheus (read-only; 127.0.0.1:9377)", runServe},
+		{"serve", "serve the counters to Prometheus (127.0.0.1:9377); put back rules a firewall reload took", runServe},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,10 +34,21 @@ fallback without XDP), and the exporter's own Go and process metrics. The metric
 docs/metrics.md.
 
 Every scrape reads the kernel afresh, read-only, from the state attach left behind; nothing is
-polled between scrapes and serve changes nothing. Protection lives in the kernel: stopping or
-killing serve never affects it, and a new serve carries on with the same counters. To export
-another network namespace, run serve inside it. Listens on 127.0.0.1:9377 unless told otherwise;
-SIGINT or SIGTERM stop it after the scrape in progress.
+polled between scrapes. Protection lives in the kernel: stopping or killing serve never affects
+it, and a new serve carries on with the same counters. To export another network namespace, run
+serve inside it. Listens on 127.0.0.1:9377 unless told otherwise; SIGINT or SIGTERM stop it after
+the scrape (and the repair) in progress.
+
+serve also keeps the netfilter rules of the SYNPROXY path in place (--repair, on by default).
+A firewall reload (iptables -F, iptables-restore, nft flush ruleset) takes xsyn's chains, and
+every port they protect is dead until attach runs again. Each second, serve compares the chains
+(and sysctls) of every interface attach protected with what attach installed (recorded in
+/run/xsyn/netns-<cookie>/IFACE.json) and, when some are gone, flushed or changed, installs them
+again under the lock attach and detach take, logging one line naming the interface and what was
+missing, and counting it in xsyn_rules_repairs_total (failures in
+xsyn_rules_repair_failures_total). It never undoes a detach: detach forgets the record first.
+Interfaces whose statements all take the handoff path have no rules to lose. --repair=false
+leaves the rules alone: serve then changes nothing.
 
 Examples:
   xsyn serve
@@ -45,9 +57,10 @@ Examples:
 `
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "serve [--web.listen-address ADDR] [--web.telemetry-path PATH]", serveHelp, stdout)
+	fs := newFlags("serve", "serve [--web.listen-address ADDR] [--web.telemetry-path PATH] [--repair=false]", serveHelp, stdout)
 	addr := fs.String("web.listen-address", defaultListen, "`address` (host:port) to listen on")
 	path := fs.String("web.telemetry-path", "/metrics", "`path` under which to serve the metrics")
+	repairRules := fs.Bool("repair", true, "each second, put back the netfilter rules of attached interfaces that a firewall reload took")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -78,8 +91,20 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	logger := log.New(stderr, "xsyn serve: ", log.LstdFlags)
+	h := newHandler(reg, *path, logger)
+	if *repairRules {
+		var mu sync.Mutex
+		rctx, cancel := context.WithCancel(ctx)
+		wait, err := startRepair(rctx, p, reg, &mu, logger)
+		if err != nil {
+			cancel()
+			return err
+		}
+		defer func() { cancel(); wait() }()
+		h = exclusive(&mu, *path, h)
+	}
 	logger.Printf("serving metrics on http://%s%s", ln.Addr(), *path)
-	return serve(ctx, ln, newHandler(reg, *path, logger), logger)
+	return serve(ctx, ln, h, logger)
 }
 
 // serve serves h on ln until ctx is done, then shuts down gracefully: the scrape in progress

@@ -146,10 +146,11 @@ func (p *serveProc) stop(sig syscall.Signal) error {
 	return p.err
 }
 
-// startServe runs `xsyn serve` in the DUT's namespace and waits until it answers.
-func (l *e2eLab) startServe(t *testing.T, addr string) *serveProc {
+// startServe runs `xsyn serve` in the DUT's namespace, with flags besides the address, and
+// waits until it answers.
+func (l *e2eLab) startServe(t *testing.T, addr string, flags ...string) *serveProc {
 	t.Helper()
-	argv := append(l.enter(l.dut), xsynBin, "serve", "--web.listen-address", addr)
+	argv := append(append(l.enter(l.dut), xsynBin, "serve", "--web.listen-address", addr), flags...)
 	p := &serveProc{cmd: exec.Command(argv[0], argv[1:]...), stderr: &strings.Builder{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

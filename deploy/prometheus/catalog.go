@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/internal/repair"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/metrics"
 	"github.com/xsyn-project/xsyn/spec"
@@ -123,8 +124,17 @@ func NewCatalog() (Catalog, error) {
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(xsyn)
-	// What cmd/xsyn/serve.go registers besides xsyn's collector.
+	// What cmd/xsyn/serve.go registers besides xsyn's collector: the Go and process collectors,
+	// and the repair's counters, with a series for each interface.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rm := repair.NewMetrics()
+	reg.MustRegister(rm.Collectors()...)
+	for _, c := range rm.Collectors() {
+		described += describe(c)
+	}
+	for iface := range fakeModes {
+		rm.Touch(iface)
+	}
 	promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	families, err := reg.Gather()
 	if err != nil {

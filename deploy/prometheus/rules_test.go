@@ -140,7 +140,8 @@ func TestChecker(t *testing.T) {
 		"xsyn_netfilter_synproxy_cookie_invalid_total", "xsyn_netfilter_synproxy_cookie_retrans_total",
 		"xsyn_netfilter_synproxy_cookie_valid_total", "xsyn_netfilter_synproxy_syn_received_total",
 		"xsyn_on_demand_cookies", "xsyn_on_demand_switches_total", "xsyn_on_demand_threshold_syns_per_second",
-		"xsyn_passed_total", "xsyn_services", "xsyn_syn_received_total", "xsyn_synack_sent_total"}
+		"xsyn_passed_total", "xsyn_rules_checks_total", "xsyn_rules_repair_failures_total", "xsyn_rules_repairs_total",
+		"xsyn_services", "xsyn_syn_received_total", "xsyn_synack_sent_total"}
 	if got := cat.Xsyn(); !slices.Equal(got, want) {
 		t.Errorf("xsyn's metrics:\n got %v\nwant %v (docs/metrics.md, and the dashboard, may need the change too)", got, want)
 	}

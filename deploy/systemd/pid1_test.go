@@ -62,6 +62,28 @@ func TestUnderSystemd(t *testing.T) {
 	if v, ok := mt.value("xsyn_attached", map[string]string{"iface": iface, "mode": "native"}); !ok || v != 1 {
 		t.Errorf("exporter under systemd: xsyn_attached{mode=native} %v (present %v), want 1", v, ok)
 	}
+	// In its sandbox, the exporter puts back what a firewall reload took and a sysctl set back:
+	// it takes the lock and reads the records in /run/xsyn, and writes /proc/sys/net.
+	if out, err := l.pair.Server.Run("sh", "-c", "iptables -F && sysctl -q -w net.netfilter.nf_conntrack_tcp_loose=1"); err != nil {
+		t.Fatalf("the reload: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		body, err = l.get()
+		v, ok := parseMetrics(body).value("xsyn_rules_repairs_total", map[string]string{"iface": iface})
+		if err == nil && ok && v >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exporter under systemd: xsyn_rules_repairs_total %v (present %v) 10s after iptables -F: %v\n%s", v, ok, err, m.log())
+		}
+	}
+	if v, ok := parseMetrics(body).value("xsyn_rules_repair_failures_total", map[string]string{"iface": iface}); !ok || v != 0 {
+		t.Errorf("exporter under systemd: xsyn_rules_repair_failures_total %v (present %v), want 0\n%s", v, ok, m.log())
+	}
+	if out, _ := l.pair.Server.Run("sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose"); strings.TrimSpace(out) != "0" {
+		t.Errorf("nf_conntrack_tcp_loose after the exporter's repair under systemd: %q, want 0\n%s", out, m.log())
+	}
+	l.connect(t, dut4.Addr(), 9090)
 
 	m.systemctl(t, "stop", exportUnit, "xsyn@"+iface)
 	for _, u := range []string{exportUnit, "xsyn@" + iface + ".service"} {

@@ -650,8 +650,10 @@ func TestUnits(t *testing.T) {
 		}
 	}
 
-	// The exporter serves the counters under its own capabilities, and needs each of them.
+	// The exporter serves the counters under its own capabilities, and needs each of them; with
+	// them it puts back what a firewall reload takes.
 	l.exporter(t, export)
+	l.exporterRepairs(t, export)
 
 	// systemctl stop: detach; nothing of xsyn is left.
 	l.mustRun(t, "ExecStop", attach.command(t, "ExecStop", iface, conf), caps, nnp)
@@ -705,6 +707,55 @@ func (l *lab) exporter(t *testing.T, u *unitFile) {
 			t.Errorf("exporter without %s: xsyn_collection_errors_total = %v (present %v); want errors, or drop %s from its CapabilityBoundingSet", c, v, ok, c)
 		}
 	}
+}
+
+// exporterRepairs runs the exporter unit's ExecStart under its capabilities while a firewall
+// reload flushes the rules and a sysctl is set back: it puts both back, and clients connect.
+func (l *lab) exporterRepairs(t *testing.T, u *unitFile) {
+	t.Helper()
+	caps, nnp := u.capabilities(t), u.noNewPrivileges()
+	cmd := l.serviceCmd(u.command(t, "ExecStart", "", ""), caps, nnp)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := <-exited; err != nil {
+			t.Errorf("exporter on SIGTERM: %v\n%s", err, stderr.String())
+		}
+	}()
+	scrape := func(ok func(metrics) bool) metrics {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			body, err := l.get()
+			if err == nil && ok(parseMetrics(body)) {
+				return parseMetrics(body)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("exporter (capabilities %v): not there after 10s: %v\n%s", caps, err, stderr.String())
+			}
+		}
+	}
+	scrape(func(metrics) bool { return true })
+	if out, err := l.pair.Server.Run("sh", "-c", "iptables -F && sysctl -q -w net.netfilter.nf_conntrack_tcp_loose=1"); err != nil {
+		t.Fatalf("the reload: %v\n%s", err, out)
+	}
+	m := scrape(func(m metrics) bool {
+		v, ok := m.value("xsyn_rules_repairs_total", map[string]string{"iface": iface})
+		return ok && v >= 1
+	})
+	if v, ok := m.value("xsyn_rules_repair_failures_total", map[string]string{"iface": iface}); !ok || v != 0 {
+		t.Errorf("exporter: xsyn_rules_repair_failures_total %v (present %v), want 0\n%s", v, ok, stderr.String())
+	}
+	if out, _ := l.pair.Server.Run("sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose"); strings.TrimSpace(out) != "0" {
+		t.Errorf("nf_conntrack_tcp_loose after the exporter's repair: %q, want 0", out)
+	}
+	l.connect(t, dut4.Addr(), 9090)
+	l.connect(t, dut6.Addr(), 9090)
 }
 
 // scrape starts the exporter, scrapes it once it listens, and stops it as systemd does

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/xsyn-project/xsyn/internal/hostfw"
+	"github.com/xsyn-project/xsyn/internal/repair"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -49,13 +50,18 @@ type Protector struct {
 	Together []string
 }
 
-// New returns a Protector using the real netfilter and bpffs.
+// New returns a Protector using the real netfilter and bpffs. Every change of the rules is
+// recorded for `xsyn serve` to repair after a firewall reload (repair.Recorder).
 func New() (*Protector, error) {
 	a, err := rules.NewApplier()
 	if err != nil {
 		return nil, err
 	}
-	return &Protector{Rules: a}, nil
+	r, err := repair.NewRecorder(a)
+	if err != nil {
+		return nil, err
+	}
+	return &Protector{Rules: r}, nil
 }
 
 // Result says what Apply did.
