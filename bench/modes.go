@@ -60,7 +60,13 @@ func (r *rig) deploy(mode string, s spec.Spec) (*deployment, error) {
 	case modeGeneric:
 		return r.deployXsyn(s, loader.ModeGeneric)
 	case modeSynproxy:
-		if err := r.applyRules(s); err != nil {
+		// The spec's statements take the handoff path, which needs no rules: on its own,
+		// netfilter must proxy them, as it does without XDP.
+		nf, err := s.WithoutHandoff("the bench's netfilter-only mode")
+		if err != nil {
+			return nil, err
+		}
+		if err := r.applyRules(nf); err != nil {
 			return nil, err
 		}
 		return &deployment{teardown: r.removeRules}, nil
@@ -142,6 +148,9 @@ func (r *rig) applyRules(s spec.Spec) error {
 		plan, err := rules.Build(dutIface, s)
 		if err != nil {
 			return err
+		}
+		if plan.Empty() {
+			return fmt.Errorf("no netfilter rules for %s: every statement takes the handoff path", dutIface)
 		}
 		a, err := rules.NewApplier()
 		if err != nil {
