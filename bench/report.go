@@ -198,7 +198,7 @@ func targetLegitP99(rep report) target {
 		},
 		func(c clientStats) string { return fmt.Sprintf("p99 %.2f ms", c.ConnectMs.P99) })
 	if t.Verdict != verdictNotMeasure {
-		t.Why = "connect is the handshake at the client (SYN out, SYN-ACK in); the first byte, after SYNPROXY's ~1 s stall with timestamps, is in the legit table"
+		t.Why = "connect is the handshake at the client (SYN out, SYN-ACK in); the time to the server's first byte, which also counts the server side of the handshake, is in the legit table"
 	}
 	return t
 }
