@@ -1034,20 +1034,6 @@ func parsePortItem(s, kw string) (PortRange, string) {
 	return PortRange{r[0], r[1]}, ""
 }
 
-// mergeRanges sorts ranges and merges those that overlap or touch.
-func mergeRanges(rs []PortRange) []PortRange {
-	slices.SortFunc(rs, func(a, b PortRange) int { return cmp.Compare(a.Lo, b.Lo) })
-	var out []PortRange
-	for _, r := range rs {
-		if n := len(out); n > 0 && int(r.Lo) <= int(out[n-1].Hi)+1 {
-			out[n-1].Hi = max(out[n-1].Hi, r.Hi)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
 // parseTarget parses a DNAT target: IP, IP:PORT, [IPv6], [IPv6]:PORT or :PORT; it returns what
 // is wrong, or "".
 func parseTarget(s string) (netip.Addr, uint16, string) {
