@@ -100,8 +100,8 @@ func (st Statement) overlaps(o Statement) bool {
 }
 
 // FromServices turns services into `input accept` statements, one per family, destination and
-// options, with their ports in one list: the statements behind the flag form and zero-config
-// attach, marked Implicit.
+// options, with their ports in one list: the statements behind zero-config attach, marked
+// Implicit (Simple.Build makes the flag form's alike, one per family).
 func FromServices(set Settings, iface string, svcs []Service) (Spec, error) {
 	type group struct {
 		fam      Family

@@ -303,25 +303,31 @@ func (d *draft) param(c *cursor, t token, cmd string, seen map[string]token) *Co
 	if err != nil {
 		return err
 	}
-	items := split(v, 0, ", \t")
-	if len(items) == 0 {
-		return c.errAt(v.pos, "expected %s after %q, got an empty list", what, kw)
-	}
+	var bad *badItem
 	switch t.val {
 	case "inface":
-		d.inface, err = nameSet(c, items, kw, not)
+		d.inface = NameSet{Not: not}
+		d.inface.Names, bad = nameList(v, kw)
 	case "outface":
-		d.outface, err = nameSet(c, items, kw, not)
+		d.outface = NameSet{Not: not}
+		d.outface.Names, bad = nameList(v, kw)
 	case "src":
-		d.src, err = d.addrs(c, items, kw, not, cmd)
+		d.src = addrList{set: true, not: not}
+		d.src.items, bad = prefixList(v, kw, d.single(), cmd)
 	case "dst":
-		d.dst, err = d.addrs(c, items, kw, not, cmd)
+		d.dst = addrList{set: true, not: not}
+		d.dst.items, bad = prefixList(v, kw, d.single(), cmd)
 	case "sport":
-		d.sport, err = portSet(c, items, kw, not)
+		d.sport = PortSet{Not: not}
+		d.sport.Ranges, bad = portList(v, kw, "port")
 	case "dport":
-		d.dport, err = portSet(c, items, kw, not)
+		d.dport = PortSet{Not: not}
+		d.dport.Ranges, bad = portList(v, kw, "port")
 	}
-	return err
+	if bad != nil {
+		return c.errAt(bad.at, "%s", bad.msg)
+	}
+	return nil
 }
 
 // parseAction parses the action starting with word t.

@@ -98,3 +98,22 @@ func prefixesCover(outer, inner []netip.Prefix) bool {
 	}
 	return true
 }
+
+// mergePrefixes drops every prefix another of ps covers: one given twice is kept at its first
+// place, one inside a wider one is left to it. The rest keep their order.
+func mergePrefixes(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for i, p := range ps {
+		covered := false
+		for j, q := range ps {
+			if q.Bits() < p.Bits() && q.Contains(p.Addr()) || q == p && j < i {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -49,47 +49,94 @@ func number(c *cursor, kw, s string, at position, lo, hi int) (int, *ConfigError
 	return n, nil
 }
 
-func nameSet(c *cursor, items []item, kw string, not bool) (NameSet, *ConfigError) {
-	set := NameSet{Not: not}
-	for _, it := range items {
-		if msg := checkIface(it.s, kw); msg != "" {
-			return set, c.errAt(it.pos, "%s", msg)
-		}
-		if !slices.Contains(set.Names, it.s) {
-			set.Names = append(set.Names, it.s)
-		}
-	}
-	return set, nil
+// listSeps separate the items of a list value: commas and blanks (`dport 80,443`, a quoted
+// "80 443" or "80, 443", `--port 80,443`).
+const listSeps = ", \t"
+
+// badItem is what is wrong with a list value, and where: at the item that is wrong, or at the
+// value when it is empty. The configuration reports it at FILE:LINE:COL; a flag, whose
+// messages name it, without a position.
+type badItem struct {
+	at  position
+	msg string
 }
 
-// addrs parses addresses; a statement for one family takes only that family's.
-func (d *draft) addrs(c *cursor, items []item, kw string, not bool, cmd string) (addrList, *ConfigError) {
-	l := addrList{set: true, not: not}
+// listItems splits the list v, written after kw, into its items; an empty list is an error
+// saying what was expected.
+func listItems(v token, kw, what string) ([]item, *badItem) {
+	items := split(v, 0, listSeps)
+	if len(items) == 0 {
+		return nil, &badItem{v.pos, fmt.Sprintf("expected %s after %q, got an empty list", what, kw)}
+	}
+	return items, nil
+}
+
+// The lists below are shared by the configuration (dport, dst, ...) and the flags (--port,
+// --dst: flags.go), with one policy for an item given twice: a list matches the union of its
+// items, so a repeated or overlapping item merges into the others (FireHOL, whose lists
+// become iptables rules, accepts them too) instead of being an error. attach and explain show
+// the merged list, so a typo that merged is still seen.
+
+// portList parses the ports and ranges (N, N-M, or N:M as iptables writes it) of the list v
+// written after kw (dport, "sport not", --port); noun names one port in messages ("port",
+// "--port"). The ranges come out sorted, overlapping and touching ones merged.
+func portList(v token, kw, noun string) ([]PortRange, *badItem) {
+	items, bad := listItems(v, kw, "ports")
+	if bad != nil {
+		return nil, bad
+	}
+	rs := make([]PortRange, 0, len(items))
+	for _, it := range items {
+		r, msg := parsePortItem(it.s, kw, noun)
+		if msg != "" {
+			return nil, &badItem{it.pos, msg}
+		}
+		rs = append(rs, r)
+	}
+	return mergeRanges(rs), nil
+}
+
+// prefixList parses the addresses, prefixes and ranges a-b of the list v written after kw (a
+// range is stored as the prefixes covering it exactly). When only is not 0 the list may name
+// that family only, the one of statement cmd. A prefix another item covers (an address given
+// twice, a host inside a listed network) merges into it; the rest keep their order.
+func prefixList(v token, kw string, only Family, cmd string) ([]netip.Prefix, *badItem) {
+	items, bad := listItems(v, kw, "addresses")
+	if bad != nil {
+		return nil, bad
+	}
+	var out []netip.Prefix
 	for _, it := range items {
 		ps, msg := parseAddrItem(it.s, kw)
 		if msg != "" {
-			return l, c.errAt(it.pos, "%s", msg)
+			return nil, &badItem{it.pos, msg}
 		}
-		if f := d.single(); f != 0 && familyOf(ps[0]) != f {
-			return l, c.errAt(it.pos, "%s %s is %s, but %s takes %s addresses (use synproxy for both families)",
-				kw, it.s, familyName(familyOf(ps[0])), cmd, familyName(f))
+		if f := familyOf(ps[0]); only != 0 && f != only {
+			return nil, &badItem{it.pos, fmt.Sprintf("%s %s is %s, but %s takes %s addresses (use synproxy for both families)",
+				kw, it.s, familyName(f), cmd, familyName(only))}
 		}
-		l.items = append(l.items, ps...)
+		out = append(out, ps...)
 	}
-	return l, nil
+	return mergePrefixes(out), nil
 }
 
-func portSet(c *cursor, items []item, kw string, not bool) (PortSet, *ConfigError) {
-	set := PortSet{Not: not}
-	for _, it := range items {
-		r, msg := parsePortItem(it.s, kw)
-		if msg != "" {
-			return set, c.errAt(it.pos, "%s", msg)
-		}
-		set.Ranges = append(set.Ranges, r)
+// nameList parses the interface names of the list v written after kw; a name given twice is
+// kept once.
+func nameList(v token, kw string) ([]string, *badItem) {
+	items, bad := listItems(v, kw, "interface names")
+	if bad != nil {
+		return nil, bad
 	}
-	set.Ranges = mergeRanges(set.Ranges)
-	return set, nil
+	var names []string
+	for _, it := range items {
+		if msg := checkIface(it.s, kw); msg != "" {
+			return nil, &badItem{it.pos, msg}
+		}
+		if !slices.Contains(names, it.s) {
+			names = append(names, it.s)
+		}
+	}
+	return names, nil
 }
 
 func addrFamily(a netip.Addr) Family {
@@ -203,8 +250,9 @@ func parseHost(h, s, kw string) (netip.Addr, string) {
 	return a, ""
 }
 
-// parsePortItem parses N, N-M or N:M; it returns what is wrong, or "".
-func parsePortItem(s, kw string) (PortRange, string) {
+// parsePortItem parses N, N-M or N:M written after kw, whose ports messages call noun; it
+// returns what is wrong, or "".
+func parsePortItem(s, kw, noun string) (PortRange, string) {
 	lo, hi, isRange := strings.Cut(s, "-")
 	if !isRange {
 		lo, hi, isRange = strings.Cut(s, ":")
@@ -219,12 +267,12 @@ func parsePortItem(s, kw string) (PortRange, string) {
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 65535 {
-			return PortRange{}, fmt.Sprintf("port %s is outside 1-65535", v)
+			return PortRange{}, fmt.Sprintf("%s %s is outside 1-65535", noun, v)
 		}
 		r[i] = uint16(n)
 	}
 	if r[1] < r[0] {
-		return PortRange{}, fmt.Sprintf("port range %s runs backwards", s)
+		return PortRange{}, fmt.Sprintf("%s range %s runs backwards", noun, s)
 	}
 	return PortRange{r[0], r[1]}, ""
 }
