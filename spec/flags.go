@@ -3,8 +3,6 @@ package spec
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 )
 
 // Stack is what the local TCP stack offers in its own SYN-ACKs: the right defaults for services
@@ -50,10 +48,12 @@ func (st Stack) mss(f Family) int {
 // as flags. Zero values of the option fields mean the defaults: the local Stack's when given,
 // else FireHOL's (DefaultOptions).
 type Simple struct {
-	Ports        []uint16
-	Dst          string // address or prefix; empty: every address of both families
-	MSS          int    // 0: DefaultMSS per family
-	WScale       int    // -1: default
+	Ports []uint16
+	// Dst is the value of --dst: addresses, prefixes and ranges a-b, as dst takes them in a
+	// configuration (ParseDst); empty: every address of both families.
+	Dst          string
+	MSS          int // 0: DefaultMSS per family
+	WScale       int // -1: default
 	NoSACK       bool
 	NoTimestamps bool
 	ECN          bool
@@ -67,34 +67,55 @@ type Simple struct {
 	Stack    *Stack
 }
 
-// Build turns the flag form into a validated Spec.
+// Build turns the flag form into a validated Spec: an `input ... accept` statement for each
+// family --dst names (both without it), marked Implicit, with the ports in one list.
 func (f Simple) Build() (Spec, error) {
 	if len(f.Ports) == 0 {
 		return Spec{}, ErrNoServices
 	}
 	families := []Family{IPv4, IPv6}
-	var dst netip.Prefix
+	dsts := map[Family][]netip.Prefix{}
 	if f.Dst != "" {
-		var err error
-		dst, err = ParsePrefix(f.Dst)
+		ps, err := ParseDst(f.Dst)
 		if err != nil {
 			return Spec{}, err
 		}
-		families = []Family{familyOf(dst)}
+		families = nil
+		for _, fam := range []Family{IPv4, IPv6} {
+			for _, p := range ps {
+				if familyOf(p) == fam {
+					dsts[fam] = append(dsts[fam], p)
+				}
+			}
+			if len(dsts[fam]) > 0 {
+				families = append(families, fam)
+			}
+		}
 	}
 	var svcs []Service
+	var stmts []Statement
 	for _, fam := range families {
 		opts, ttl, err := f.Options(fam)
 		if err != nil {
 			return Spec{}, err
 		}
-		d := fam.AnyAddr()
-		if dst.IsValid() {
-			d = dst
+		st := Statement{Family: fam, Direction: Input, Options: opts, TTL: ttl, Action: Action{Kind: Accept}, Implicit: true}
+		ds := dsts[fam]
+		if len(ds) == 0 {
+			ds = []netip.Prefix{fam.AnyAddr()}
+		}
+		for _, d := range ds {
+			if d.Bits() != 0 { // a /0 is every address, as without --dst
+				st.Match.Dst.Prefixes = append(st.Match.Dst.Prefixes, d)
+			}
+			for _, p := range f.Ports {
+				svcs = append(svcs, Service{Family: fam, Dst: d, Port: p, Options: opts, TTL: ttl})
+			}
 		}
 		for _, p := range f.Ports {
-			svcs = append(svcs, Service{Family: fam, Dst: d, Port: p, Options: opts, TTL: ttl})
+			st.Match.Dport.Ranges = append(st.Match.Dport.Ranges, PortRange{p, p})
 		}
+		stmts = append(stmts, st)
 	}
 	if err := (Spec{Services: svcs}).Validate(); err != nil {
 		return Spec{}, err
@@ -102,10 +123,11 @@ func (f Simple) Build() (Spec, error) {
 	if f.OnDemand < 0 || f.OnDemand > MaxOnDemand {
 		return Spec{}, fmt.Errorf("%w: on-demand %d is outside 0-%d SYNs a second", ErrInvalid, f.OnDemand, MaxOnDemand)
 	}
-	for i := range svcs {
-		svcs[i].OnDemand = uint32(f.OnDemand) // Compile checks the path
+	for i := range stmts {
+		stmts[i].OnDemand = uint32(f.OnDemand) // Compile checks the path
+		stmts[i].Text = stmts[i].String()
 	}
-	s, err := FromServices(DefaultSettings(), "", svcs)
+	s, err := Compile("", DefaultSettings(), stmts)
 	if err != nil || f.Via == ViaAuto {
 		return s, err
 	}
@@ -151,77 +173,27 @@ func familyOf(p netip.Prefix) Family {
 	return IPv6
 }
 
-// ParsePrefix parses "203.0.113.10", "203.0.113.0/24", "2001:db8::1" or "2001:db8::/64".
-// A bare address is a host prefix. IPv4-mapped IPv6 addresses are refused: say the IPv4 address.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	var p netip.Prefix
-	var err error
-	if strings.Contains(s, "/") {
-		p, err = netip.ParsePrefix(s)
-	} else {
-		var a netip.Addr
-		a, err = netip.ParseAddr(s)
-		if err == nil && a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("%w: destination %q has a zone; give the address without %%zone", ErrInvalid, s)
-		}
-		if err == nil {
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
+// ParseDst parses the value of --dst with the parser of dst in a configuration (prefixList):
+// addresses, prefixes and ranges a-b ("203.0.113.10", "203.0.113.0/24", "2001:db8::/64",
+// "192.0.2.1-192.0.2.9"), separated by commas or blanks, of either family. A bare address is a
+// host prefix, a range the prefixes covering it exactly; an item another covers merges into
+// it. IPv4-mapped IPv6 addresses and zones are refused, and so are host bits set in a prefix.
+func ParseDst(s string) ([]netip.Prefix, error) {
+	ps, bad := prefixList(token{val: s}, "--dst", 0, "")
+	if bad != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, bad.msg)
 	}
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%w: destination %q is not an address or prefix (e.g. 203.0.113.10, 2001:db8::/64)", ErrInvalid, s)
-	}
-	if p.Addr().Is4In6() {
-		return netip.Prefix{}, fmt.Errorf("%w: destination %q is IPv4-mapped; give the IPv4 address", ErrInvalid, s)
-	}
-	if p != p.Masked() {
-		return netip.Prefix{}, fmt.Errorf("%w: destination %q has host bits set (did you mean %s?)", ErrInvalid, s, p.Masked())
-	}
-	return p, nil
+	return ps, nil
 }
 
-// ParsePorts parses a list like "22,80,443" or "8000-8010,443". Ports are 1-65535; duplicates
-// are an error, so a typo does not silently vanish.
+// ParsePorts parses the value of --port with the parser of dport in a configuration
+// (portList): ports and ranges N-M or N:M, 1-65535, separated by commas or blanks, like
+// "22,80,443" or "8000-8010,443". A port given twice, or inside a range also given, is merged
+// (the same policy as dport's); the ports come out sorted, each once.
 func ParsePorts(s string) ([]uint16, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("%w: empty port list", ErrInvalid)
+	rs, bad := portList(token{val: s}, "--port", "--port")
+	if bad != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, bad.msg)
 	}
-	var out []uint16
-	seen := map[uint16]bool{}
-	for _, tok := range strings.Split(s, ",") {
-		tok = strings.TrimSpace(tok)
-		lo, hi, isRange := strings.Cut(tok, "-")
-		a, err := parsePort(lo)
-		if err != nil {
-			return nil, fmt.Errorf("%w: port %q: %v", ErrInvalid, tok, err)
-		}
-		b := a
-		if isRange {
-			if b, err = parsePort(hi); err != nil {
-				return nil, fmt.Errorf("%w: port range %q: %v", ErrInvalid, tok, err)
-			}
-			if b < a {
-				return nil, fmt.Errorf("%w: port range %q runs backwards", ErrInvalid, tok)
-			}
-		}
-		for p := int(a); p <= int(b); p++ {
-			if seen[uint16(p)] {
-				return nil, fmt.Errorf("%w: port %d is listed twice", ErrInvalid, p)
-			}
-			seen[uint16(p)] = true
-			out = append(out, uint16(p))
-		}
-	}
-	return out, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("not a number")
-	}
-	if n < 1 || n > 65535 {
-		return 0, fmt.Errorf("%d is outside 1-65535", n)
-	}
-	return uint16(n), nil
+	return PortSet{Ranges: rs}.Ports(), nil
 }

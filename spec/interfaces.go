@@ -85,52 +85,6 @@ func (r region) shadowed(earlier []Statement) bool {
 	})
 }
 
-func prefixesMeet(a, b []netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range a {
-		for _, q := range b {
-			switch {
-			case !p.Overlaps(q):
-			case p.Bits() >= q.Bits():
-				out = append(out, p) // the narrower of two overlapping prefixes is their intersection
-			default:
-				out = append(out, q)
-			}
-		}
-	}
-	return out
-}
-
-func rangesMeet(a, b []PortRange) []PortRange {
-	var out []PortRange
-	for _, p := range a {
-		for _, q := range b {
-			if lo, hi := max(p.Lo, q.Lo), min(p.Hi, q.Hi); lo <= hi {
-				out = append(out, PortRange{lo, hi})
-			}
-		}
-	}
-	return out
-}
-
-func prefixesCover(outer, inner []netip.Prefix) bool {
-	for _, p := range inner {
-		if !slices.ContainsFunc(outer, func(q netip.Prefix) bool { return q.Bits() <= p.Bits() && q.Contains(p.Addr()) }) {
-			return false
-		}
-	}
-	return true
-}
-
-func rangesCover(outer, inner []PortRange) bool {
-	for _, p := range inner {
-		if !slices.ContainsFunc(outer, func(q PortRange) bool { return q.Lo <= p.Lo && p.Hi <= q.Hi }) {
-			return false
-		}
-	}
-	return true
-}
-
 // namesMeet reports whether some interface is in both sets.
 func namesMeet(a, b NameSet) bool {
 	switch {

@@ -8,24 +8,33 @@ import (
 	"testing"
 )
 
+// --port goes through dport's parser: ranges N-M and N:M, items separated by commas or blanks,
+// repeated and overlapping items merged (dport's policy), the ports sorted; the errors name
+// --port and say what was wrong.
 func TestParsePorts(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		want []uint16
-		err  string // substring of the error; "" for success
+		err  string // the whole error; "" for success
 	}{
 		{"80", []uint16{80}, ""},
 		{"22, 80,443", []uint16{22, 80, 443}, ""},
-		{"8000-8003,443", []uint16{8000, 8001, 8002, 8003, 443}, ""},
+		{"8000-8003,443", []uint16{443, 8000, 8001, 8002, 8003}, ""},
+		{"8000:8003", []uint16{8000, 8001, 8002, 8003}, ""}, // iptables' spelling, as in dport
 		{"1,65535", []uint16{1, 65535}, ""},
-		{"", nil, "empty port list"},
-		{"0", nil, `port "0": 0 is outside 1-65535`},
-		{"65536", nil, "65536 is outside 1-65535"},
-		{"http", nil, `port "http": not a number`},
-		{"90-80", nil, `port range "90-80" runs backwards`},
-		{"80-x", nil, `port range "80-x": not a number`},
-		{"80,80", nil, "port 80 is listed twice"},
-		{"79-81,80", nil, "port 80 is listed twice"},
+		{"80 443", []uint16{80, 443}, ""},
+		{"80,80", []uint16{80}, ""},
+		{"79-81,80", []uint16{79, 80, 81}, ""},
+		{"443,80:81,80", []uint16{80, 81, 443}, ""},
+		{"", nil, `invalid service: expected ports after "--port", got an empty list`},
+		{" , ", nil, `invalid service: expected ports after "--port", got an empty list`},
+		{"0", nil, "invalid service: --port 0 is outside 1-65535"},
+		{"65536", nil, "invalid service: --port 65536 is outside 1-65535"},
+		{"1:70000", nil, "invalid service: --port 70000 is outside 1-65535"},
+		{"http", nil, `invalid service: expected a port or a range N-M after "--port", got "http" (service names are not looked up)`},
+		{"90-80", nil, "invalid service: --port range 90-80 runs backwards"},
+		{"80-x", nil, `invalid service: expected a port or a range N-M after "--port", got "80-x" (service names are not looked up)`},
+		{"not 80", nil, `invalid service: expected a port or a range N-M after "--port", got "not" (service names are not looked up)`},
 	} {
 		got, err := ParsePorts(tc.in)
 		if tc.err == "" {
@@ -34,33 +43,49 @@ func TestParsePorts(t *testing.T) {
 			}
 			continue
 		}
-		if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
-			t.Errorf("ParsePorts(%q) error = %v; want ErrInvalid saying %q", tc.in, err, tc.err)
+		if err == nil || err.Error() != tc.err || !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParsePorts(%q) error = %v; want ErrInvalid: %q", tc.in, err, tc.err)
 		}
 	}
 }
 
-func TestParsePrefix(t *testing.T) {
-	for _, tc := range []struct{ in, want, err string }{
+// --dst goes through dst's parser: lists of addresses, prefixes and ranges a-b of either
+// family, an item another covers merged into it; the errors name --dst.
+func TestParseDst(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // the prefixes, comma-separated
+		err  string // the whole error; "" for success
+	}{
 		{"203.0.113.10", "203.0.113.10/32", ""},
 		{"203.0.113.0/24", "203.0.113.0/24", ""},
 		{"2001:db8::1", "2001:db8::1/128", ""},
 		{"2001:db8::/64", "2001:db8::/64", ""},
-		{"203.0.113.10/24", "", "host bits set (did you mean 203.0.113.0/24?)"},
-		{"::ffff:203.0.113.10", "", "IPv4-mapped"},
-		{"fe80::1%eth0", "", "has a zone"},
-		{"example.com", "", "not an address or prefix"},
-		{"10.0.0.0/33", "", "not an address or prefix"},
+		{"[2001:db8::1]", "2001:db8::1/128", ""},
+		{"192.0.2.1-192.0.2.9", "192.0.2.1/32,192.0.2.2/31,192.0.2.4/30,192.0.2.8/31", ""},
+		{"2001:db8::10-2001:db8::12", "2001:db8::10/127,2001:db8::12/128", ""},
+		{"203.0.113.10, 2001:db8::1", "203.0.113.10/32,2001:db8::1/128", ""},
+		{"203.0.113.10,203.0.113.10", "203.0.113.10/32", ""},
+		{"203.0.113.10,203.0.113.0/24,192.0.2.5-192.0.2.6", "203.0.113.0/24,192.0.2.5/32,192.0.2.6/32", ""},
+		{"0.0.0.0/0,192.0.2.1", "0.0.0.0/0", ""},
+		{"203.0.113.10/24", "", "invalid service: --dst 203.0.113.10/24 has host bits set (did you mean 203.0.113.0/24?)"},
+		{"::ffff:203.0.113.10", "", "invalid service: --dst ::ffff:203.0.113.10 is IPv4-mapped; write 203.0.113.10"},
+		{"fe80::1%eth0", "", "invalid service: --dst fe80::1%eth0 has a zone; give the address without %zone"},
+		{"example.com", "", `invalid service: expected addresses, prefixes or ranges a-b after "--dst", got "example.com" (host names are not resolved)`},
+		{"10.0.0.0/33", "", "invalid service: --dst 10.0.0.0/33: the prefix length must be 0-32"},
+		{"192.0.2.9-192.0.2.1", "", "invalid service: --dst range 192.0.2.9-192.0.2.1 runs backwards"},
+		{"192.0.2.1-2001:db8::1", "", "invalid service: --dst range 192.0.2.1-2001:db8::1 mixes IPv4 and IPv6"},
+		{",", "", `invalid service: expected addresses after "--dst", got an empty list`},
 	} {
-		got, err := ParsePrefix(tc.in)
+		got, err := ParseDst(tc.in)
 		if tc.err == "" {
-			if err != nil || got.String() != tc.want {
-				t.Errorf("ParsePrefix(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+			if err != nil || setString(false, got) != tc.want {
+				t.Errorf("ParseDst(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
 			}
 			continue
 		}
-		if err == nil || !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("ParsePrefix(%q) error = %v; want one saying %q", tc.in, err, tc.err)
+		if err == nil || err.Error() != tc.err || !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseDst(%q) error = %v; want ErrInvalid: %q", tc.in, err, tc.err)
 		}
 	}
 }
@@ -101,7 +126,7 @@ func TestSimpleBuild(t *testing.T) {
 		{Simple{Ports: []uint16{80}, WScale: 15}, "wscale 15 is above 14"},
 		{Simple{Ports: []uint16{80}, WScale: -1, MSS: 100}, "mss 100 is outside 536-65495"},
 		{Simple{Ports: []uint16{80}, WScale: -1, TTL: 300}, "ttl 300 is outside 1-255"},
-		{Simple{Ports: []uint16{80}, WScale: -1, Dst: "nonsense"}, "not an address or prefix"},
+		{Simple{Ports: []uint16{80}, WScale: -1, Dst: "nonsense"}, `expected addresses, prefixes or ranges a-b after "--dst", got "nonsense"`},
 	} {
 		if _, err := tc.f.Build(); err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("Build(%+v) error = %v; want one saying %q", tc.f, err, tc.err)

@@ -120,6 +120,7 @@ Examples:
   xsyn attach eth0 --port 80,443
   xsyn attach eth0 --port 22 --dst 203.0.113.10 --mss 1400
   xsyn attach eth0 --port 8000-8010 --dst 2001:db8::/64 --no-timestamps
+  xsyn attach eth0 --port 443,8000:8010 --dst 192.0.2.1-192.0.2.9,2001:db8::10
   xsyn attach eth0 --port 443 --path handoff --cookie-secret-file /etc/xsyn/cookie.key
   xsyn attach eth0 --config /etc/xsyn/eth0.conf --probe
   xsyn attach --config /etc/xsyn/xsyn.conf

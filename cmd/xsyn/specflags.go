@@ -30,8 +30,10 @@ func addSpecFlags(fs *cmdFlags) *specFlags {
 	sf := &specFlags{simple: spec.Simple{WScale: -1}}
 	f := &sf.simple
 	fs.StringVar(&sf.config, "config", "", "protect what the configuration `FILE` says (synproxy statements, docs/config.md); replaces --port, --dst and the option flags")
-	fs.StringVar(&sf.ports, "port", "", "TCP `ports` to protect: 80,443 or 8000-8010 (default: the ports listening on IFACE's addresses)")
-	fs.StringVar(&f.Dst, "dst", "", "protect only this destination `address[/len]` (default: every address, IPv4 and IPv6)")
+	fs.StringVar(&sf.ports, "port", "", "TCP `ports` to protect, as dport takes them: 80,443, ranges 8000-8010 or 8000:8010; repeats merge "+
+		"(default: the ports listening on IFACE's addresses)")
+	fs.StringVar(&f.Dst, "dst", "", "protect only these `addresses`, as dst takes them: 203.0.113.10, 203.0.113.0/24, 2001:db8::/64, "+
+		"ranges 192.0.2.1-192.0.2.9, in a list of both families (default: every address, IPv4 and IPv6)")
 	fs.IntVar(&f.MSS, "mss", 0, "`MSS` announced in the SYN-ACK (default: the interface MTU less headers)")
 	fs.Func("wscale", "window scale `shift` announced, 0-14 (default: what the local stack offers)", func(v string) error {
 		n, err := strconv.Atoi(v)
