@@ -18,6 +18,9 @@ enum family {
 	FAMILY_IPV6 = 2,
 	FAMILY_MAX,
 };
+/* Never read: puts enum family in the program's BTF, for bpf2go -type to make the loader's Go
+ * constants of it. In a section of its own, which no map is made of (a .bss variable would be). */
+const enum family *unused_family __attribute__((section(".btf_only"), unused));
 
 struct counters {
 	/* Protected services. */
