@@ -18,56 +18,100 @@ enum family {
 	FAMILY_IPV6 = 2,
 	FAMILY_MAX,
 };
+/* Never read: puts enum family in the program's BTF, for bpf2go -type to make the loader's Go
+ * constants of it. In a section of its own, which no map is made of (a .bss variable would be). */
+const enum family *unused_family __attribute__((section(".btf_only"), unused));
+
+/*
+ * Every field of struct counters, in its order, which is also the order of the Go struct bpf2go
+ * generates from it; the field names are metric names. Two kinds of entry:
+ *   COUNT(field)                    bumped on its own: syn_received beside a verdict, and the TC
+ *                                   program's handoffs (finish_handoff)
+ *   VERDICT(REASON, field, action)  a verdict: REASON in enum reason, and finish() bumps field and
+ *                                   returns action for it
+ * A new verdict is one VERDICT line here.
+ */
+#define XSYN_COUNTERS(COUNT, VERDICT)                                                              \
+	/* Protected services. */                                                                  \
+	COUNT(syn_received)                                                                        \
+		/* SYNs to a protected service (whatever their verdict) */                         \
+	VERDICT(SYNACK_SENT, synack_sent, XDP_TX)                                                  \
+		/* answered from XDP with a cookie SYN-ACK */                                      \
+	VERDICT(ACK_COOKIE_VALID, ack_cookie_valid, XDP_PASS)                                      \
+		/* ACK carried one of our cookies: up to SYNPROXY */                               \
+	VERDICT(ACK_COOKIE_INVALID, ack_cookie_invalid, XDP_DROP)                                  \
+		/* ACK without a connection or a valid cookie */                                   \
+	VERDICT(ESTABLISHED_PASSED, established_passed, XDP_PASS)                                  \
+		/* confirmed conntrack entry, or (handoff) a socket */                             \
+	/* Handoff path, counted by the TC program. */                                             \
+	COUNT(handoff_assigned)                                                                    \
+		/* valid-cookie ACK handed to the listener: a connection */                        \
+	COUNT(handoff_refused)                                                                     \
+		/* the kernel refused the handoff (an MPTCP listener, a sysctl turned an option    \
+		 * off, no memory); the stack answers with a reset */                              \
+	/* Passed to the kernel untouched. */                                                      \
+	VERDICT(PASS_NOT_IP, pass__not_ip, XDP_PASS)                                               \
+		/* neither IPv4 nor IPv6 */                                                        \
+	VERDICT(PASS_NOT_TCP, pass__not_tcp, XDP_PASS)                                             \
+		/* not TCP, or behind an IPv6 header we do not walk (AH, ESP) */                   \
+	VERDICT(PASS_NOT_PROTECTED, pass__not_protected, XDP_PASS)                                 \
+		/* TCP to an address:port without a service */                                     \
+	VERDICT(PASS_FRAGMENT, pass__fragment, XDP_PASS)                                           \
+		/* IPv4 fragment or IPv6 fragment header: the kernel reassembles */                \
+	VERDICT(PASS_VLAN_DEPTH, pass__vlan_depth, XDP_PASS)                                       \
+		/* more than two VLAN tags */                                                      \
+	VERDICT(PASS_MALFORMED, pass__malformed, XDP_PASS)                                         \
+		/* bad IP header or lengths; the kernel's checks drop it */                        \
+	VERDICT(PASS_NO_ROOM, pass__no_room, XDP_PASS)                                             \
+		/* SYN whose frame could not be resized: SYNPROXY answers */                       \
+	VERDICT(PASS_COOKIE_ERROR, pass__cookie_error, XDP_PASS)                                   \
+		/* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */                  \
+	VERDICT(PASS_NO_LISTENER, pass__no_listener, XDP_PASS)                                     \
+		/* handoff: valid cookie but no socket on the port any more: the stack answers     \
+		 * with a reset, as it would without xsyn */                                       \
+	VERDICT(PASS_TIME_WAIT, pass__time_wait, XDP_PASS)                                         \
+		/* handoff: SYN for a 4-tuple in TIME_WAIT on the server: the kernel reuses the    \
+		 * port, as it would without xsyn */                                               \
+	VERDICT(PASS_NOT_FOR_HOST, pass__not_for_host, XDP_PASS)                                   \
+		/* SYN not sent to this host: another MAC (a bridge, promiscuous mode), a          \
+		 * broadcast or multicast frame or address, loopback, a bad IPv4 header            \
+		 * checksum, an IPv6 routing header with segments left. Answering would            \
+		 * reflect; the stack decides */                                                   \
+	VERDICT(PASS_ROUTED, pass__routed, XDP_PASS)                                               \
+		/* to a protected port of an address this host routes rather than owns (an         \
+		 * input statement without dst, on a router): the stack forwards it, as it         \
+		 * would without xsyn */                                                           \
+	VERDICT(PASS_ON_DEMAND_IDLE, pass__on_demand_idle, XDP_PASS)                               \
+		/* handoff, on-demand: SYN to a service below its threshold, or one the            \
+		 * listener answered before the switch to cookies (sent again): the listener       \
+		 * answers it (ondemand.h) */                                                      \
+	VERDICT(PASS_KERNEL_COOKIE, pass__kernel_cookie, XDP_PASS)                                 \
+		/* handoff, on-demand: ACK carrying the listener's own cookie (it sent them        \
+		 * while its SYN queue was full): the stack checks it */                           \
+	/* Dropped. */                                                                             \
+	VERDICT(DROP_NO_CONN, drop__no_conn, XDP_DROP)                                             \
+		/* RST, FIN, SYN+ACK or flagless segment without a connection */                   \
+	VERDICT(DROP_MALFORMED, drop__malformed, XDP_DROP)                                         \
+		/* TCP header to a protected service that cannot be valid */                       \
+	VERDICT(DROP_FRAGMENT, drop__fragment, XDP_DROP)                                           \
+		/* SYN to a protected service in a first fragment: no real client sends one,       \
+		 * and reassembled it would reach SYNPROXY at netfilter cost */                    \
+	VERDICT(DROP_AH, drop__ah, XDP_DROP)                                                       \
+		/* SYN to a protected service behind an IPsec Authentication Header, which the     \
+		 * SYN-ACK could not carry */                                                      \
+	VERDICT(DROP_EXT_HDR_CHAIN, drop__ext_hdr_chain, XDP_DROP)                                 \
+		/* more IPv6 extension headers than we walk (16): it could hide a SYN to a         \
+		 * protected service, and no real stack sends one */                               \
+	VERDICT(DROP_INTERNAL, drop__internal, XDP_DROP)                                           \
+		/* frame not the size just asked for; never expected */
+
+/* What the list makes: struct counters here, enum reason and finish()'s cases below. */
+#define XSYN_NOTHING(...)
+#define XSYN_FIELD(field) __u64 field;
+#define XSYN_VERDICT_FIELD(reason, field, action) __u64 field;
 
 struct counters {
-	/* Protected services. */
-	__u64 syn_received;       /* SYNs to a protected service (whatever their verdict) */
-	__u64 synack_sent;        /* answered from XDP with a cookie SYN-ACK (XDP_TX) */
-	__u64 ack_cookie_valid;   /* ACK carried one of our cookies: up to SYNPROXY (XDP_PASS) */
-	__u64 ack_cookie_invalid; /* ACK without a connection or a valid cookie (XDP_DROP) */
-	__u64 established_passed; /* confirmed conntrack entry, or (handoff) a socket (XDP_PASS) */
-	/* Handoff path, counted by the TC program. */
-	__u64 handoff_assigned;   /* valid-cookie ACK handed to the listener: a connection */
-	__u64 handoff_refused;    /* the kernel refused the handoff (an MPTCP listener, a sysctl
-				   * turned an option off, no memory); the stack answers with a
-				   * reset */
-	/* Passed to the kernel untouched. */
-	__u64 pass__not_ip;        /* neither IPv4 nor IPv6 */
-	__u64 pass__not_tcp;       /* not TCP, or behind an IPv6 header we do not walk (AH, ESP) */
-	__u64 pass__not_protected; /* TCP to an address:port without a service */
-	__u64 pass__fragment;      /* IPv4 fragment or IPv6 fragment header: the kernel reassembles */
-	__u64 pass__vlan_depth;    /* more than two VLAN tags */
-	__u64 pass__malformed;     /* bad IP header or lengths; the kernel's checks drop it */
-	__u64 pass__no_room;       /* SYN whose frame could not be resized: SYNPROXY answers */
-	__u64 pass__cookie_error;  /* the kernel refused to make a cookie (no CONFIG_SYN_COOKIES) */
-	__u64 pass__no_listener;   /* handoff: valid cookie but no socket on the port any more: the
-				    * stack answers with a reset, as it would without xsyn */
-	__u64 pass__time_wait;     /* handoff: SYN for a 4-tuple in TIME_WAIT on the server: the
-				    * kernel reuses the port, as it would without xsyn */
-	__u64 pass__not_for_host;  /* SYN not sent to this host: another MAC (a bridge, promiscuous
-				    * mode), a broadcast or multicast frame or address, loopback, a
-				    * bad IPv4 header checksum, an IPv6 routing header with segments
-				    * left. Answering would reflect; the stack decides */
-	__u64 pass__routed;        /* to a protected port of an address this host routes rather
-				    * than owns (an input statement without dst, on a router): the
-				    * stack forwards it, as it would without xsyn */
-	__u64 pass__on_demand_idle; /* handoff, on-demand: SYN to a service below its threshold,
-				     * or one the listener answered before the switch to cookies
-				     * (sent again): the listener answers it (ondemand.h) */
-	__u64 pass__kernel_cookie; /* handoff, on-demand: ACK carrying the listener's own cookie
-				    * (it sent them while its SYN queue was full): the stack checks it */
-	/* Dropped. */
-	__u64 drop__no_conn;   /* RST, FIN, SYN+ACK or flagless segment without a connection */
-	__u64 drop__malformed; /* TCP header to a protected service that cannot be valid */
-	__u64 drop__fragment;  /* SYN to a protected service in a first fragment: no real client
-				* sends one, and reassembled it would reach SYNPROXY at netfilter
-				* cost */
-	__u64 drop__ah;        /* SYN to a protected service behind an IPsec Authentication
-				* Header, which the SYN-ACK could not carry */
-	__u64 drop__ext_hdr_chain; /* more IPv6 extension headers than we walk (16): it could
-				    * hide a SYN to a protected service, and no real stack sends
-				    * one */
-	__u64 drop__internal;  /* frame not the size just asked for; never expected */
+	XSYN_COUNTERS(XSYN_FIELD, XSYN_VERDICT_FIELD)
 };
 
 /* The same story per service (slot = service.id), for the protected-service fields. */
@@ -95,31 +139,10 @@ struct {
 	__type(value, struct service_counters);
 } xsyn_svc_counts SEC(".maps");
 
+#define XSYN_REASON(reason, field, action) reason,
+
 enum reason {
-	SYNACK_SENT,
-	ACK_COOKIE_VALID,
-	ACK_COOKIE_INVALID,
-	ESTABLISHED_PASSED,
-	PASS_NOT_IP,
-	PASS_NOT_TCP,
-	PASS_NOT_PROTECTED,
-	PASS_FRAGMENT,
-	PASS_VLAN_DEPTH,
-	PASS_MALFORMED,
-	PASS_NO_ROOM,
-	PASS_COOKIE_ERROR,
-	PASS_NO_LISTENER,
-	PASS_TIME_WAIT,
-	PASS_NOT_FOR_HOST,
-	PASS_ROUTED,
-	PASS_ON_DEMAND_IDLE,
-	PASS_KERNEL_COOKIE,
-	DROP_NO_CONN,
-	DROP_MALFORMED,
-	DROP_FRAGMENT,
-	DROP_AH,
-	DROP_EXT_HDR_CHAIN,
-	DROP_INTERNAL,
+	XSYN_COUNTERS(XSYN_NOTHING, XSYN_REASON)
 	CONTINUE, /* not a verdict: the stage wants the next stage to decide */
 };
 
@@ -172,78 +195,13 @@ static __always_inline int finish(const struct verdict_ctx *v, enum reason r)
 	if (v->syn)
 		c->syn_received++;
 
+#define XSYN_VERDICT_CASE(reason, field, action)                                                   \
+	case reason:                                                                               \
+		c->field++;                                                                        \
+		return action;
 	switch (r) {
-	case SYNACK_SENT:
-		c->synack_sent++;
-		return XDP_TX;
-	case ACK_COOKIE_VALID:
-		c->ack_cookie_valid++;
-		return XDP_PASS;
-	case ACK_COOKIE_INVALID:
-		c->ack_cookie_invalid++;
-		return XDP_DROP;
-	case ESTABLISHED_PASSED:
-		c->established_passed++;
-		return XDP_PASS;
-	case PASS_NOT_IP:
-		c->pass__not_ip++;
-		return XDP_PASS;
-	case PASS_NOT_TCP:
-		c->pass__not_tcp++;
-		return XDP_PASS;
-	case PASS_NOT_PROTECTED:
-		c->pass__not_protected++;
-		return XDP_PASS;
-	case PASS_FRAGMENT:
-		c->pass__fragment++;
-		return XDP_PASS;
-	case PASS_VLAN_DEPTH:
-		c->pass__vlan_depth++;
-		return XDP_PASS;
-	case PASS_MALFORMED:
-		c->pass__malformed++;
-		return XDP_PASS;
-	case PASS_NO_ROOM:
-		c->pass__no_room++;
-		return XDP_PASS;
-	case PASS_COOKIE_ERROR:
-		c->pass__cookie_error++;
-		return XDP_PASS;
-	case PASS_NO_LISTENER:
-		c->pass__no_listener++;
-		return XDP_PASS;
-	case PASS_TIME_WAIT:
-		c->pass__time_wait++;
-		return XDP_PASS;
-	case PASS_NOT_FOR_HOST:
-		c->pass__not_for_host++;
-		return XDP_PASS;
-	case PASS_ROUTED:
-		c->pass__routed++;
-		return XDP_PASS;
-	case PASS_ON_DEMAND_IDLE:
-		c->pass__on_demand_idle++;
-		return XDP_PASS;
-	case PASS_KERNEL_COOKIE:
-		c->pass__kernel_cookie++;
-		return XDP_PASS;
-	case DROP_NO_CONN:
-		c->drop__no_conn++;
-		return XDP_DROP;
-	case DROP_MALFORMED:
-		c->drop__malformed++;
-		return XDP_DROP;
-	case DROP_FRAGMENT:
-		c->drop__fragment++;
-		return XDP_DROP;
-	case DROP_AH:
-		c->drop__ah++;
-		return XDP_DROP;
-	case DROP_EXT_HDR_CHAIN:
-		c->drop__ext_hdr_chain++;
-		return XDP_DROP;
-	case DROP_INTERNAL:
-	default:
+		XSYN_COUNTERS(XSYN_NOTHING, XSYN_VERDICT_CASE)
+	default: /* CONTINUE, which a stage never returns to the exit */
 		c->drop__internal++;
 		return XDP_DROP;
 	}

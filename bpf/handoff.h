@@ -30,6 +30,7 @@
 #include "parse.h"
 #include "socket.h"
 #include "synack.h"
+#include "syncookie.h"
 
 extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
 				   struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;

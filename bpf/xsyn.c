@@ -19,6 +19,8 @@
 #include "maps.h"
 #include "counters.h"
 #include "parse.h"
+#include "services.h"
+#include "syncookie.h"
 #include "conntrack.h"
 #include "synack.h"
 #include "handoff.h"

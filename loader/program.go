@@ -17,13 +17,6 @@ type Counters = xsynCounters
 // ServiceCounters are the counters kept per protected service.
 type ServiceCounters = xsynServiceCounters
 
-// Slots of xsyn_counters (enum family in bpf/counters.h).
-const (
-	slotOther uint32 = 0
-	slotIPv4  uint32 = 1
-	slotIPv6  uint32 = 2
-)
-
 // FamilyCounters are the counters of one attachment, summed over CPUs, by family.
 type FamilyCounters struct {
 	IPv4, IPv6 Counters
@@ -129,7 +122,12 @@ func (p *Program) configMaps() configMaps {
 
 func readCounters(m *ebpf.Map) (FamilyCounters, error) {
 	var fc FamilyCounters
-	for slot, dst := range map[uint32]*Counters{slotOther: &fc.Other, slotIPv4: &fc.IPv4, slotIPv6: &fc.IPv6} {
+	slots := map[xsynFamily]*Counters{ // enum family in bpf/counters.h
+		xsynFamilyFAMILY_OTHER: &fc.Other,
+		xsynFamilyFAMILY_IPV4:  &fc.IPv4,
+		xsynFamilyFAMILY_IPV6:  &fc.IPv6,
+	}
+	for slot, dst := range slots {
 		var perCPU []Counters
 		if err := m.Lookup(slot, &perCPU); err != nil {
 			return FamilyCounters{}, fmt.Errorf("read counters: %w", err)

@@ -52,6 +52,15 @@ type xsynCounters struct {
 	DropInternal      uint64
 }
 
+type xsynFamily uint32
+
+const (
+	xsynFamilyFAMILY_OTHER xsynFamily = 0
+	xsynFamilyFAMILY_IPV4  xsynFamily = 1
+	xsynFamilyFAMILY_IPV6  xsynFamily = 2
+	xsynFamilyFAMILY_MAX   xsynFamily = 3
+)
+
 type xsynIfaceConfig struct {
 	_        structs.HostLayout
 	Mac      [6]uint8
