@@ -174,10 +174,7 @@ func (a *Applier) restoreRecords(t *txn, p Plan, originals map[string]string) er
 			return fmt.Errorf("restore saved sysctl: %w", err)
 		}
 		if !exists {
-			err := t.do("create chain "+where(spec.IPv4, TableFilter, SavedChain),
-				func() error { return ipt.NewChain(TableFilter, SavedChain) },
-				func() error { return deleteChain(ipt, TableFilter, SavedChain) })
-			if err != nil {
+			if err := a.createSaved(t); err != nil {
 				return err
 			}
 			exists = true

@@ -59,10 +59,7 @@ func (a *Applier) setSysctls(t *txn, settings []SysctlSetting, active bool) erro
 	lost := active && !exists
 	ipt := a.ipt[spec.IPv4]
 	if !exists {
-		err := t.do("create chain "+where(spec.IPv4, TableFilter, SavedChain),
-			func() error { return ipt.NewChain(TableFilter, SavedChain) },
-			func() error { return deleteChain(ipt, TableFilter, SavedChain) })
-		if err != nil {
+		if err := a.createSaved(t); err != nil {
 			return err
 		}
 	}
@@ -208,4 +205,12 @@ func (a *Applier) Original(key string) (value string, ok bool, err error) {
 		}
 	}
 	return "", false, nil
+}
+
+// createSaved creates SavedChain, undone by the transaction.
+func (a *Applier) createSaved(t *txn) error {
+	ipt := a.ipt[spec.IPv4]
+	return t.do("create chain "+where(spec.IPv4, TableFilter, SavedChain),
+		func() error { return ipt.NewChain(TableFilter, SavedChain) },
+		func() error { return deleteChain(ipt, TableFilter, SavedChain) })
 }

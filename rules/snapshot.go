@@ -31,13 +31,9 @@ func (a *Applier) Snapshot(iface string) (Plan, bool, error) {
 			if c.fam != fam || c.staging || !c.kind.sub {
 				continue
 			}
-			rules, err := a.chainRules(c)
+			ch, err := a.snapshotChain(c)
 			if err != nil {
 				return Plan{}, false, fmt.Errorf("snapshot rules for %s: %w", iface, err)
-			}
-			ch := Chain{Table: c.table, Name: c.name}
-			for _, r := range rules {
-				ch.Rules = append(ch.Rules, Rule{Origin: "snapshot", Args: r})
 			}
 			fp.Chains = append(fp.Chains, ch)
 		}
@@ -46,13 +42,9 @@ func (a *Applier) Snapshot(iface string) (Plan, bool, error) {
 				if c.fam != fam || c.staging || c.kind.tag != k.tag {
 					continue
 				}
-				rules, err := a.chainRules(c)
+				ch, err := a.snapshotChain(c)
 				if err != nil {
 					return Plan{}, false, fmt.Errorf("snapshot rules for %s: %w", iface, err)
-				}
-				ch := Chain{Table: c.table, Name: c.name}
-				for _, r := range rules {
-					ch.Rules = append(ch.Rules, Rule{Origin: "snapshot", Args: r})
 				}
 				fp.Chains = append(fp.Chains, ch)
 				fp.Jumps = append(fp.Jumps, Jump{Table: c.table, From: k.hook, To: c.name, Position: 1, After: k.after})
@@ -104,4 +96,17 @@ func (a *Applier) chainRules(c liveChain) ([][]string, error) {
 		}
 	}
 	return rules, nil
+}
+
+// snapshotChain is one live chain as a plan's chain, its rules as they are installed.
+func (a *Applier) snapshotChain(c liveChain) (Chain, error) {
+	rules, err := a.chainRules(c)
+	if err != nil {
+		return Chain{}, err
+	}
+	ch := Chain{Table: c.table, Name: c.name}
+	for _, r := range rules {
+		ch.Rules = append(ch.Rules, Rule{Origin: "snapshot", Args: r})
+	}
+	return ch, nil
 }
