@@ -25,16 +25,7 @@ func TestSynproxyPortReuse(t *testing.T) {
 }
 
 func testPortReuse(t *testing.T, b backend) {
-	c := newClientNS(t)
-	back := newBackendNS(t)
-	for _, cmd := range [][]string{{"ip", "route", "add", "10.9.1.0/24", "via", "10.9.0.1"}, {"ip", "-6", "route", "add", "fd0a::/64", "via", "fd09::1"}} {
-		c.do(t, func() { run(t, cmd[0], cmd[1:]...) })
-	}
-	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		if err := (ProcSys{Root: "/proc/sys"}).Set(k, "1"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, back := newRoutedLab(t)
 	back.do(t, func() { serveBanner(t, 22, "backend") })
 	serveBanner(t, 22, "firewall")
 	serveBanner(t, 80, "firewall")

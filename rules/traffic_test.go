@@ -67,6 +67,13 @@ func (c clientNS) do(t *testing.T, f func()) {
 // s0 10.9.0.1/24 fd09::1/64 here, c0 10.9.0.2/24 fd09::2/64 there.
 func newClientNS(t *testing.T) clientNS {
 	t.Helper()
+	return linkedNS(t, [2]string{"s0", "c0"}, [2]string{"10.9.0.1/24", "fd09::1/64"}, [2]string{"10.9.0.2/24", "fd09::2/64"})
+}
+
+// linkedNS makes a namespace linked to the current one by a veth pair: dev[0] with the
+// addresses here (IPv4, IPv6), dev[1] with there in the new namespace.
+func linkedNS(t *testing.T, dev, here, there [2]string) clientNS {
+	t.Helper()
 	srv, err := netns.Get()
 	if err != nil {
 		t.Fatal(err)
@@ -81,13 +88,13 @@ func newClientNS(t *testing.T) clientNS {
 	c := clientNS{srv: srv, cli: cli}
 	t.Cleanup(func() { cli.Close(); srv.Close() })
 
-	run(t, "ip", "link", "add", "s0", "type", "veth", "peer", "name", "c0")
-	peer, err := netlink.LinkByName("c0")
+	run(t, "ip", "link", "add", dev[0], "type", "veth", "peer", "name", dev[1])
+	peer, err := netlink.LinkByName(dev[1])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := netlink.LinkSetNsFd(peer, int(cli)); err != nil {
-		t.Fatalf("move c0 to the client namespace: %v", err)
+		t.Fatalf("move %s to the new namespace: %v", dev[1], err)
 	}
 	setup := func(dev, v4, v6 string) {
 		run(t, "ip", "link", "set", "lo", "up")
@@ -95,8 +102,8 @@ func newClientNS(t *testing.T) clientNS {
 		run(t, "ip", "addr", "add", v6, "dev", dev, "nodad") // usable at once
 		run(t, "ip", "link", "set", dev, "up")
 	}
-	setup("s0", "10.9.0.1/24", "fd09::1/64")
-	c.do(t, func() { setup("c0", "10.9.0.2/24", "fd09::2/64") })
+	setup(dev[0], here[0], here[1])
+	c.do(t, func() { setup(dev[1], there[0], there[1]) })
 	return c
 }
 

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,16 +41,7 @@ func TestSynproxyTimestampEcho(t *testing.T) {
 }
 
 func testTimestampEcho(t *testing.T, b backend) {
-	c := newClientNS(t)
-	back := newBackendNS(t)
-	for _, cmd := range [][]string{{"ip", "route", "add", "10.9.1.0/24", "via", "10.9.0.1"}, {"ip", "-6", "route", "add", "fd0a::/64", "via", "fd09::1"}} {
-		c.do(t, func() { run(t, cmd[0], cmd[1:]...) })
-	}
-	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		if err := (ProcSys{Root: "/proc/sys"}).Set(k, "1"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, back := newRoutedLab(t)
 	var backendTS, localTS chan bool
 	back.do(t, func() { backendTS = serveBanner(t, 22, "backend") })
 	localTS = serveBanner(t, 22, "firewall")
@@ -122,40 +111,28 @@ func testTimestampEcho(t *testing.T, b backend) {
 // b0 10.9.1.1/24 fd0a::1/64 here, b1 10.9.1.2/24 fd0a::2/64 there, its default route via b0.
 func newBackendNS(t *testing.T) clientNS {
 	t.Helper()
-	here, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	there, err := netns.New() // and the thread is in it
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Set(here); err != nil {
-		t.Fatal(err)
-	}
-	n := clientNS{srv: here, cli: there}
-	t.Cleanup(func() { there.Close(); here.Close() })
-	run(t, "ip", "link", "add", "b0", "type", "veth", "peer", "name", "b1")
-	peer, err := netlink.LinkByName("b1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetNsFd(peer, int(there)); err != nil {
-		t.Fatalf("move b1 to the backend namespace: %v", err)
-	}
-	setup := func(dev, v4, v6 string) {
-		run(t, "ip", "link", "set", "lo", "up")
-		run(t, "ip", "addr", "add", v4, "dev", dev)
-		run(t, "ip", "addr", "add", v6, "dev", dev, "nodad")
-		run(t, "ip", "link", "set", dev, "up")
-	}
-	setup("b0", "10.9.1.1/24", "fd0a::1/64")
+	n := linkedNS(t, [2]string{"b0", "b1"}, [2]string{"10.9.1.1/24", "fd0a::1/64"}, [2]string{"10.9.1.2/24", "fd0a::2/64"})
 	n.do(t, func() {
-		setup("b1", "10.9.1.2/24", "fd0a::2/64")
 		run(t, "ip", "route", "add", "default", "via", "10.9.1.1")
 		run(t, "ip", "-6", "route", "add", "default", "via", "fd0a::1")
 	})
 	return n
+}
+
+// newRoutedLab is a client namespace and a backend namespace on either side of the current
+// one, which routes between them.
+func newRoutedLab(t *testing.T) (cli, back clientNS) {
+	t.Helper()
+	cli, back = newClientNS(t), newBackendNS(t)
+	for _, cmd := range [][]string{{"ip", "route", "add", "10.9.1.0/24", "via", "10.9.0.1"}, {"ip", "-6", "route", "add", "fd0a::/64", "via", "fd09::1"}} {
+		cli.do(t, func() { run(t, cmd[0], cmd[1:]...) })
+	}
+	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+		if err := (ProcSys{Root: "/proc/sys"}).Set(k, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cli, back
 }
 
 // serveBanner listens on port, both families, in the current namespace, and greets every
