@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/protect"
@@ -334,8 +335,8 @@ func TestHandoffCountersAgainstAttachedProgram(t *testing.T) {
 
 	stop()
 	stop = serve(true)
-	var mptcp []protect.Listener
-	if err := srv.Do(func() (err error) { mptcp, err = protect.MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
+	var mptcp []host.Listener
+	if err := srv.Do(func() (err error) { mptcp, err = host.MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
 		t.Skipf("this kernel lists no MPTCP listener (%v): MPTCP off?", err)
 	}
 	if err := dial(2 * time.Second); err == nil {

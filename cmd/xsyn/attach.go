@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/loader"
@@ -337,7 +338,7 @@ func joinAddrs[T fmt.Stringer](as []T) string {
 }
 
 // untrackedError refuses to cut connections the operator may be using, saying how to keep them.
-func untrackedError(conns []protect.Conn) error {
+func untrackedError(conns []host.Conn) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "refusing to cut %d established connection(s) to protected services that conntrack does not track:", len(conns))
 	for i, c := range conns {

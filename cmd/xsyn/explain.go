@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/internal/source"
-	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -135,7 +135,7 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 // explainIface explains what attach would install on one interface. shown are the paths whose
 // flow was told already (for an earlier interface), which it adds to.
 func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path]bool) error {
-	host, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
+	hostNote, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
 		return (&protect.Protector{}).ChoosePaths(b.Iface, s, "auto")
 	})
 	if err != nil {
@@ -153,7 +153,7 @@ func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path
 	if probe {
 		findings = source.Checker{AskedECN: source.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
 	}
-	explainSpec(w, b, host, findings, shown)
+	explainSpec(w, b, hostNote, findings, shown)
 	explainRules(w, b.Spec, plan)
 	return w.err
 }
@@ -191,7 +191,7 @@ func hostPaths(b *source.Built, choose func(spec.Spec) (spec.Spec, []string, err
 }
 
 // explainSpec prints the header, the settings, the statements and the XDP services.
-func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Finding, shown map[spec.Path]bool) {
+func explainSpec(w io.Writer, b *source.Built, hostNote string, findings []source.Finding, shown map[spec.Path]bool) {
 	from := map[source.Kind]string{
 		source.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
 		source.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
@@ -208,11 +208,11 @@ func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Fi
 			shown[f.path] = true
 		}
 	}
-	if host != "" {
-		fmt.Fprint(w, host+"\n\n")
+	if hostNote != "" {
+		fmt.Fprint(w, hostNote+"\n\n")
 	}
 	switch {
-	case b.StackErr != nil && errors.Is(b.StackErr, loader.ErrNoInterface):
+	case b.StackErr != nil && errors.Is(b.StackErr, host.ErrNoInterface):
 		fmt.Fprintf(w, "Note: %v.\nThe TCP options below are xsyn's defaults (MSS of a 1500-byte MTU, window scale 7), not\n"+
 			"what this host's stack would offer there; attach would fail until the interface exists.\n\n", b.StackErr)
 	case b.StackErr != nil:

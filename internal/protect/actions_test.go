@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/testutil"
@@ -155,7 +156,7 @@ func (l *actionLab) config(t *testing.T, src string) spec.Spec {
 	t.Helper()
 	var s spec.Spec
 	err := l.fw.Do(func() error {
-		stack, err := LocalStack("f0")
+		stack, err := host.LocalStack("f0")
 		if err != nil {
 			return err
 		}

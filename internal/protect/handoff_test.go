@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
@@ -436,8 +437,8 @@ func TestHandoffMPTCPListener(t *testing.T) {
 	handoffOrSkip(t)
 	serveBanner(t, l.fw, bannerPort, true)
 	to := netip.AddrPortFrom(l.net.fw.Addr(), bannerPort)
-	var mptcp []Listener
-	if err := l.fw.Do(func() (err error) { mptcp, err = MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
+	var mptcp []host.Listener
+	if err := l.fw.Do(func() (err error) { mptcp, err = host.MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
 		t.Skipf("this kernel lists no MPTCP listener (%v): MPTCP off?", err)
 	}
 

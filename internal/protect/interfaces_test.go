@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -37,7 +38,7 @@ func TestInterfacesDoNotOverride(t *testing.T) {
 	}
 	apply := func(iface, src, mode string) error {
 		return l.fw.Do(func() error {
-			stack, err := LocalStack(iface)
+			stack, err := host.LocalStack(iface)
 			if err != nil {
 				return err
 			}
