@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xsyn-project/xsyn/internal/host"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
-	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -201,14 +201,14 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 // (or adopted), the cookie secret, and each statement's path as Apply will choose it. It
 // refuses, changing nothing, where the paths cannot be had or untracked connections would be
 // cut (unless cut).
-func prepareAttach(p *protect.Protector, b *source.Built, key *spec.CookieKey, mode string, probe, cut bool, warn func(string)) (attachStep, error) {
+func prepareAttach(p *protect.Protector, b *intent.Built, key *spec.CookieKey, mode string, probe, cut bool, warn func(string)) (attachStep, error) {
 	s, notes, err := checkServers(b, probe, warn)
 	if err != nil {
 		return attachStep{}, err
 	}
 	for _, st := range s.Statements {
 		if w := localWarning(st, b.Iface, b.Addrs); w != "" {
-			warn(fmt.Sprintf("%s: %s", source.Where(st), strings.TrimPrefix(w, "warning: ")))
+			warn(fmt.Sprintf("%s: %s", intent.Where(st), strings.TrimPrefix(w, "warning: ")))
 		}
 	}
 	s.CookieKey = key
@@ -277,13 +277,13 @@ func readCookieKey(file string) (*spec.CookieKey, error) {
 // offers other options than its statement; with adopt it returns the spec with the servers'
 // options, and notes saying what was adopted, by statement. A server that cannot be probed is
 // a warning either way.
-func checkServers(b *source.Built, adopt bool, warn func(string)) (spec.Spec, map[int][]string, error) {
+func checkServers(b *intent.Built, adopt bool, warn func(string)) (spec.Spec, map[int][]string, error) {
 	s := b.Spec
-	c := source.Checker{AskedECN: source.AsksECN()}
+	c := intent.Checker{AskedECN: intent.AsksECN()}
 	findings := c.Check(context.Background(), s, b.Addrs)
 	for _, f := range findings {
 		if f.Err != nil {
-			warn(fmt.Sprintf("%s: %v; its TCP options are not checked", source.Where(s.Statements[f.Stmt]), f.Err))
+			warn(fmt.Sprintf("%s: %v; its TCP options are not checked", intent.Where(s.Statements[f.Stmt]), f.Err))
 		}
 	}
 	notes := map[int][]string{}
@@ -295,12 +295,12 @@ func checkServers(b *source.Built, adopt bool, warn func(string)) (spec.Spec, ma
 		}
 		return s, notes, nil
 	}
-	adopted, as, err := source.Adopt(b.Iface, s, findings)
+	adopted, as, err := intent.Adopt(b.Iface, s, findings)
 	if err != nil {
 		return spec.Spec{}, nil, err
 	}
 	for _, a := range as {
-		notes[a.Stmt] = append(notes[a.Stmt], fmt.Sprintf("adopted from server %s (--probe): %s", joinAddrs(a.Servers), strings.Join(source.Changes(a.From, a.To), ", ")))
+		notes[a.Stmt] = append(notes[a.Stmt], fmt.Sprintf("adopted from server %s (--probe): %s", joinAddrs(a.Servers), strings.Join(intent.Changes(a.From, a.To), ", ")))
 	}
 	// What even the adopted options cannot match (a server without window scaling, say).
 	for _, f := range findings {
@@ -308,22 +308,22 @@ func checkServers(b *source.Built, adopt bool, warn func(string)) (spec.Spec, ma
 			continue
 		}
 		if m := f.Offer.Mismatches(adopted.Statements[f.Stmt].Options); len(m) > 0 {
-			warn(fmt.Sprintf("%s: server %s: %s: no SYN-ACK option can match that", source.Where(s.Statements[f.Stmt]), f.Server, strings.Join(m, "; ")))
+			warn(fmt.Sprintf("%s: server %s: %s: no SYN-ACK option can match that", intent.Where(s.Statements[f.Stmt]), f.Server, strings.Join(m, "; ")))
 		}
 	}
 	return adopted, notes, nil
 }
 
 // mismatchWarning says where a server differs from its statement and how to make them agree.
-func mismatchWarning(k source.Kind, st spec.Statement, f source.Finding) string {
+func mismatchWarning(k intent.Kind, st spec.Statement, f intent.Finding) string {
 	msg := fmt.Sprintf("%s: server %s offers other TCP options than the SYN-ACK (%s): run with --probe to adopt the server's options",
-		source.Where(st), f.Server, strings.Join(f.Mismatches, "; "))
+		intent.Where(st), f.Server, strings.Join(f.Mismatches, "; "))
 	want := f.Offer.Apply(st.Options)
-	if k == source.FromConfig {
-		if w := source.ConfigWords(st.Options, want); w != "" {
+	if k == intent.FromConfig {
+		if w := intent.ConfigWords(st.Options, want); w != "" {
 			msg += ", or set " + w
 		}
-	} else if w := source.FlagWords(st.Options, want); w != "" {
+	} else if w := intent.FlagWords(st.Options, want); w != "" {
 		msg += ", or give " + w
 	}
 	return msg

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/xsyn-project/xsyn/internal/host"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
-	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -134,7 +134,7 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 
 // explainIface explains what attach would install on one interface. shown are the paths whose
 // flow was told already (for an earlier interface), which it adds to.
-func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path]bool) error {
+func explainIface(w *errWriter, b *intent.Built, probe bool, shown map[spec.Path]bool) error {
 	hostNote, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
 		return (&protect.Protector{}).ChoosePaths(b.Iface, s, "auto")
 	})
@@ -149,9 +149,9 @@ func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path
 	if err != nil {
 		return err
 	}
-	var findings []source.Finding
+	var findings []intent.Finding
 	if probe {
-		findings = source.Checker{AskedECN: source.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
+		findings = intent.Checker{AskedECN: intent.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
 	}
 	explainSpec(w, b, hostNote, findings, shown)
 	explainRules(w, b.Spec, plan)
@@ -164,7 +164,7 @@ func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path
 // what to say about it ("" when no statement takes the handoff), or the error attach would
 // fail with: a statement insists on the handoff (path handoff). Where the host could not be
 // asked (explain without root) it says so, and shows the paths as if nothing stood in the way.
-func hostPaths(b *source.Built, choose func(spec.Spec) (spec.Spec, []string, error)) (string, error) {
+func hostPaths(b *intent.Built, choose func(spec.Spec) (spec.Spec, []string, error)) (string, error) {
 	if !b.Spec.HasPath(spec.PathHandoff) {
 		return "", nil
 	}
@@ -191,11 +191,11 @@ func hostPaths(b *source.Built, choose func(spec.Spec) (spec.Spec, []string, err
 }
 
 // explainSpec prints the header, the settings, the statements and the XDP services.
-func explainSpec(w io.Writer, b *source.Built, hostNote string, findings []source.Finding, shown map[spec.Path]bool) {
-	from := map[source.Kind]string{
-		source.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
-		source.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
-		source.FromListeners: "the TCP ports listening on " + b.Iface + "'s addresses (no --port, no --config)",
+func explainSpec(w io.Writer, b *intent.Built, hostNote string, findings []intent.Finding, shown map[spec.Path]bool) {
+	from := map[intent.Kind]string{
+		intent.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
+		intent.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
+		intent.FromListeners: "the TCP ports listening on " + b.Iface + "'s addresses (no --port, no --config)",
 	}[b.Kind]
 	fmt.Fprintf(w, "xsyn explain %s: what 'xsyn attach %s' would install, from %s. Nothing is changed.\n\n", b.Iface, b.Iface, from)
 	fmt.Fprintf(w, "%s.\n\n", pathSummary(b.Spec.Statements))
@@ -305,8 +305,8 @@ func localWarning(st spec.Statement, iface string, addrs []netip.Addr) string {
 
 // serverNotes says which servers statement i hands its connections to and, when they were
 // probed, what they offer.
-func serverNotes(i int, st spec.Statement, b *source.Built, findings []source.Finding) []string {
-	servers, why := source.Servers(st, b.Addrs)
+func serverNotes(i int, st spec.Statement, b *intent.Built, findings []intent.Finding) []string {
+	servers, why := intent.Servers(st, b.Addrs)
 	var out []string
 	if len(servers) == 0 {
 		return []string{"server: not checked: " + why}
@@ -325,7 +325,7 @@ func serverNotes(i int, st spec.Statement, b *source.Built, findings []source.Fi
 			out = append(out, fmt.Sprintf("  %s offers the same options", f.Server))
 		default:
 			out = append(out, fmt.Sprintf("  %s differs: %s; attach --probe would adopt: %s", f.Server,
-				strings.Join(f.Mismatches, "; "), strings.Join(source.Changes(st.Options, f.Offer.Apply(st.Options)), ", ")))
+				strings.Join(f.Mismatches, "; "), strings.Join(intent.Changes(st.Options, f.Offer.Apply(st.Options)), ", ")))
 		}
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/xsyn-project/xsyn/internal/hostfw"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -124,7 +125,7 @@ func TestFirewallKeptOnSynproxyPath(t *testing.T) {
 			}
 
 			var zero spec.Spec
-			if err := l.fw.Do(func() (err error) { zero, err = ListeningSpec("f0"); return err }); err != nil {
+			if err := l.fw.Do(func() (err error) { zero, err = intent.ListeningSpec("f0"); return err }); err != nil {
 				t.Fatal(err)
 			}
 			for _, c := range []struct {

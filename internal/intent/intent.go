@@ -1,9 +1,10 @@
-// Package source builds the Spec that `xsyn attach` installs and `xsyn explain` describes, from
-// one of its three sources: a configuration file, the flag form (--port and the option flags),
-// or the TCP listeners of the interface (zero-config). Whatever the source, the result is made
-// of statements compiled by package spec, so netfilter and XDP read one model. The package also
-// checks the statements' TCP options against what their servers really offer (probe.go).
-package source
+// Package intent builds the Spec that `xsyn attach` installs and `xsyn explain` describes: what
+// the operator asks to protect, from one of three places: a configuration file, the flag form
+// (--port and the option flags), or the TCP listeners of the interface (zero-config). Whatever
+// the place, the result is made of statements compiled by package spec, so netfilter and XDP
+// read one model. The package also checks the statements' TCP options against what their
+// servers really offer (probe.go).
+package intent
 
 import (
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/xsyn-project/xsyn/internal/host"
-	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -51,7 +51,7 @@ type Host struct {
 
 // Local is the Host of the caller's network namespace.
 func Local() Host {
-	return Host{Stack: host.LocalStack, Addrs: host.Addrs, Listening: protect.ListeningSpec}
+	return Host{Stack: host.LocalStack, Addrs: host.Addrs, Listening: ListeningSpec}
 }
 
 // Built is the spec of one interface and what it was built from.
