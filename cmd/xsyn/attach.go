@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xsyn-project/xsyn/internal/backend"
 	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
@@ -202,15 +203,14 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 // refuses, changing nothing, where the paths cannot be had or untracked connections would be
 // cut (unless cut).
 func prepareAttach(p *protect.Protector, b *intent.Built, key *spec.CookieKey, mode string, probe, cut bool, warn func(string)) (attachStep, error) {
-	s, notes, err := checkServers(b, probe, warn)
+	r, err := b.Review(context.Background(), backend.Checker{AskedECN: backend.AsksECN()}, probe)
 	if err != nil {
 		return attachStep{}, err
 	}
-	for _, st := range s.Statements {
-		if w := localWarning(st, b.Iface, b.Addrs); w != "" {
-			warn(fmt.Sprintf("%s: %s", intent.Where(st), strings.TrimPrefix(w, "warning: ")))
-		}
+	for _, w := range r.Warnings {
+		warn(w)
 	}
+	s, notes := r.Spec, r.Notes
 	s.CookieKey = key
 	// The paths first: a statement that moves to SYNPROXY (its server listens with MPTCP, say)
 	// cuts the untracked connections the handoff would have kept. Apply decides the same again,
@@ -271,70 +271,6 @@ func readCookieKey(file string) (*spec.CookieKey, error) {
 		return nil, fmt.Errorf("%w\nnothing was changed", err)
 	}
 	return &k, nil
-}
-
-// checkServers probes the servers of b's statements. Without adopt it warns where a server
-// offers other options than its statement; with adopt it returns the spec with the servers'
-// options, and notes saying what was adopted, by statement. A server that cannot be probed is
-// a warning either way.
-func checkServers(b *intent.Built, adopt bool, warn func(string)) (spec.Spec, map[int][]string, error) {
-	s := b.Spec
-	c := intent.Checker{AskedECN: intent.AsksECN()}
-	findings := c.Check(context.Background(), s, b.Addrs)
-	for _, f := range findings {
-		if f.Err != nil {
-			warn(fmt.Sprintf("%s: %v; its TCP options are not checked", intent.Where(s.Statements[f.Stmt]), f.Err))
-		}
-	}
-	notes := map[int][]string{}
-	if !adopt {
-		for _, f := range findings {
-			if len(f.Mismatches) > 0 {
-				warn(mismatchWarning(b.Kind, s.Statements[f.Stmt], f))
-			}
-		}
-		return s, notes, nil
-	}
-	adopted, as, err := intent.Adopt(b.Iface, s, findings)
-	if err != nil {
-		return spec.Spec{}, nil, err
-	}
-	for _, a := range as {
-		notes[a.Stmt] = append(notes[a.Stmt], fmt.Sprintf("adopted from server %s (--probe): %s", joinAddrs(a.Servers), strings.Join(intent.Changes(a.From, a.To), ", ")))
-	}
-	// What even the adopted options cannot match (a server without window scaling, say).
-	for _, f := range findings {
-		if f.Err != nil {
-			continue
-		}
-		if m := f.Offer.Mismatches(adopted.Statements[f.Stmt].Options); len(m) > 0 {
-			warn(fmt.Sprintf("%s: server %s: %s: no SYN-ACK option can match that", intent.Where(s.Statements[f.Stmt]), f.Server, strings.Join(m, "; ")))
-		}
-	}
-	return adopted, notes, nil
-}
-
-// mismatchWarning says where a server differs from its statement and how to make them agree.
-func mismatchWarning(k intent.Kind, st spec.Statement, f intent.Finding) string {
-	msg := fmt.Sprintf("%s: server %s offers other TCP options than the SYN-ACK (%s): run with --probe to adopt the server's options",
-		intent.Where(st), f.Server, strings.Join(f.Mismatches, "; "))
-	want := f.Offer.Apply(st.Options)
-	if k == intent.FromConfig {
-		if w := intent.ConfigWords(st.Options, want); w != "" {
-			msg += ", or set " + w
-		}
-	} else if w := intent.FlagWords(st.Options, want); w != "" {
-		msg += ", or give " + w
-	}
-	return msg
-}
-
-func joinAddrs[T fmt.Stringer](as []T) string {
-	s := make([]string, len(as))
-	for i, a := range as {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ", ")
 }
 
 // untrackedError refuses to cut connections the operator may be using, saying how to keep them.

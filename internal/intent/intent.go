@@ -3,7 +3,7 @@
 // (--port and the option flags), or the TCP listeners of the interface (zero-config). Whatever
 // the place, the result is made of statements compiled by package spec, so netfilter and XDP
 // read one model. The package also checks the statements' TCP options against what their
-// servers really offer (probe.go).
+// servers really offer (backend.Checker).
 package intent
 
 import (
