@@ -63,7 +63,7 @@ func TestCollectorAgainstAttachedProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	// d0 with XDP; lo with netfilter rules only, as the fallback leaves an interface.
-	for iface, mode := range map[string]string{"d0": "native", "lo": protect.ModeNetfilter} {
+	for iface, mode := range map[string]loader.Mode{"d0": "native", "lo": protect.ModeNetfilter} {
 		if err := srv.Do(func() error { _, err := prot.Apply(iface, s, mode); return err }); err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +225,7 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 		t.Fatalf("iptables-restore: %v\n%s", err, out)
 	}
 	rulesComplete(0, 0)
-	for iface, mode := range map[string]string{"d0": "native", "lo": protect.ModeNetfilter} {
+	for iface, mode := range map[string]loader.Mode{"d0": "native", "lo": protect.ModeNetfilter} {
 		if err := srv.Do(func() error { _, err := prot.Apply(iface, s, mode); return err }); err != nil {
 			t.Fatal(err)
 		}

@@ -130,14 +130,14 @@ Examples:
 func runAttach(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("attach", "attach [IFACE] [--config FILE | --port P[,P...] [flags]] [--probe] [--mode M]", attachHelp, stdout)
 	sf := addSpecFlags(fs)
-	mode := "auto"
+	mode := loader.ModeAuto
 	fs.Func("mode", "protect in mode `M`: auto (the default: native XDP, else generic), native, generic, or netfilter (SYNPROXY alone, no XDP)", func(v string) error {
-		switch v {
-		case "auto", "native", "generic", protect.ModeNetfilter:
-			mode = v
-			return nil
+		m, err := protect.ParseMode(v)
+		if err != nil {
+			return errors.New("want auto, native, generic or netfilter")
 		}
-		return errors.New("want auto, native, generic or netfilter")
+		mode = m
+		return nil
 	})
 	probe := fs.Bool("probe", false, "adopt the TCP options each server offers (default: warn where they differ)")
 	cut := fs.Bool("cut-untracked", false, "protect even if that cuts established connections conntrack does not track")
@@ -202,7 +202,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 // (or adopted), the cookie secret, and each statement's path as Apply will choose it. It
 // refuses, changing nothing, where the paths cannot be had or untracked connections would be
 // cut (unless cut).
-func prepareAttach(p *protect.Protector, b *intent.Built, key *spec.CookieKey, mode string, probe, cut bool, warn func(string)) (attachStep, error) {
+func prepareAttach(p *protect.Protector, b *intent.Built, key *spec.CookieKey, mode loader.Mode, probe, cut bool, warn func(string)) (attachStep, error) {
 	r, err := b.Review(context.Background(), backend.Checker{AskedECN: backend.AsksECN()}, probe)
 	if err != nil {
 		return attachStep{}, err
@@ -297,13 +297,13 @@ const handoffUnavailableHint = "the handoff needs Linux 6.9+, XDP (not --mode ne
 
 // attachHint adds, on a line of its own, what to do about the errors of attach that another
 // --mode or --path avoids.
-func attachHint(err error, iface, mode string) error {
+func attachHint(err error, iface string, mode loader.Mode) error {
 	switch {
 	case errors.Is(err, spec.ErrHandoffUnavailable):
 		return fmt.Errorf("%w\nnothing was changed; %s", err, handoffUnavailableHint)
 	case errors.Is(err, loader.ErrFeatureMissing):
 		return fmt.Errorf("%w\nthe XDP fast path cannot run on this kernel: --mode auto protects %s with netfilter SYNPROXY alone, and says so (--mode netfilter asks for that outright)", err, iface)
-	case mode == string(loader.ModeNative) && errors.Is(err, unix.EOPNOTSUPP):
+	case mode == loader.ModeNative && errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("%w\nthe driver of %s has no native XDP: --mode generic (or auto, which falls back to it and warns) attaches after the kernel has built the skb: slower, but protected", err, iface)
 	}
 	return err

@@ -11,6 +11,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -135,7 +136,7 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 // flow was told already (for an earlier interface), which it adds to.
 func explainIface(w *errWriter, b *intent.Built, probe bool, shown map[spec.Path]bool) error {
 	hostNote, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
-		return (&protect.Protector{}).ChoosePaths(b.Iface, s, "auto")
+		return (&protect.Protector{}).ChoosePaths(b.Iface, s, loader.ModeAuto)
 	})
 	if err != nil {
 		return err

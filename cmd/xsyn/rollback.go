@@ -26,13 +26,13 @@ type attachStep struct {
 // changer is what attachAll needs of protect: Apply, and a snapshot of an interface taken before
 // Apply changes it, whose restore puts it back. protector is the real one; tests inject failures.
 type changer interface {
-	Apply(iface string, s spec.Spec, mode string) (*protect.Result, error)
+	Apply(iface string, s spec.Spec, mode loader.Mode) (*protect.Result, error)
 	Snapshot(iface string, next spec.Spec) (restore func() error, err error)
 }
 
 // attachAll applies each step in order. When one fails, the interfaces already changed are put
 // back, last first, and the error says so; the failed one protect.Apply leaves as it was.
-func attachAll(c changer, steps []attachStep, mode string) ([]*protect.Result, error) {
+func attachAll(c changer, steps []attachStep, mode loader.Mode) ([]*protect.Result, error) {
 	var results []*protect.Result
 	var restores []func() error
 	for i, st := range steps {

@@ -131,7 +131,7 @@ func TestFirewallKeptOnSynproxyPath(t *testing.T) {
 			for _, c := range []struct {
 				name string
 				s    spec.Spec
-				mode string
+				mode loader.Mode
 			}{
 				{"zero-config, mode netfilter", zero, ModeNetfilter},
 				{"--port, mode netfilter", flagSpec(t, "", spec.ViaAuto, port), ModeNetfilter},

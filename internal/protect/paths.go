@@ -17,7 +17,7 @@ import (
 // with warnings that say so. Statements that demand the handoff (path handoff) make that an
 // error. Where xsyn is attached to iface already, its program says whether the handoff runs, so a
 // reload needs no BPF capability to probe the kernel again. It changes nothing.
-func (p *Protector) ChoosePaths(iface string, s spec.Spec, mode string) (spec.Spec, []string, error) {
+func (p *Protector) ChoosePaths(iface string, s spec.Spec, mode loader.Mode) (spec.Spec, []string, error) {
 	if !s.HasPath(spec.PathHandoff) {
 		return s, nil, nil
 	}

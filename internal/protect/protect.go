@@ -16,8 +16,22 @@ import (
 	"github.com/xsyn-project/xsyn/spec"
 )
 
-// ModeNetfilter asks for netfilter-only protection, without XDP.
-const ModeNetfilter = "netfilter"
+// ModeNetfilter asks for netfilter-only protection, without XDP: the one mode of attach's that
+// is not the loader's.
+const ModeNetfilter loader.Mode = "netfilter"
+
+// ParseMode reads attach's --mode: auto, native or generic (loader.ParseMode), or netfilter. The
+// command line parses it once; Apply and ChoosePaths take the result.
+func ParseMode(s string) (loader.Mode, error) {
+	if m := loader.Mode(s); m == ModeNetfilter {
+		return m, nil
+	}
+	m, err := loader.ParseMode(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: mode %q: want auto, native, generic or netfilter", loader.ErrModeUnsupported, s)
+	}
+	return m, nil
+}
 
 // ModeNetfilterOnly is how an interface protected without XDP is reported.
 const ModeNetfilterOnly = "netfilter-only"
@@ -78,18 +92,11 @@ type Result struct {
 // Apply protects iface as s says: netfilter rules for the statements on the SYNPROXY path first
 // (so SYNPROXY is ready before XDP sends its first cookie), then XDP (and beside it the TC
 // program of the socket handoff), attached or reconfigured in place. mode is auto, native,
-// generic or netfilter. Handoff statements move to the SYNPROXY path where the handoff cannot run
+// generic or netfilter (ParseMode). Handoff statements move to the SYNPROXY path where the handoff cannot run
 // (no XDP, or a kernel before 6.9), and Result.Spec and Result.Warnings say so. With auto, a
 // kernel without the XDP features falls back to netfilter-only protection. On failure the
 // interface is left as it was.
-func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, error) {
-	var xdpMode loader.Mode
-	if mode != ModeNetfilter {
-		var err error
-		if xdpMode, err = loader.ParseMode(mode); err != nil {
-			return nil, err
-		}
-	}
+func (p *Protector) Apply(iface string, s spec.Spec, mode loader.Mode) (*Result, error) {
 	s, warnings, err := p.ChoosePaths(iface, s, mode)
 	if err != nil {
 		return nil, err
@@ -176,7 +183,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 			probe = p.probeHandoff
 		}
 		missing = probe()
-		if missing != nil && (xdpMode != loader.ModeAuto || !errors.Is(missing, loader.ErrFeatureMissing)) {
+		if missing != nil && (mode != loader.ModeAuto || !errors.Is(missing, loader.ErrFeatureMissing)) {
 			return nil, undoRules(missing)
 		}
 		if missing != nil && s.HasPath(spec.PathHandoff) {
@@ -204,7 +211,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		res.Mode = ModeNetfilterOnly
 		res.Warnings = append(res.Warnings, fmt.Sprintf("XDP fast path unavailable, protecting with netfilter SYNPROXY only: %v", missing))
 	default:
-		a, err := w.Attach(iface, s, xdpMode)
+		a, err := w.Attach(iface, s, mode)
 		if err != nil {
 			return nil, undoRules(err)
 		}

@@ -107,3 +107,17 @@ func TestFallbackToNetfilter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// --mode is parsed once, at the command line: the four modes, and nothing else.
+func TestParseMode(t *testing.T) {
+	for _, s := range []string{"auto", "native", "generic", "netfilter"} {
+		if m, err := ParseMode(s); err != nil || string(m) != s {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q", s, m, err, s)
+		}
+	}
+	for _, s := range []string{"", "turbo", "netfilter-only", "Native"} {
+		if m, err := ParseMode(s); !errors.Is(err, loader.ErrModeUnsupported) {
+			t.Errorf("ParseMode(%q) = %q, %v; want ErrModeUnsupported", s, m, err)
+		}
+	}
+}
