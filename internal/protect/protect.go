@@ -294,6 +294,25 @@ type Status struct {
 // kernel shows what attach installed: rules.Applier.Check).
 func (s Status) RulesComplete() bool { return s.Rules && len(s.RulesMissing) == 0 }
 
+// RulesOK reports whether every netfilter rule attach installs on the interface is there, or
+// none is needed: an interface whose services all take the handoff path has no rules at all,
+// and that is complete, not a firewall reload that took them. `xsyn status` (its
+// netfilter_rules) and the exporter both ask it, so that the two agree.
+func (s Status) RulesOK() bool {
+	if s.RulesComplete() {
+		return true
+	}
+	if s.Rules || len(s.RulesMissing) > 0 || len(s.Services) == 0 {
+		return false
+	}
+	for _, svc := range s.Services {
+		if !svc.Handoff {
+			return false
+		}
+	}
+	return true
+}
+
 // Statuses reports the given interface, or every protected one when iface is "".
 func (p *Protector) Statuses(iface string) ([]Status, error) {
 	names := []string{iface}
