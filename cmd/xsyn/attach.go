@@ -185,7 +185,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		}
 		p.Together = ifaces
 	}
-	results, err := attachAll(protector{p}, steps, mode)
+	results, err := attachAll(p, steps, mode)
 	if err != nil {
 		return err
 	}
