@@ -7,12 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xsyn-project/xsyn/internal/backend"
-	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/loader"
@@ -220,12 +218,8 @@ func prepareAttach(p *protect.Protector, b *intent.Built, key *spec.CookieKey, m
 		return attachStep{}, attachHint(err, b.Iface, mode)
 	}
 	if !cut {
-		conns, err := p.Untracked(b.Iface, s)
-		if err != nil {
+		if err := p.CheckUntracked(b.Iface, s); err != nil {
 			return attachStep{}, err
-		}
-		if len(conns) > 0 {
-			return attachStep{}, untrackedError(conns)
 		}
 	}
 	return attachStep{iface: b.Iface, spec: s, notes: notes, warnings: warnings}, nil
@@ -271,22 +265,6 @@ func readCookieKey(file string) (*spec.CookieKey, error) {
 		return nil, fmt.Errorf("%w\nnothing was changed", err)
 	}
 	return &k, nil
-}
-
-// untrackedError refuses to cut connections the operator may be using, saying how to keep them.
-func untrackedError(conns []host.Conn) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "refusing to cut %d established connection(s) to protected services that conntrack does not track:", len(conns))
-	for i, c := range conns {
-		if i == 5 {
-			fmt.Fprintf(&b, "\n  ... and %d more", len(conns)-i)
-			break
-		}
-		fmt.Fprintf(&b, "\n  %s", c)
-	}
-	b.WriteString("\ntheir next segment would have no conntrack entry and no valid cookie, and be dropped as a forged ACK (your SSH session, if it is one of them); nothing was changed" +
-		"\nmake conntrack track them first: iptables -I INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT (ip6tables too), then traffic on each (docs/operator-guide.md, Before you attach over SSH); or cut them: --cut-untracked")
-	return errors.New(b.String())
 }
 
 // handoffUnavailableHint says what to do about a statement that demands the handoff (path

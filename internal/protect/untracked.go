@@ -1,8 +1,10 @@
 package protect
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/rules"
@@ -54,6 +56,38 @@ func (p *Protector) Untracked(iface string, s spec.Spec) ([]host.Conn, error) {
 		}
 	}
 	return out, nil
+}
+
+// CheckUntracked refuses, with an *UntrackedError, to protect iface as s says where that would cut
+// established connections conntrack does not track (Untracked). It changes nothing.
+func (p *Protector) CheckUntracked(iface string, s spec.Spec) error {
+	conns, err := p.Untracked(iface, s)
+	if err != nil {
+		return err
+	}
+	if len(conns) > 0 {
+		return &UntrackedError{Conns: conns}
+	}
+	return nil
+}
+
+// UntrackedError refuses to cut connections the operator may be using, saying how to keep them.
+type UntrackedError struct{ Conns []host.Conn }
+
+func (e *UntrackedError) Error() string {
+	conns := e.Conns
+	var b strings.Builder
+	fmt.Fprintf(&b, "refusing to cut %d established connection(s) to protected services that conntrack does not track:", len(conns))
+	for i, c := range conns {
+		if i == 5 {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(conns)-i)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s", c)
+	}
+	b.WriteString("\ntheir next segment would have no conntrack entry and no valid cookie, and be dropped as a forged ACK (your SSH session, if it is one of them); nothing was changed" +
+		"\nmake conntrack track them first: iptables -I INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT (ip6tables too), then traffic on each (docs/operator-guide.md, Before you attach over SSH); or cut them: --cut-untracked")
+	return b.String()
 }
 
 // coversLocal reports whether st's SYNPROXY rules in INPUT, and so XDP, see c's packets.
