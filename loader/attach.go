@@ -10,8 +10,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -237,7 +237,7 @@ func (w *NetnsLock) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, e
 			return nil, err
 		}
 	}
-	nlink, err := lookupInterface(iface)
+	nlink, err := host.Link(iface)
 	if err != nil {
 		return nil, err
 	}
@@ -303,18 +303,6 @@ func (w *NetnsLock) Attach(iface string, s spec.Spec, mode Mode) (*Attachment, e
 		a.ProgID, _ = info.ID()
 	}
 	return a, nil
-}
-
-func lookupInterface(iface string) (netlink.Link, error) {
-	l, err := netlink.LinkByName(iface)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
-			return nil, fmt.Errorf("%w: %q in this network namespace (see `ip link`)", ErrNoInterface, iface)
-		}
-		return nil, fmt.Errorf("look up interface %q: %w", iface, err)
-	}
-	return l, nil
 }
 
 // checkFree fails if any XDP program, ours or another, is on the interface. Ours is recognised

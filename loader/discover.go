@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -25,7 +26,7 @@ import (
 // without it gets ErrUnknownProgram, never a guess (see unknownProgram).
 func Open(iface string, readOnly bool, opts Options) (*Attachment, error) {
 	opts = opts.withDefaults()
-	l, err := lookupInterface(iface)
+	l, err := host.Link(iface)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package loader
 import (
 	"errors"
 	"fmt"
+
+	"github.com/xsyn-project/xsyn/internal/host"
 )
 
 // Sentinel errors, checked with errors.Is.
@@ -16,8 +18,9 @@ var (
 	// ErrUnknownProgram: an XDP program that no pinned link of xsyn holds is on the interface,
 	// and this process may not open it by id (that needs CAP_SYS_ADMIN) to see whose it is.
 	ErrUnknownProgram = errors.New("cannot tell whose XDP program is attached")
-	// ErrNoInterface: no such network interface in this network namespace.
-	ErrNoInterface = errors.New("no such interface")
+	// ErrNoInterface: no such network interface in this network namespace (host.ErrNoInterface,
+	// which looks interfaces up for every package).
+	ErrNoInterface = host.ErrNoInterface
 	// ErrFeatureMissing: the kernel lacks something the XDP path needs (see FeatureError).
 	ErrFeatureMissing = errors.New("kernel feature missing")
 	// ErrModeUnsupported: the requested attach mode cannot be used on the interface.

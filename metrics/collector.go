@@ -272,7 +272,7 @@ func (c *Collector) collectNetstat(ch chan<- prometheus.Metric) error {
 func (c *Collector) collectInterface(ch chan<- prometheus.Metric, st protect.Status) {
 	ch <- prometheus.MustNewConstMetric(c.attached, prometheus.GaugeValue, 1, st.Iface, st.Mode)
 	complete := 0.0
-	if rulesComplete(st) {
+	if st.RulesOK() {
 		complete = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.rules, prometheus.GaugeValue, complete, st.Iface)
@@ -291,25 +291,6 @@ func (c *Collector) collectInterface(ch chan<- prometheus.Metric, st protect.Sta
 	c.collectCounters(ch, st.Iface, familyIPv4, st.Counters.IPv4)
 	c.collectCounters(ch, st.Iface, familyIPv6, st.Counters.IPv6)
 	c.collectCounters(ch, st.Iface, familyOther, st.Counters.Other)
-}
-
-// rulesComplete reports whether every netfilter rule attach installs on the interface is there,
-// or none is needed: an interface whose services all take the handoff path has no rules at all,
-// and that is complete, not a firewall reload that took them. The same answer as `xsyn status`
-// (its netfilter_rules), so that the two agree.
-func rulesComplete(st protect.Status) bool {
-	if st.RulesComplete() {
-		return true
-	}
-	if st.Rules || len(st.RulesMissing) > 0 || len(st.Services) == 0 {
-		return false
-	}
-	for _, svc := range st.Services {
-		if !svc.Handoff {
-			return false
-		}
-	}
-	return true
 }
 
 // collectCounters sends one family's counters. The "other" family (frames that are not IP) only

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/protect"
@@ -62,7 +63,7 @@ func TestCollectorAgainstAttachedProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	// d0 with XDP; lo with netfilter rules only, as the fallback leaves an interface.
-	for iface, mode := range map[string]string{"d0": "native", "lo": protect.ModeNetfilter} {
+	for iface, mode := range map[string]loader.Mode{"d0": "native", "lo": protect.ModeNetfilter} {
 		if err := srv.Do(func() error { _, err := prot.Apply(iface, s, mode); return err }); err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +225,7 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 		t.Fatalf("iptables-restore: %v\n%s", err, out)
 	}
 	rulesComplete(0, 0)
-	for iface, mode := range map[string]string{"d0": "native", "lo": protect.ModeNetfilter} {
+	for iface, mode := range map[string]loader.Mode{"d0": "native", "lo": protect.ModeNetfilter} {
 		if err := srv.Do(func() error { _, err := prot.Apply(iface, s, mode); return err }); err != nil {
 			t.Fatal(err)
 		}
@@ -334,8 +335,8 @@ func TestHandoffCountersAgainstAttachedProgram(t *testing.T) {
 
 	stop()
 	stop = serve(true)
-	var mptcp []protect.Listener
-	if err := srv.Do(func() (err error) { mptcp, err = protect.MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
+	var mptcp []host.Listener
+	if err := srv.Do(func() (err error) { mptcp, err = host.MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
 		t.Skipf("this kernel lists no MPTCP listener (%v): MPTCP off?", err)
 	}
 	if err := dial(2 * time.Second); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/protect"
 	"github.com/xsyn-project/xsyn/internal/testutil"
+	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -80,7 +81,10 @@ func TestKernelCountersUnderFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ mode, answeredBy, dropped string }{
+	for _, tc := range []struct {
+		mode                loader.Mode
+		answeredBy, dropped string
+	}{
 		{"native", "XDP", "xsyn_ack_cookie_invalid_total"},
 		{protect.ModeNetfilter, "SYNPROXY", "xsyn_netfilter_synproxy_cookie_invalid_total"},
 	} {
@@ -125,7 +129,10 @@ func TestKernelTSEcrRejectedThroughSynproxy(t *testing.T) {
 		}
 	})
 	// The ACK's cookie is checked by XDP, or by SYNPROXY alone; SYNPROXY opens the connection.
-	for _, tc := range []struct{ mode, checkedBy string }{
+	for _, tc := range []struct {
+		mode      loader.Mode
+		checkedBy string
+	}{
 		{"native", "xsyn_ack_cookie_valid_total"},
 		{protect.ModeNetfilter, "xsyn_netfilter_synproxy_cookie_valid_total"},
 	} {

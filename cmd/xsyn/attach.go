@@ -7,12 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xsyn-project/xsyn/internal/backend"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
-	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -129,14 +129,14 @@ Examples:
 func runAttach(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("attach", "attach [IFACE] [--config FILE | --port P[,P...] [flags]] [--probe] [--mode M]", attachHelp, stdout)
 	sf := addSpecFlags(fs)
-	mode := "auto"
+	mode := loader.ModeAuto
 	fs.Func("mode", "protect in mode `M`: auto (the default: native XDP, else generic), native, generic, or netfilter (SYNPROXY alone, no XDP)", func(v string) error {
-		switch v {
-		case "auto", "native", "generic", protect.ModeNetfilter:
-			mode = v
-			return nil
+		m, err := protect.ParseMode(v)
+		if err != nil {
+			return errors.New("want auto, native, generic or netfilter")
 		}
-		return errors.New("want auto, native, generic or netfilter")
+		mode = m
+		return nil
 	})
 	probe := fs.Bool("probe", false, "adopt the TCP options each server offers (default: warn where they differ)")
 	cut := fs.Bool("cut-untracked", false, "protect even if that cuts established connections conntrack does not track")
@@ -184,7 +184,7 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 		}
 		p.Together = ifaces
 	}
-	results, err := attachAll(protector{p}, steps, mode)
+	results, err := attachAll(p, steps, mode)
 	if err != nil {
 		return err
 	}
@@ -201,16 +201,15 @@ func runAttach(args []string, stdout, stderr io.Writer) error {
 // (or adopted), the cookie secret, and each statement's path as Apply will choose it. It
 // refuses, changing nothing, where the paths cannot be had or untracked connections would be
 // cut (unless cut).
-func prepareAttach(p *protect.Protector, b *source.Built, key *spec.CookieKey, mode string, probe, cut bool, warn func(string)) (attachStep, error) {
-	s, notes, err := checkServers(b, probe, warn)
+func prepareAttach(p *protect.Protector, b *intent.Built, key *spec.CookieKey, mode loader.Mode, probe, cut bool, warn func(string)) (attachStep, error) {
+	r, err := b.Review(context.Background(), backend.Checker{AskedECN: backend.AsksECN()}, probe)
 	if err != nil {
 		return attachStep{}, err
 	}
-	for _, st := range s.Statements {
-		if w := localWarning(st, b.Iface, b.Addrs); w != "" {
-			warn(fmt.Sprintf("%s: %s", source.Where(st), strings.TrimPrefix(w, "warning: ")))
-		}
+	for _, w := range r.Warnings {
+		warn(w)
 	}
+	s, notes := r.Spec, r.Notes
 	s.CookieKey = key
 	// The paths first: a statement that moves to SYNPROXY (its server listens with MPTCP, say)
 	// cuts the untracked connections the handoff would have kept. Apply decides the same again,
@@ -220,12 +219,8 @@ func prepareAttach(p *protect.Protector, b *source.Built, key *spec.CookieKey, m
 		return attachStep{}, attachHint(err, b.Iface, mode)
 	}
 	if !cut {
-		conns, err := p.Untracked(b.Iface, s)
-		if err != nil {
+		if err := p.CheckUntracked(b.Iface, s); err != nil {
 			return attachStep{}, err
-		}
-		if len(conns) > 0 {
-			return attachStep{}, untrackedError(conns)
 		}
 	}
 	return attachStep{iface: b.Iface, spec: s, notes: notes, warnings: warnings}, nil
@@ -273,86 +268,6 @@ func readCookieKey(file string) (*spec.CookieKey, error) {
 	return &k, nil
 }
 
-// checkServers probes the servers of b's statements. Without adopt it warns where a server
-// offers other options than its statement; with adopt it returns the spec with the servers'
-// options, and notes saying what was adopted, by statement. A server that cannot be probed is
-// a warning either way.
-func checkServers(b *source.Built, adopt bool, warn func(string)) (spec.Spec, map[int][]string, error) {
-	s := b.Spec
-	c := source.Checker{AskedECN: source.AsksECN()}
-	findings := c.Check(context.Background(), s, b.Addrs)
-	for _, f := range findings {
-		if f.Err != nil {
-			warn(fmt.Sprintf("%s: %v; its TCP options are not checked", source.Where(s.Statements[f.Stmt]), f.Err))
-		}
-	}
-	notes := map[int][]string{}
-	if !adopt {
-		for _, f := range findings {
-			if len(f.Mismatches) > 0 {
-				warn(mismatchWarning(b.Kind, s.Statements[f.Stmt], f))
-			}
-		}
-		return s, notes, nil
-	}
-	adopted, as, err := source.Adopt(b.Iface, s, findings)
-	if err != nil {
-		return spec.Spec{}, nil, err
-	}
-	for _, a := range as {
-		notes[a.Stmt] = append(notes[a.Stmt], fmt.Sprintf("adopted from server %s (--probe): %s", joinAddrs(a.Servers), strings.Join(source.Changes(a.From, a.To), ", ")))
-	}
-	// What even the adopted options cannot match (a server without window scaling, say).
-	for _, f := range findings {
-		if f.Err != nil {
-			continue
-		}
-		if m := f.Offer.Mismatches(adopted.Statements[f.Stmt].Options); len(m) > 0 {
-			warn(fmt.Sprintf("%s: server %s: %s: no SYN-ACK option can match that", source.Where(s.Statements[f.Stmt]), f.Server, strings.Join(m, "; ")))
-		}
-	}
-	return adopted, notes, nil
-}
-
-// mismatchWarning says where a server differs from its statement and how to make them agree.
-func mismatchWarning(k source.Kind, st spec.Statement, f source.Finding) string {
-	msg := fmt.Sprintf("%s: server %s offers other TCP options than the SYN-ACK (%s): run with --probe to adopt the server's options",
-		source.Where(st), f.Server, strings.Join(f.Mismatches, "; "))
-	want := f.Offer.Apply(st.Options)
-	if k == source.FromConfig {
-		if w := source.ConfigWords(st.Options, want); w != "" {
-			msg += ", or set " + w
-		}
-	} else if w := source.FlagWords(st.Options, want); w != "" {
-		msg += ", or give " + w
-	}
-	return msg
-}
-
-func joinAddrs[T fmt.Stringer](as []T) string {
-	s := make([]string, len(as))
-	for i, a := range as {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ", ")
-}
-
-// untrackedError refuses to cut connections the operator may be using, saying how to keep them.
-func untrackedError(conns []protect.Conn) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "refusing to cut %d established connection(s) to protected services that conntrack does not track:", len(conns))
-	for i, c := range conns {
-		if i == 5 {
-			fmt.Fprintf(&b, "\n  ... and %d more", len(conns)-i)
-			break
-		}
-		fmt.Fprintf(&b, "\n  %s", c)
-	}
-	b.WriteString("\ntheir next segment would have no conntrack entry and no valid cookie, and be dropped as a forged ACK (your SSH session, if it is one of them); nothing was changed" +
-		"\nmake conntrack track them first: iptables -I INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT (ip6tables too), then traffic on each (docs/operator-guide.md, Before you attach over SSH); or cut them: --cut-untracked")
-	return errors.New(b.String())
-}
-
 // handoffUnavailableHint says what to do about a statement that demands the handoff (path
 // handoff) where it cannot run.
 const handoffUnavailableHint = "the handoff needs Linux 6.9+, XDP (not --mode netfilter) and a server that does not listen with MPTCP: " +
@@ -361,13 +276,13 @@ const handoffUnavailableHint = "the handoff needs Linux 6.9+, XDP (not --mode ne
 
 // attachHint adds, on a line of its own, what to do about the errors of attach that another
 // --mode or --path avoids.
-func attachHint(err error, iface, mode string) error {
+func attachHint(err error, iface string, mode loader.Mode) error {
 	switch {
 	case errors.Is(err, spec.ErrHandoffUnavailable):
 		return fmt.Errorf("%w\nnothing was changed; %s", err, handoffUnavailableHint)
 	case errors.Is(err, loader.ErrFeatureMissing):
 		return fmt.Errorf("%w\nthe XDP fast path cannot run on this kernel: --mode auto protects %s with netfilter SYNPROXY alone, and says so (--mode netfilter asks for that outright)", err, iface)
-	case mode == string(loader.ModeNative) && errors.Is(err, unix.EOPNOTSUPP):
+	case mode == loader.ModeNative && errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("%w\nthe driver of %s has no native XDP: --mode generic (or auto, which falls back to it and warns) attaches after the kernel has built the skb: slower, but protected", err, iface)
 	}
 	return err

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
-	"slices"
 	"strings"
 
+	"github.com/xsyn-project/xsyn/internal/backend"
+	"github.com/xsyn-project/xsyn/internal/host"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
-	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -134,9 +134,9 @@ func runExplain(args []string, stdout, _ io.Writer) error {
 
 // explainIface explains what attach would install on one interface. shown are the paths whose
 // flow was told already (for an earlier interface), which it adds to.
-func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path]bool) error {
-	host, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
-		return (&protect.Protector{}).ChoosePaths(b.Iface, s, "auto")
+func explainIface(w *errWriter, b *intent.Built, probe bool, shown map[spec.Path]bool) error {
+	hostNote, err := hostPaths(b, func(s spec.Spec) (spec.Spec, []string, error) {
+		return (&protect.Protector{}).ChoosePaths(b.Iface, s, loader.ModeAuto)
 	})
 	if err != nil {
 		return err
@@ -149,11 +149,11 @@ func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path
 	if err != nil {
 		return err
 	}
-	var findings []source.Finding
+	var findings []backend.Finding
 	if probe {
-		findings = source.Checker{AskedECN: source.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
+		findings = backend.Checker{AskedECN: backend.AsksECN()}.Check(context.Background(), b.Spec, b.Addrs)
 	}
-	explainSpec(w, b, host, findings, shown)
+	explainSpec(w, b, hostNote, findings, shown)
 	explainRules(w, b.Spec, plan)
 	return w.err
 }
@@ -164,7 +164,7 @@ func explainIface(w *errWriter, b *source.Built, probe bool, shown map[spec.Path
 // what to say about it ("" when no statement takes the handoff), or the error attach would
 // fail with: a statement insists on the handoff (path handoff). Where the host could not be
 // asked (explain without root) it says so, and shows the paths as if nothing stood in the way.
-func hostPaths(b *source.Built, choose func(spec.Spec) (spec.Spec, []string, error)) (string, error) {
+func hostPaths(b *intent.Built, choose func(spec.Spec) (spec.Spec, []string, error)) (string, error) {
 	if !b.Spec.HasPath(spec.PathHandoff) {
 		return "", nil
 	}
@@ -191,11 +191,11 @@ func hostPaths(b *source.Built, choose func(spec.Spec) (spec.Spec, []string, err
 }
 
 // explainSpec prints the header, the settings, the statements and the XDP services.
-func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Finding, shown map[spec.Path]bool) {
-	from := map[source.Kind]string{
-		source.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
-		source.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
-		source.FromListeners: "the TCP ports listening on " + b.Iface + "'s addresses (no --port, no --config)",
+func explainSpec(w io.Writer, b *intent.Built, hostNote string, findings []backend.Finding, shown map[spec.Path]bool) {
+	from := map[intent.Kind]string{
+		intent.FromConfig:    "the statements of the configuration that apply to " + b.Iface,
+		intent.FromFlags:     "--port and the option flags, one 'input ... accept' statement per family",
+		intent.FromListeners: "the TCP ports listening on " + b.Iface + "'s addresses (no --port, no --config)",
 	}[b.Kind]
 	fmt.Fprintf(w, "xsyn explain %s: what 'xsyn attach %s' would install, from %s. Nothing is changed.\n\n", b.Iface, b.Iface, from)
 	fmt.Fprintf(w, "%s.\n\n", pathSummary(b.Spec.Statements))
@@ -208,11 +208,11 @@ func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Fi
 			shown[f.path] = true
 		}
 	}
-	if host != "" {
-		fmt.Fprint(w, host+"\n\n")
+	if hostNote != "" {
+		fmt.Fprint(w, hostNote+"\n\n")
 	}
 	switch {
-	case b.StackErr != nil && errors.Is(b.StackErr, loader.ErrNoInterface):
+	case b.StackErr != nil && errors.Is(b.StackErr, host.ErrNoInterface):
 		fmt.Fprintf(w, "Note: %v.\nThe TCP options below are xsyn's defaults (MSS of a 1500-byte MTU, window scale 7), not\n"+
 			"what this host's stack would offer there; attach would fail until the interface exists.\n\n", b.StackErr)
 	case b.StackErr != nil:
@@ -238,8 +238,8 @@ func explainSpec(w io.Writer, b *source.Built, host string, findings []source.Fi
 	fmt.Fprintln(w, "Statements (the first that matches a SYN wins):")
 	notes := map[int][]string{}
 	for i, st := range b.Spec.Statements {
-		notes[i] = serverNotes(i, st, b, findings)
-		if w := localWarning(st, b.Iface, b.Addrs); w != "" {
+		notes[i] = backend.Notes(i, st, b.Addrs, findings)
+		if w := intent.LocalWarning(st, b.Iface, b.Addrs); w != "" {
 			notes[i] = append(notes[i], w)
 		}
 	}
@@ -273,62 +273,6 @@ var loopbackWhy = map[spec.LoopbackPolicy]string{
 	spec.LoopbackStrict: "lo is trusted only between loopback addresses, and a packet for a loopback address arriving on any other interface is dropped",
 	spec.LoopbackLoose:  "everything on lo is accepted",
 	spec.LoopbackNone:   "no loopback rules; the rest of the firewall decides",
-}
-
-// localWarning warns about a statement whose destinations include addresses of the interface
-// but that has no SYNPROXY in INPUT, where the client's packets to them go: a forward statement
-// that keeps the destination, or that has an outface. Its SYNs are answered (by XDP, or
-// NOTRACKed for SYNPROXY in FORWARD) and nothing completes the handshake.
-func localWarning(st spec.Statement, iface string, addrs []netip.Addr) string {
-	if rules.ProxiesLocal(st) {
-		return ""
-	}
-	var hit []string
-	for _, a := range addrs {
-		if a.IsLinkLocalUnicast() || a.Is4() != (st.Family == spec.IPv4) {
-			continue
-		}
-		if slices.ContainsFunc(st.Match.Dst.Positive(st.Family), func(p netip.Prefix) bool { return p.Contains(a) }) {
-			hit = append(hit, a.String())
-		}
-	}
-	if len(hit) == 0 {
-		return ""
-	}
-	why, fix := "its action ("+st.Action.String()+") keeps the destination", "write 'in' for them"
-	if k := st.Action.Kind; k == spec.DNAT || k == spec.Redirect {
-		why, fix = "it has an outface, which INPUT cannot match", "leave outface out"
-	}
-	return fmt.Sprintf("warning: it matches %s, of %s, but %s: SYNPROXY is in FORWARD only and connections to this host's own addresses fail; %s",
-		strings.Join(hit, ", "), iface, why, fix)
-}
-
-// serverNotes says which servers statement i hands its connections to and, when they were
-// probed, what they offer.
-func serverNotes(i int, st spec.Statement, b *source.Built, findings []source.Finding) []string {
-	servers, why := source.Servers(st, b.Addrs)
-	var out []string
-	if len(servers) == 0 {
-		return []string{"server: not checked: " + why}
-	}
-	line := "server: " + joinAddrs(servers)
-	if why != "" {
-		line += " (" + why + ")"
-	}
-	out = append(out, line)
-	for _, f := range findings {
-		switch {
-		case f.Stmt != i:
-		case f.Err != nil:
-			out = append(out, fmt.Sprintf("  %v", f.Err))
-		case len(f.Mismatches) == 0:
-			out = append(out, fmt.Sprintf("  %s offers the same options", f.Server))
-		default:
-			out = append(out, fmt.Sprintf("  %s differs: %s; attach --probe would adopt: %s", f.Server,
-				strings.Join(f.Mismatches, "; "), strings.Join(source.Changes(st.Options, f.Offer.Apply(st.Options)), ", ")))
-		}
-	}
-	return out
 }
 
 // explainRules prints each family's rules, the sysctls and the requirements: for the statements

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 )
@@ -64,8 +64,8 @@ func (l *e2eLab) serveTCP(t *testing.T, port int, mptcp bool) {
 	if !mptcp {
 		return
 	}
-	var mp []protect.Listener
-	if err := l.dut.Do(func() (err error) { mp, err = protect.MPTCPListeners(); return err }); err != nil {
+	var mp []host.Listener
+	if err := l.dut.Do(func() (err error) { mp, err = host.MPTCPListeners(); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if len(mp) == 0 {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/internal/protect"
-	"github.com/xsyn-project/xsyn/internal/source"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -56,7 +56,7 @@ func TestSpecFlagsOnDemand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb := &source.Built{Iface: "lo", Kind: source.FromListeners, Spec: s}
+	lb := &intent.Built{Iface: "lo", Kind: intent.FromListeners, Spec: s}
 	sf := &specFlags{simple: spec.Simple{OnDemand: 900}}
 	if err := sf.apply(lb); err != nil {
 		t.Fatal(err)

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xsyn-project/xsyn/internal/source"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
 // parseSpecFlags runs the flag parsing attach and explain share, on lo.
-func parseSpecFlags(t *testing.T, args ...string) (*source.Built, error) {
+func parseSpecFlags(t *testing.T, args ...string) (*intent.Built, error) {
 	t.Helper()
 	fs := newFlags("explain", "explain IFACE", "", &strings.Builder{})
 	sf := addSpecFlags(fs)
@@ -72,7 +72,7 @@ func TestSpecFlagsPathAndCookieSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb := &source.Built{Iface: "lo", Kind: source.FromListeners, Spec: s}
+	lb := &intent.Built{Iface: "lo", Kind: intent.FromListeners, Spec: s}
 	sf := &specFlags{simple: spec.Simple{Via: spec.ViaHandoff}}
 	if err := sf.apply(lb); err != nil || !lb.Spec.HasPath(spec.PathHandoff) || lb.Spec.HasPath(spec.PathSynproxy) {
 		t.Errorf("--path handoff with zero-config: %v; statements %+v", err, lb.Spec.Statements)
@@ -134,7 +134,7 @@ func TestExplainHostPaths(t *testing.T) {
 				"(explain checks both as root): operation not permitted.", "\nShown as if nothing stands in the way"},
 			[]spec.Path{spec.PathHandoff, spec.PathHandoff}, ""},
 	} {
-		b := &source.Built{Iface: "eth0", Spec: tc.s}
+		b := &intent.Built{Iface: "eth0", Spec: tc.s}
 		note, err := hostPaths(b, tc.choose)
 		if tc.err != "" {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xsyn-project/xsyn/internal/protect"
+	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -31,7 +32,7 @@ func (f *fakeChanger) Snapshot(iface string, _ spec.Spec) (func() error, error) 
 	}, nil
 }
 
-func (f *fakeChanger) Apply(iface string, s spec.Spec, _ string) (*protect.Result, error) {
+func (f *fakeChanger) Apply(iface string, s spec.Spec, _ loader.Mode) (*protect.Result, error) {
 	f.log = append(f.log, "apply "+iface)
 	if iface == f.fail {
 		return nil, errors.New("another XDP program is attached to " + iface)

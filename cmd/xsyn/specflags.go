@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/xsyn-project/xsyn/internal/source"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -62,12 +62,12 @@ func addSpecFlags(fs *cmdFlags) *specFlags {
 }
 
 // request checks the combination of flags and says what to build for iface.
-func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error) {
+func (sf *specFlags) request(fs *cmdFlags, iface string) (intent.Request, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["config"] {
 		if sf.config == "" {
-			return source.Request{}, usagef("--config needs a file name")
+			return intent.Request{}, usagef("--config needs a file name")
 		}
 		var clash []string
 		for _, name := range flagForm {
@@ -76,26 +76,26 @@ func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error)
 			}
 		}
 		if len(clash) > 0 {
-			return source.Request{}, usagef("--config cannot be combined with %s: the configuration file says which ports to protect, "+
+			return intent.Request{}, usagef("--config cannot be combined with %s: the configuration file says which ports to protect, "+
 				"with which TCP options and on which path (write them in its synproxy statements, or on an `options` line)", strings.Join(clash, ", "))
 		}
 	}
-	req := source.Request{Iface: iface, Config: sf.config, Flags: sf.simple}
+	req := intent.Request{Iface: iface, Config: sf.config, Flags: sf.simple}
 	switch {
 	case sf.ports != "":
 		ports, err := spec.ParsePorts(sf.ports)
 		if err != nil {
-			return source.Request{}, usageError{err}
+			return intent.Request{}, usageError{err}
 		}
 		req.Flags.Ports = ports
 	case sf.simple.Dst != "":
-		return source.Request{}, usagef("--dst needs --port: without --port, attach protects the listening ports on IFACE's own addresses")
+		return intent.Request{}, usagef("--dst needs --port: without --port, attach protects the listening ports on IFACE's own addresses")
 	}
 	if n := sf.simple.OnDemand; n < 0 || n > spec.MaxOnDemand {
-		return source.Request{}, usagef("--on-demand %d is outside 0-%d SYNs a second", n, spec.MaxOnDemand)
+		return intent.Request{}, usagef("--on-demand %d is outside 0-%d SYNs a second", n, spec.MaxOnDemand)
 	}
 	if set["cookie-secret-file"] && sf.cookieFile == "" {
-		return source.Request{}, usagef("--cookie-secret-file needs a file name")
+		return intent.Request{}, usagef("--cookie-secret-file needs a file name")
 	}
 	return req, nil
 }
@@ -104,7 +104,7 @@ func (sf *specFlags) request(fs *cmdFlags, iface string) (source.Request, error)
 // each interface it covers: IFACE's, or without it (--config alone) those of every interface the
 // configuration's statements name, in name order. named is IFACE, "" when none was given. What
 // attach and explain share.
-func parseSpecs(fs *cmdFlags, sf *specFlags, args []string) (named string, bs []*source.Built, err error) {
+func parseSpecs(fs *cmdFlags, sf *specFlags, args []string) (named string, bs []*intent.Built, err error) {
 	pos, err := parse(fs, args)
 	if err != nil {
 		return "", nil, err
@@ -134,7 +134,7 @@ func parseSpecs(fs *cmdFlags, sf *specFlags, args []string) (named string, bs []
 }
 
 // joinIfaces names the interfaces of bs: "d0, d1".
-func joinIfaces(bs []*source.Built) string {
+func joinIfaces(bs []*intent.Built) string {
 	names := make([]string, len(bs))
 	for i, b := range bs {
 		names[i] = b.Iface
@@ -145,15 +145,15 @@ func joinIfaces(bs []*source.Built) string {
 // apply gives b what the flags say beyond the source itself: --path for the listeners of
 // zero-config (the flag form's statements have it from spec.Simple already) and
 // --cookie-secret-file, which a configuration may name too, but not both.
-func (sf *specFlags) apply(b *source.Built) error {
-	if v := sf.simple.Via; v != spec.ViaAuto && b.Kind == source.FromListeners {
+func (sf *specFlags) apply(b *intent.Built) error {
+	if v := sf.simple.Via; v != spec.ViaAuto && b.Kind == intent.FromListeners {
 		s, err := b.Spec.WithVia(b.Iface, v)
 		if err != nil {
 			return fmt.Errorf("--path %s: %w", v, err)
 		}
 		b.Spec = s
 	}
-	if n := sf.simple.OnDemand; n != 0 && b.Kind == source.FromListeners {
+	if n := sf.simple.OnDemand; n != 0 && b.Kind == intent.FromListeners {
 		s, err := b.Spec.WithOnDemand(b.Iface, uint32(n))
 		if err != nil {
 			return fmt.Errorf("--on-demand %d: %w", n, err)
@@ -171,17 +171,17 @@ func (sf *specFlags) apply(b *source.Built) error {
 }
 
 // build builds the specs; errors in the flag form are usage errors.
-func build(req source.Request) ([]*source.Built, error) {
-	bs, err := source.BuildAll(req, source.Local())
+func build(req intent.Request) ([]*intent.Built, error) {
+	bs, err := intent.BuildAll(req, intent.Local())
 	switch {
 	case err == nil:
 		return bs, nil
-	case errors.As(err, new(*source.FlagError)):
+	case errors.As(err, new(*intent.FlagError)):
 		return nil, usageError{errors.Unwrap(err)}
 	case errors.As(err, new(*spec.ConfigError)):
 		return nil, fmt.Errorf("%w\n%s has errors: nothing was changed", err, req.Config)
 	case errors.Is(err, spec.ErrNoStatement):
-		if _, serr := source.Local().Stack(req.Iface); serr != nil {
+		if _, serr := intent.Local().Stack(req.Iface); serr != nil {
 			return nil, fmt.Errorf("%w (and %v)", err, serr)
 		}
 	}

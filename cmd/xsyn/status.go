@@ -299,22 +299,6 @@ func servicePath(s spec.Service) string {
 	return spec.PathSynproxy.String()
 }
 
-// allHandoff reports whether every service takes the handoff path, which needs no netfilter
-// rules.
-func allHandoff(svcs []spec.Service) bool {
-	for _, s := range svcs {
-		if !s.Handoff {
-			return false
-		}
-	}
-	return len(svcs) > 0
-}
-
-// rulesOK is --json's netfilter_rules: every rule attach installs is there, or none is needed.
-func rulesOK(st protect.Status) bool {
-	return st.RulesComplete() || !st.Rules && len(st.RulesMissing) == 0 && allHandoff(st.Services)
-}
-
 func onOff(b bool) string {
 	if b {
 		return "on"
@@ -393,7 +377,7 @@ func rulesState(st protect.Status) string {
 	switch {
 	case st.RulesComplete():
 		return "installed"
-	case rulesOK(st):
+	case st.RulesOK():
 		return "none needed (every service takes the handoff path)"
 	case !st.Rules:
 		return "MISSING; " + again
@@ -479,7 +463,7 @@ func writeJSON(w io.Writer, sts []protect.Status, rates map[string]measured, ind
 	out := statusJSON{Interfaces: []ifaceJSON{}}
 	for _, st := range sts {
 		j := ifaceJSON{Interface: st.Iface, Mode: st.Mode, HeldBy: string(st.Holder), StateDir: st.StateDir,
-			ProgramID: st.ProgID, NetfilterRules: rulesOK(st), RulesMissing: st.RulesMissing, Services: []serviceJSON{}}
+			ProgramID: st.ProgID, NetfilterRules: st.RulesOK(), RulesMissing: st.RulesMissing, Services: []serviceJSON{}}
 		for _, s := range st.Services {
 			o := s.Options
 			j.Services = append(j.Services, serviceJSON{Family: s.Family.String(), Destination: s.Dst.String(),

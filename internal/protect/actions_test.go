@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/testutil"
@@ -62,7 +63,14 @@ var nets = map[spec.Family]labNet{
 var families = []spec.Family{spec.IPv4, spec.IPv6}
 
 // modes: XDP in front of SYNPROXY (auto, which must pick native on a veth), and SYNPROXY alone.
-var modes = []struct{ name, mode, want string }{
+// modeCase is a mode to protect in, and the mode Apply reports.
+type modeCase struct {
+	name string
+	mode loader.Mode
+	want string
+}
+
+var modes = []modeCase{
 	{"xdp", "auto", "native"},
 	{"netfilter", ModeNetfilter, ModeNetfilterOnly},
 }
@@ -155,7 +163,7 @@ func (l *actionLab) config(t *testing.T, src string) spec.Spec {
 	t.Helper()
 	var s spec.Spec
 	err := l.fw.Do(func() error {
-		stack, err := LocalStack("f0")
+		stack, err := host.LocalStack("f0")
 		if err != nil {
 			return err
 		}
@@ -172,7 +180,7 @@ func (l *actionLab) config(t *testing.T, src string) spec.Spec {
 	return s
 }
 
-func (l *actionLab) apply(t *testing.T, s spec.Spec, mode string) *Result {
+func (l *actionLab) apply(t *testing.T, s spec.Spec, mode loader.Mode) *Result {
 	t.Helper()
 	var res *Result
 	err := l.fw.Do(func() (err error) {
@@ -635,7 +643,7 @@ func TestActions(t *testing.T) {
 
 const clients = 5
 
-func testAction(t *testing.T, c actionCase, fam spec.Family, mode, wantMode string) {
+func testAction(t *testing.T, c actionCase, fam spec.Family, mode loader.Mode, wantMode string) {
 	l := newActionLab(t, fam, c.forward)
 	n := l.net
 	srvHost, srvAddr := c.server(l)
@@ -1030,7 +1038,7 @@ type reloadWorker struct {
 	fails    atomic.Int64
 }
 
-func testReload(t *testing.T, fam spec.Family, mode, wantMode string) {
+func testReload(t *testing.T, fam spec.Family, mode loader.Mode, wantMode string) {
 	l := newActionLab(t, fam, false)
 	a := l.net.fw.Addr()
 	for _, port := range []uint16{80, 81} {
@@ -1271,7 +1279,7 @@ func (l *actionLab) netfilterState(t *testing.T) string {
 	return strings.Join(keep, "\n")
 }
 
-func testLoopbackPolicy(t *testing.T, pol spec.LoopbackPolicy, mode string) {
+func testLoopbackPolicy(t *testing.T, pol spec.LoopbackPolicy, mode loader.Mode) {
 	l := newActionLab(t, spec.IPv4, false)
 	stmts := fmt.Sprintf("synproxy4 input inface f0 dst %s dport 2200 redirect to 22\nsynproxy6 input inface f0 dst %s dport 2200 redirect to 22\n",
 		nets[spec.IPv4].fw.Addr(), nets[spec.IPv6].fw.Addr())
@@ -1323,13 +1331,13 @@ func testLoopbackPolicy(t *testing.T, pol spec.LoopbackPolicy, mode string) {
 // SYNPROXY's cookie SYN-ACK (rules' XSYN-SAK chain; TestSynproxyPortReuse in rules).
 func TestActionPortReuse(t *testing.T) {
 	for _, fam := range families {
-		for _, m := range append([]struct{ name, mode, want string }{{"without-xsyn", "", ""}}, modes...) {
+		for _, m := range append([]modeCase{{"without-xsyn", "", ""}}, modes...) {
 			t.Run(fmt.Sprintf("%s/%s", fam, m.name), func(t *testing.T) { testPortReuse(t, fam, m.mode) })
 		}
 	}
 }
 
-func testPortReuse(t *testing.T, fam spec.Family, mode string) {
+func testPortReuse(t *testing.T, fam spec.Family, mode loader.Mode) {
 	l := newActionLab(t, fam, false)
 	to := netip.AddrPortFrom(l.net.fw.Addr(), 80)
 	srv := serve(t, l.fw, to)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/xsyn-project/xsyn/internal/hostfw"
+	"github.com/xsyn-project/xsyn/internal/intent"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -124,13 +125,13 @@ func TestFirewallKeptOnSynproxyPath(t *testing.T) {
 			}
 
 			var zero spec.Spec
-			if err := l.fw.Do(func() (err error) { zero, err = ListeningSpec("f0"); return err }); err != nil {
+			if err := l.fw.Do(func() (err error) { zero, err = intent.ListeningSpec("f0"); return err }); err != nil {
 				t.Fatal(err)
 			}
 			for _, c := range []struct {
 				name string
 				s    spec.Spec
-				mode string
+				mode loader.Mode
 			}{
 				{"zero-config, mode netfilter", zero, ModeNetfilter},
 				{"--port, mode netfilter", flagSpec(t, "", spec.ViaAuto, port), ModeNetfilter},

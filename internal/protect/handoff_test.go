@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
@@ -140,7 +141,7 @@ func handoffOrSkip(t *testing.T) {
 }
 
 // handoffLab is the action lab with the firewall protected on the handoff path.
-func handoffLab(t *testing.T, fam spec.Family, mode string) (*actionLab, *bannerServer, netip.AddrPort) {
+func handoffLab(t *testing.T, fam spec.Family, mode loader.Mode) (*actionLab, *bannerServer, netip.AddrPort) {
 	t.Helper()
 	l := newActionLab(t, fam, false)
 	handoffOrSkip(t)
@@ -158,13 +159,16 @@ func handoffLab(t *testing.T, fam spec.Family, mode string) (*actionLab, *banner
 // agreed on; the kernel never rejects a timestamp echo.
 func TestHandoff(t *testing.T) {
 	for _, fam := range families {
-		for _, m := range []struct{ mode, want string }{{"native", "native"}, {"generic", "generic"}} {
+		for _, m := range []struct {
+			mode loader.Mode
+			want string
+		}{{"native", "native"}, {"generic", "generic"}} {
 			t.Run(fmt.Sprintf("%s-%s", fam, m.mode), func(t *testing.T) { testHandoff(t, fam, m.mode, m.want) })
 		}
 	}
 }
 
-func testHandoff(t *testing.T, fam spec.Family, mode, wantMode string) {
+func testHandoff(t *testing.T, fam spec.Family, mode loader.Mode, wantMode string) {
 	l, srv, to := handoffLab(t, fam, mode)
 	if st := l.status(t); st.Mode != wantMode || st.Rules {
 		t.Fatalf("status %+v; want %s XDP and no netfilter rules", st, wantMode)
@@ -436,8 +440,8 @@ func TestHandoffMPTCPListener(t *testing.T) {
 	handoffOrSkip(t)
 	serveBanner(t, l.fw, bannerPort, true)
 	to := netip.AddrPortFrom(l.net.fw.Addr(), bannerPort)
-	var mptcp []Listener
-	if err := l.fw.Do(func() (err error) { mptcp, err = MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
+	var mptcp []host.Listener
+	if err := l.fw.Do(func() (err error) { mptcp, err = host.MPTCPListeners(); return err }); err != nil || len(mptcp) == 0 {
 		t.Skipf("this kernel lists no MPTCP listener (%v): MPTCP off?", err)
 	}
 

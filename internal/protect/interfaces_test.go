@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xsyn-project/xsyn/internal/host"
+	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -35,9 +37,9 @@ func TestInterfacesDoNotOverride(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	apply := func(iface, src, mode string) error {
+	apply := func(iface, src string, mode loader.Mode) error {
 		return l.fw.Do(func() error {
-			stack, err := LocalStack(iface)
+			stack, err := host.LocalStack(iface)
 			if err != nil {
 				return err
 			}
@@ -99,7 +101,10 @@ func TestInterfacesDoNotOverride(t *testing.T) {
 	bannedStaysOut("after the refused attach of f1")
 
 	// Statements that cannot decide f0's connections otherwise than f0 does.
-	for _, c := range []struct{ name, src, mode string }{
+	for _, c := range []struct {
+		name, src string
+		mode      loader.Mode
+	}{
 		{"same action", "synproxy4 in inface f1 dport 22 path synproxy action SSH_ALLOW\n", ModeNetfilter},
 		{"other ports", "synproxy4 in inface f1 dport 80 path synproxy accept\n", ModeNetfilter},
 		{"handoff path", "synproxy4 in inface f1 dport 22 accept\n", "auto"},

@@ -6,11 +6,9 @@ package protect
 import (
 	"errors"
 	"fmt"
-	"net/netip"
-	"os"
 	"slices"
-	"strings"
 
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/hostfw"
 	"github.com/xsyn-project/xsyn/internal/repair"
 	"github.com/xsyn-project/xsyn/loader"
@@ -18,8 +16,22 @@ import (
 	"github.com/xsyn-project/xsyn/spec"
 )
 
-// ModeNetfilter asks for netfilter-only protection, without XDP.
-const ModeNetfilter = "netfilter"
+// ModeNetfilter asks for netfilter-only protection, without XDP: the one mode of attach's that
+// is not the loader's.
+const ModeNetfilter loader.Mode = "netfilter"
+
+// ParseMode reads attach's --mode: auto, native or generic (loader.ParseMode), or netfilter. The
+// command line parses it once; Apply and ChoosePaths take the result.
+func ParseMode(s string) (loader.Mode, error) {
+	if m := loader.Mode(s); m == ModeNetfilter {
+		return m, nil
+	}
+	m, err := loader.ParseMode(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: mode %q: want auto, native, generic or netfilter", loader.ErrModeUnsupported, s)
+	}
+	return m, nil
+}
 
 // ModeNetfilterOnly is how an interface protected without XDP is reported.
 const ModeNetfilterOnly = "netfilter-only"
@@ -38,9 +50,9 @@ type Rules interface {
 type Protector struct {
 	Rules  Rules
 	Loader loader.Options
-	// MPTCPListeners lists this namespace's MPTCP listeners; default MPTCPListeners.
-	MPTCPListeners func() ([]Listener, error)
-	// Sysctl reads a sysctl of this namespace ("net.ipv4.tcp_sack"); default /proc/sys.
+	// MPTCPListeners lists this namespace's MPTCP listeners; default host.MPTCPListeners.
+	MPTCPListeners func() ([]host.Listener, error)
+	// Sysctl reads a sysctl of this namespace ("net.ipv4.tcp_sack"); default host.Sysctl.
 	Sysctl func(key string) (string, error)
 	// Firewall reads the host firewall's input rules (CheckFirewall); default hostfw.Read of
 	// this namespace.
@@ -80,18 +92,11 @@ type Result struct {
 // Apply protects iface as s says: netfilter rules for the statements on the SYNPROXY path first
 // (so SYNPROXY is ready before XDP sends its first cookie), then XDP (and beside it the TC
 // program of the socket handoff), attached or reconfigured in place. mode is auto, native,
-// generic or netfilter. Handoff statements move to the SYNPROXY path where the handoff cannot run
+// generic or netfilter (ParseMode). Handoff statements move to the SYNPROXY path where the handoff cannot run
 // (no XDP, or a kernel before 6.9), and Result.Spec and Result.Warnings say so. With auto, a
 // kernel without the XDP features falls back to netfilter-only protection. On failure the
 // interface is left as it was.
-func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, error) {
-	var xdpMode loader.Mode
-	if mode != ModeNetfilter {
-		var err error
-		if xdpMode, err = loader.ParseMode(mode); err != nil {
-			return nil, err
-		}
-	}
+func (p *Protector) Apply(iface string, s spec.Spec, mode loader.Mode) (*Result, error) {
 	s, warnings, err := p.ChoosePaths(iface, s, mode)
 	if err != nil {
 		return nil, err
@@ -178,7 +183,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 			probe = p.probeHandoff
 		}
 		missing = probe()
-		if missing != nil && (xdpMode != loader.ModeAuto || !errors.Is(missing, loader.ErrFeatureMissing)) {
+		if missing != nil && (mode != loader.ModeAuto || !errors.Is(missing, loader.ErrFeatureMissing)) {
 			return nil, undoRules(missing)
 		}
 		if missing != nil && s.HasPath(spec.PathHandoff) {
@@ -206,7 +211,7 @@ func (p *Protector) Apply(iface string, s spec.Spec, mode string) (*Result, erro
 		res.Mode = ModeNetfilterOnly
 		res.Warnings = append(res.Warnings, fmt.Sprintf("XDP fast path unavailable, protecting with netfilter SYNPROXY only: %v", missing))
 	default:
-		a, err := w.Attach(iface, s, xdpMode)
+		a, err := w.Attach(iface, s, mode)
 		if err != nil {
 			return nil, undoRules(err)
 		}
@@ -224,151 +229,6 @@ func (p *Protector) probeHandoff() error {
 		return p.Loader.ProbeHandoff()
 	}
 	return loader.ProbeHandoff()
-}
-
-// ChoosePaths is the path each statement of s takes on iface, as Apply decides it: handoff
-// statements move to the SYNPROXY path where the handoff cannot run (--mode netfilter, a kernel
-// before 6.9, a program attached without it) or cannot serve the server (an MPTCP listener),
-// with warnings that say so. Statements that demand the handoff (path handoff) make that an
-// error. Where xsyn is attached to iface already, its program says whether the handoff runs, so a
-// reload needs no BPF capability to probe the kernel again. It changes nothing.
-func (p *Protector) ChoosePaths(iface string, s spec.Spec, mode string) (spec.Spec, []string, error) {
-	if !s.HasPath(spec.PathHandoff) {
-		return s, nil, nil
-	}
-	var why string
-	if mode == ModeNetfilter {
-		why = "--mode netfilter: no XDP program answers SYNs with xsyn's cookie"
-	} else if cur, err := p.attached(iface); cur != nil {
-		if !cur.Handoff {
-			why = fmt.Sprintf("the program attached to %s was loaded without the handoff (an older xsyn, or an older kernel): detach and attach again to use it", iface)
-		}
-		cur.Close()
-	} else if err != nil {
-		return s, nil, err
-	} else if err := p.probeHandoff(); err != nil {
-		if !errors.Is(err, loader.ErrFeatureMissing) {
-			return s, nil, err
-		}
-		why = fmt.Sprintf("the kernel lacks the socket handoff (%v)", err)
-	}
-	if why != "" {
-		out, err := s.WithoutHandoff(why)
-		if err != nil {
-			return s, nil, err
-		}
-		return out, []string{"socket handoff unavailable, statements that would take it use netfilter SYNPROXY: " + why}, nil
-	}
-	s, warnings, err := p.avoidStackRefusals(s)
-	if err != nil {
-		return s, nil, err
-	}
-	s, more, err := p.avoidMPTCP(s)
-	return s, append(warnings, more...), err
-}
-
-// avoidStackRefusals moves to SYNPROXY the handoff statements whose connections this host's TCP
-// sysctls would make the kernel refuse or ignore (every client reset): tcp_syncookies=0 (the
-// kernel then ignores a handed-off ACK), or an option the statement offers that the stack has
-// turned off (bpf_sk_assign_tcp_reqsk refuses it). SYNPROXY, which sets tcp_syncookies=1 and
-// opens its own connection to the server, serves them.
-func (p *Protector) avoidStackRefusals(s spec.Spec) (spec.Spec, []string, error) {
-	read := p.Sysctl
-	if read == nil {
-		read = readSysctl
-	}
-	// What the namespace has of its own: the SYNPROXY path's rules set tcp_syncookies=1, and
-	// moving every statement to the handoff removes them and puts the original back.
-	if o, ok := p.Rules.(interface {
-		Original(key string) (string, bool, error)
-	}); ok {
-		current := read
-		read = func(key string) (string, error) {
-			if v, saved, err := o.Original(key); err == nil && saved {
-				return v, nil
-			}
-			return current(key)
-		}
-	}
-	off := func(key string) bool { v, err := read(key); return err == nil && v == "0" }
-	cookiesOff, sackOff, tsOff, wsOff := off("net.ipv4.tcp_syncookies"), off("net.ipv4.tcp_sack"),
-		off("net.ipv4.tcp_timestamps"), off("net.ipv4.tcp_window_scaling")
-	if !cookiesOff && !sackOff && !tsOff && !wsOff {
-		return s, nil, nil
-	}
-	var warnings []string
-	out, err := s.MoveToSynproxy(func(st spec.Statement) string {
-		var why string
-		switch {
-		case cookiesOff:
-			why = "net.ipv4.tcp_syncookies=0 makes the kernel ignore a handed-off ACK; set it to 1 (the default) or 2 to use the handoff"
-		case wsOff:
-			why = "net.ipv4.tcp_window_scaling=0 makes the kernel refuse the handoff of every client that offers window scaling; set it to 1 to use the handoff"
-		case sackOff && st.Options.SACK:
-			why = "net.ipv4.tcp_sack=0 makes the kernel refuse a handoff with SACK; write nosack for the statement (--no-sack), or set the sysctl to 1"
-		case tsOff && st.Options.Timestamps:
-			why = "net.ipv4.tcp_timestamps=0 makes the kernel refuse a handoff with timestamps; write notimestamps for the statement (--no-timestamps), or set the sysctl to 1"
-		default:
-			return ""
-		}
-		warnings = append(warnings, fmt.Sprintf("%s: SYNPROXY path: %s", st.Origin(), why))
-		return why
-	})
-	if err != nil {
-		return s, nil, err
-	}
-	return out, warnings, nil
-}
-
-func readSysctl(key string) (string, error) {
-	b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
-	return strings.TrimSpace(string(b)), err
-}
-
-// attached is xsyn's attachment on iface, opened read-only; nil when there is none (or iface is
-// ""). Errors other than "not there" are returned.
-func (p *Protector) attached(iface string) (*loader.Attachment, error) {
-	if iface == "" {
-		return nil, nil
-	}
-	a, err := loader.Open(iface, true, p.Loader)
-	switch {
-	case err == nil:
-		return a, nil
-	case errors.Is(err, loader.ErrNotAttached) || errors.Is(err, loader.ErrNoInterface) || errors.Is(err, loader.ErrForeignProgram):
-		return nil, nil // Apply says what is wrong, if anything is
-	}
-	return nil, err
-}
-
-// avoidMPTCP moves to SYNPROXY the handoff statements whose server listens with MPTCP: the
-// kernel refuses to hand a connection to an MPTCP listener (every client would be reset), and
-// SYNPROXY's own handshake with the server falls back to plain TCP.
-func (p *Protector) avoidMPTCP(s spec.Spec) (spec.Spec, []string, error) {
-	list := p.MPTCPListeners
-	if list == nil {
-		list = MPTCPListeners
-	}
-	mp, err := list()
-	if err != nil || len(mp) == 0 {
-		return s, nil, err
-	}
-	var warnings []string
-	out, err := s.MoveToSynproxy(func(st spec.Statement) string {
-		for _, l := range mp {
-			if coversListener(st, l) {
-				why := fmt.Sprintf("the server on %s listens with MPTCP, which the kernel cannot hand connections to "+
-					"(Go's net.Listen does by default; turn MPTCP off in the server to use the handoff)", netip.AddrPortFrom(l.Addr, l.Port))
-				warnings = append(warnings, fmt.Sprintf("%s: SYNPROXY path: %s", st.Origin(), why))
-				return why
-			}
-		}
-		return ""
-	})
-	if err != nil {
-		return s, nil, err
-	}
-	return out, warnings, nil
 }
 
 // hasSynproxyServices reports whether the XDP program answers SYNs of any SYNPROXY-path service
@@ -433,6 +293,25 @@ type Status struct {
 // RulesComplete reports whether the interface has all of xsyn's netfilter rules (as far as the
 // kernel shows what attach installed: rules.Applier.Check).
 func (s Status) RulesComplete() bool { return s.Rules && len(s.RulesMissing) == 0 }
+
+// RulesOK reports whether every netfilter rule attach installs on the interface is there, or
+// none is needed: an interface whose services all take the handoff path has no rules at all,
+// and that is complete, not a firewall reload that took them. `xsyn status` (its
+// netfilter_rules) and the exporter both ask it, so that the two agree.
+func (s Status) RulesOK() bool {
+	if s.RulesComplete() {
+		return true
+	}
+	if s.Rules || len(s.RulesMissing) > 0 || len(s.Services) == 0 {
+		return false
+	}
+	for _, svc := range s.Services {
+		if !svc.Handoff {
+			return false
+		}
+	}
+	return true
+}
 
 // Statuses reports the given interface, or every protected one when iface is "".
 func (p *Protector) Statuses(iface string) ([]Status, error) {

@@ -107,3 +107,39 @@ func TestFallbackToNetfilter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// --mode is parsed once, at the command line: the four modes, and nothing else.
+func TestParseMode(t *testing.T) {
+	for _, s := range []string{"auto", "native", "generic", "netfilter"} {
+		if m, err := ParseMode(s); err != nil || string(m) != s {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q", s, m, err, s)
+		}
+	}
+	for _, s := range []string{"", "turbo", "netfilter-only", "Native"} {
+		if m, err := ParseMode(s); !errors.Is(err, loader.ErrModeUnsupported) {
+			t.Errorf("ParseMode(%q) = %q, %v; want ErrModeUnsupported", s, m, err)
+		}
+	}
+}
+
+// An interface has its rules when attach's are all there, or when it needs none (every service
+// on the handoff path); status and the exporter both say so from RulesOK.
+func TestRulesOK(t *testing.T) {
+	handoff, synproxy := spec.Service{Handoff: true}, spec.Service{}
+	for _, c := range []struct {
+		name string
+		st   Status
+		want bool
+	}{
+		{"all rules", Status{Rules: true, Services: []spec.Service{synproxy}}, true},
+		{"rules incomplete", Status{Rules: true, RulesMissing: []string{"ipv4: chain XSYN-IN-d0"}}, false},
+		{"no rules, every service on the handoff path", Status{Services: []spec.Service{handoff, handoff}}, true},
+		{"no rules, a SYNPROXY service", Status{Services: []spec.Service{handoff, synproxy}}, false},
+		{"no rules, no services", Status{}, false},
+		{"no rules, missing ones expected", Status{RulesMissing: []string{"ipv4: no rules"}, Services: []spec.Service{handoff}}, false},
+	} {
+		if got := c.st.RulesOK(); got != c.want {
+			t.Errorf("%s: RulesOK() = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xsyn-project/xsyn/internal/cookie"
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
 	"github.com/xsyn-project/xsyn/internal/testutil"
@@ -168,7 +169,7 @@ func (l *anycastLab) protect(t *testing.T, h *netlab.Host, p *Protector, iface, 
 		keyFile, iface, v4, v6, bannerPort)
 	var res *Result
 	err := h.Do(func() error {
-		stack, err := LocalStack(iface)
+		stack, err := host.LocalStack(iface)
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func TestStatusRulesMissing(t *testing.T) {
 			t.Errorf("remove: %v", err)
 		}
 	})
-	apply := func(mode string) {
+	apply := func(mode loader.Mode) {
 		t.Helper()
 		if err := h.Do(func() error { _, err := p.Apply("d0", s, mode); return err }); err != nil {
 			t.Fatalf("apply %s: %v", mode, err)

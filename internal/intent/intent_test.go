@@ -1,4 +1,4 @@
-package source
+package intent
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -25,7 +25,7 @@ func fakeHost() Host {
 	return Host{
 		Stack: func(iface string) (spec.Stack, error) {
 			if iface != "eth0" {
-				return spec.Stack{}, fmt.Errorf("%w: %q", loader.ErrNoInterface, iface)
+				return spec.Stack{}, fmt.Errorf("%w: %q", host.ErrNoInterface, iface)
 			}
 			return stack, nil
 		},
@@ -98,7 +98,7 @@ func TestBuildSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Stack != nil || !errors.Is(b.StackErr, loader.ErrNoInterface) || b.Spec.Statements[0].Options != spec.DefaultOptions(spec.IPv4) {
+	if b.Stack != nil || !errors.Is(b.StackErr, host.ErrNoInterface) || b.Spec.Statements[0].Options != spec.DefaultOptions(spec.IPv4) {
 		t.Errorf("missing interface: stack %v, %v, options %s", b.Stack, b.StackErr, b.Spec.Statements[0].Options)
 	}
 
@@ -118,7 +118,7 @@ func TestBuildSources(t *testing.T) {
 		t.Errorf("flag form with wscale 15: %v; want a FlagError", err)
 	}
 	// Zero-config needs the interface.
-	if _, err := Build(Request{Iface: "eth9"}, fakeHost()); !errors.Is(err, loader.ErrNoInterface) {
+	if _, err := Build(Request{Iface: "eth9"}, fakeHost()); !errors.Is(err, host.ErrNoInterface) {
 		t.Errorf("zero-config on a missing interface: %v", err)
 	}
 }
@@ -176,7 +176,7 @@ func TestBuildAllInterfaces(t *testing.T) {
 		t.Errorf("eth0: kind %d, %d statements (want 2: both families of line 2), options %s, %v", b.Kind, len(b.Spec.Statements), b.Spec.Statements[0].Options, b.StackErr)
 	}
 	if b := bs[1]; len(b.Spec.Statements) != 3 || b.Spec.Statements[0].Pos.Line != 1 || b.Spec.Statements[0].Options != spec.DefaultOptions(spec.IPv4) ||
-		!errors.Is(b.StackErr, loader.ErrNoInterface) {
+		!errors.Is(b.StackErr, host.ErrNoInterface) {
 		t.Errorf("eth1: %d statements (want 3), first from line %d, options %s, %v", len(b.Spec.Statements), b.Spec.Statements[0].Pos.Line, b.Spec.Statements[0].Options, b.StackErr)
 	}
 

@@ -1,4 +1,4 @@
-package source
+package backend
 
 import (
 	"cmp"
@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/xsyn-project/xsyn/internal/backend"
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -23,8 +20,8 @@ import (
 // options are the local stack's by default, which is right for servers on this host with
 // default buffers and wrong for any other; probing a statement's server tells.
 
-// ProbeFunc reads the options a server offers (backend.Probe).
-type ProbeFunc func(ctx context.Context, addr netip.AddrPort) (backend.Offer, error)
+// ProbeFunc reads the options a server offers (Probe).
+type ProbeFunc func(ctx context.Context, addr netip.AddrPort) (Offer, error)
 
 // MaxServers is how many servers of one statement are probed; a statement for a port range
 // has the first ones probed.
@@ -122,7 +119,7 @@ func isFamily(a netip.Addr, f spec.Family) bool { return a.Is4() == (f == spec.I
 
 // Checker probes the servers of a spec.
 type Checker struct {
-	Probe   ProbeFunc     // backend.Probe when nil
+	Probe   ProbeFunc     // Probe when nil
 	Timeout time.Duration // per server; DefaultTimeout when 0
 	// AskedECN says whether this host's connects ask for ECN (net.ipv4.tcp_ecn=1). A server
 	// can only agree to ECN when asked, so without it a probe cannot tell, and the statement's
@@ -134,9 +131,9 @@ type Checker struct {
 type Finding struct {
 	Stmt       int // index into Spec.Statements
 	Server     netip.AddrPort
-	Offer      backend.Offer
+	Offer      Offer
 	Err        error    // the server could not be probed: its options are not checked
-	Mismatches []string // where the statement's options differ from the offer (backend.Offer.Mismatches)
+	Mismatches []string // where the statement's options differ from the offer (Offer.Mismatches)
 }
 
 // Check probes every server of every statement of s, in parallel, and compares what each
@@ -144,7 +141,7 @@ type Finding struct {
 func (c Checker) Check(ctx context.Context, s spec.Spec, ifaceAddrs []netip.Addr) []Finding {
 	probe, timeout := c.Probe, c.Timeout
 	if probe == nil {
-		probe = backend.Probe
+		probe = Probe
 	}
 	if timeout == 0 {
 		timeout = DefaultTimeout
@@ -182,8 +179,8 @@ func (c Checker) Check(ctx context.Context, s spec.Spec, ifaceAddrs []netip.Addr
 
 // AsksECN reads whether this network namespace's connects ask for ECN (net.ipv4.tcp_ecn=1).
 func AsksECN() bool {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_ecn")
-	return err == nil && strings.TrimSpace(string(b)) == "1"
+	v, err := host.Sysctl("net.ipv4.tcp_ecn")
+	return err == nil && v == "1"
 }
 
 // ErrServersDisagree: the servers of one statement offer different options, which no single
@@ -198,7 +195,7 @@ type Adoption struct {
 }
 
 // Adopt returns s with every statement's options replaced by what its servers offered
-// (backend.Offer.Apply), compiled again for iface, and the statements that changed. Servers that
+// (Offer.Apply), compiled again for iface, and the statements that changed. Servers that
 // could not be probed are left out. All servers of a statement must agree.
 func Adopt(iface string, s spec.Spec, findings []Finding) (spec.Spec, []Adoption, error) {
 	stmts := slices.Clone(s.Statements)
@@ -242,86 +239,4 @@ func Adopt(iface string, s spec.Spec, findings []Finding) (spec.Spec, []Adoption
 		return spec.Spec{}, nil, fmt.Errorf("adopt the servers' options: %w", err)
 	}
 	return out, adopted, nil
-}
-
-// Where names a statement in messages: where it was written, or else its text.
-func Where(st spec.Statement) string {
-	if st.Pos.Line > 0 {
-		return st.Pos.String()
-	}
-	return strconv.Quote(st.Origin())
-}
-
-// Changes lists what differs from one set of options to another, in the words of the
-// configuration: "wscale 7 -> 9", "sack -> nosack".
-func Changes(from, to spec.TCPOptions) []string {
-	var out []string
-	if from.MSS != to.MSS {
-		out = append(out, fmt.Sprintf("mss %d -> %d", from.MSS, to.MSS))
-	}
-	if from.WScale != to.WScale {
-		out = append(out, fmt.Sprintf("wscale %d -> %d", from.WScale, to.WScale))
-	}
-	for _, b := range []struct {
-		name     string
-		from, to bool
-	}{{"sack", from.SACK, to.SACK}, {"timestamps", from.Timestamps, to.Timestamps}, {"ecn", from.ECN, to.ECN}} {
-		if b.from != b.to {
-			out = append(out, onWord(b.name, b.from)+" -> "+onWord(b.name, b.to))
-		}
-	}
-	return out
-}
-
-func onWord(name string, on bool) string {
-	if on {
-		return name
-	}
-	return "no" + name
-}
-
-// ConfigWords is how to write options `to` where a statement has `from`, as configuration
-// words: "wscale 9 nosack".
-func ConfigWords(from, to spec.TCPOptions) string {
-	var out []string
-	if from.MSS != to.MSS {
-		out = append(out, "mss "+strconv.Itoa(int(to.MSS)))
-	}
-	if from.WScale != to.WScale {
-		out = append(out, "wscale "+strconv.Itoa(int(to.WScale)))
-	}
-	for _, b := range []struct {
-		name     string
-		from, to bool
-	}{{"sack", from.SACK, to.SACK}, {"timestamps", from.Timestamps, to.Timestamps}, {"ecn", from.ECN, to.ECN}} {
-		if b.from != b.to {
-			out = append(out, onWord(b.name, b.to))
-		}
-	}
-	return strings.Join(out, " ")
-}
-
-// FlagWords is ConfigWords for the flag form: "--wscale 9 --no-sack".
-func FlagWords(from, to spec.TCPOptions) string {
-	var out []string
-	if from.MSS != to.MSS {
-		out = append(out, "--mss "+strconv.Itoa(int(to.MSS)))
-	}
-	if from.WScale != to.WScale {
-		out = append(out, "--wscale "+strconv.Itoa(int(to.WScale)))
-	}
-	for _, b := range []struct {
-		flag     string // the flag that turns it on (on: true) or off
-		on       bool
-		from, to bool
-	}{{"--no-sack", false, from.SACK, to.SACK}, {"--no-timestamps", false, from.Timestamps, to.Timestamps}, {"--ecn", true, from.ECN, to.ECN}} {
-		switch {
-		case b.from == b.to:
-		case b.to == b.on:
-			out = append(out, b.flag)
-		default:
-			out = append(out, "without "+b.flag)
-		}
-	}
-	return strings.Join(out, " ")
 }

@@ -1,4 +1,4 @@
-package protect
+package host
 
 import (
 	"fmt"
@@ -6,17 +6,16 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/xsyn-project/xsyn/spec"
 )
 
 // LocalStack reads what this namespace's TCP stack offers on iface: the interface MTU, and the
-// window scale from the receive buffer limits (net.ipv4.tcp_rmem and net.core.rmem_max).
+// window scale from the receive buffer limits (net.ipv4.tcp_rmem and net.core.rmem_max). A
+// missing interface is ErrNoInterface.
 func LocalStack(iface string) (spec.Stack, error) {
-	l, err := netlink.LinkByName(iface)
+	l, err := Link(iface)
 	if err != nil {
-		return spec.Stack{}, fmt.Errorf("read MTU of %s: %w", iface, err)
+		return spec.Stack{}, err
 	}
 	rmem, err := os.ReadFile("/proc/sys/net/ipv4/tcp_rmem")
 	if err != nil {
@@ -36,4 +35,10 @@ func LocalStack(iface string) (spec.Stack, error) {
 		}
 	}
 	return spec.Stack{MTU: l.Attrs().MTU, WScale: spec.WScaleForBuffer(maxBuf)}, nil
+}
+
+// Sysctl reads a sysctl of this network namespace ("net.ipv4.tcp_sack") from /proc/sys.
+func Sysctl(key string) (string, error) {
+	b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
+	return strings.TrimSpace(string(b)), err
 }

@@ -1,4 +1,4 @@
-package source
+package backend
 
 import (
 	"context"
@@ -10,8 +10,12 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/xsyn-project/xsyn/internal/backend"
 	"github.com/xsyn-project/xsyn/spec"
+)
+
+var (
+	v4 = netip.MustParseAddr("192.0.2.2")
+	v6 = netip.MustParseAddr("2001:db8::2")
 )
 
 func parse(t *testing.T, conf string) spec.Spec {
@@ -72,14 +76,14 @@ func TestServers(t *testing.T) {
 }
 
 // fakeProbe answers for the servers it knows and refuses the rest.
-func fakeProbe(offers map[string]backend.Offer) ProbeFunc {
-	return func(ctx context.Context, addr netip.AddrPort) (backend.Offer, error) {
+func fakeProbe(offers map[string]Offer) ProbeFunc {
+	return func(ctx context.Context, addr netip.AddrPort) (Offer, error) {
 		if _, ok := ctx.Deadline(); !ok {
-			return backend.Offer{}, errors.New("probe without a deadline")
+			return Offer{}, errors.New("probe without a deadline")
 		}
 		o, ok := offers[addr.String()]
 		if !ok {
-			return backend.Offer{}, fmt.Errorf("probe backend %s: connect: %w", addr, syscall.ECONNREFUSED)
+			return Offer{}, fmt.Errorf("probe backend %s: connect: %w", addr, syscall.ECONNREFUSED)
 		}
 		o.Addr = addr
 		return o, nil
@@ -93,10 +97,10 @@ synproxy4 in dst 192.0.2.12 dport 22 reject
 
 func TestCheckAndAdopt(t *testing.T) {
 	s := parse(t, twoServers)
-	stock := backend.Offer{MSS: 1460, WScale: 7, WScaleOK: true, SACK: true, Timestamps: true}
+	stock := Offer{MSS: 1460, WScale: 7, WScaleOK: true, SACK: true, Timestamps: true}
 	big := stock
 	big.WScale = 10
-	c := Checker{Probe: fakeProbe(map[string]backend.Offer{"10.1.1.5:8080": big})}
+	c := Checker{Probe: fakeProbe(map[string]Offer{"10.1.1.5:8080": big})}
 	fs := c.Check(context.Background(), s, nil)
 	if len(fs) != 2 {
 		t.Fatalf("findings %+v; want one per dnat server", fs)
@@ -137,10 +141,10 @@ func TestCheckAndAdopt(t *testing.T) {
 
 func TestAdoptServersDisagree(t *testing.T) {
 	s := parse(t, "synproxy4 in dst 192.0.2.10 dport 80,443 accept\n")
-	a := backend.Offer{MSS: 1460, WScale: 7, WScaleOK: true, SACK: true, Timestamps: true}
+	a := Offer{MSS: 1460, WScale: 7, WScaleOK: true, SACK: true, Timestamps: true}
 	b := a
 	b.SACK = false
-	fs := Checker{Probe: fakeProbe(map[string]backend.Offer{"192.0.2.10:80": a, "192.0.2.10:443": b})}.Check(context.Background(), s, nil)
+	fs := Checker{Probe: fakeProbe(map[string]Offer{"192.0.2.10:80": a, "192.0.2.10:443": b})}.Check(context.Background(), s, nil)
 	_, _, err := Adopt("eth0", s, fs)
 	if !errors.Is(err, ErrServersDisagree) || !strings.Contains(err.Error(), "t.conf:1") || !strings.Contains(err.Error(), "split the statement") {
 		t.Errorf("servers that disagree: %v", err)
@@ -150,8 +154,8 @@ func TestAdoptServersDisagree(t *testing.T) {
 // A probe sees ECN only when our stack asks for it; otherwise the statement's choice stands.
 func TestCheckECN(t *testing.T) {
 	s := parse(t, "synproxy4 in dst 192.0.2.10 dport 80 ecn accept\n")
-	o := backend.Offer{MSS: 1460, WScale: 7, WScaleOK: true, SACK: true, Timestamps: true}
-	probe := fakeProbe(map[string]backend.Offer{"192.0.2.10:80": o})
+	o := Offer{MSS: 1460, WScale: 7, WScaleOK: true, SACK: true, Timestamps: true}
+	probe := fakeProbe(map[string]Offer{"192.0.2.10:80": o})
 	if fs := (Checker{Probe: probe}).Check(context.Background(), s, nil); len(fs[0].Mismatches) != 0 {
 		t.Errorf("ECN not asked: mismatches %v", fs[0].Mismatches)
 	}

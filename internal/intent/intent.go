@@ -1,9 +1,10 @@
-// Package source builds the Spec that `xsyn attach` installs and `xsyn explain` describes, from
-// one of its three sources: a configuration file, the flag form (--port and the option flags),
-// or the TCP listeners of the interface (zero-config). Whatever the source, the result is made
-// of statements compiled by package spec, so netfilter and XDP read one model. The package also
-// checks the statements' TCP options against what their servers really offer (probe.go).
-package source
+// Package intent builds the Spec that `xsyn attach` installs and `xsyn explain` describes: what
+// the operator asks to protect, from one of three places: a configuration file, the flag form
+// (--port and the option flags), or the TCP listeners of the interface (zero-config). Whatever
+// the place, the result is made of statements compiled by package spec, so netfilter and XDP
+// read one model. The package also checks the statements' TCP options against what their
+// servers really offer (backend.Checker).
+package intent
 
 import (
 	"errors"
@@ -12,10 +13,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-
-	"github.com/xsyn-project/xsyn/internal/protect"
-	"github.com/xsyn-project/xsyn/loader"
+	"github.com/xsyn-project/xsyn/internal/host"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -42,7 +40,7 @@ type Request struct {
 // Host is what Build reads of the system. Local reads the caller's network namespace; tests
 // give their own.
 type Host struct {
-	// Stack is what the TCP stack offers on iface. Its error wraps loader.ErrNoInterface when
+	// Stack is what the TCP stack offers on iface. Its error wraps host.ErrNoInterface when
 	// there is no such interface.
 	Stack func(iface string) (spec.Stack, error)
 	// Addrs are the addresses of iface.
@@ -53,7 +51,7 @@ type Host struct {
 
 // Local is the Host of the caller's network namespace.
 func Local() Host {
-	return Host{Stack: localStack, Addrs: localAddrs, Listening: protect.ListeningSpec}
+	return Host{Stack: host.LocalStack, Addrs: host.Addrs, Listening: ListeningSpec}
 }
 
 // Built is the spec of one interface and what it was built from.
@@ -217,30 +215,4 @@ func listening(iface string, f spec.Simple, h Host) (spec.Spec, error) {
 		svcs[i] = svc
 	}
 	return spec.FromServices(spec.DefaultSettings(), iface, svcs)
-}
-
-func localStack(iface string) (spec.Stack, error) {
-	st, err := protect.LocalStack(iface)
-	if errors.As(err, new(netlink.LinkNotFoundError)) {
-		return st, fmt.Errorf("%w: %q in this network namespace (see `ip link`)", loader.ErrNoInterface, iface)
-	}
-	return st, err
-}
-
-func localAddrs(iface string) ([]netip.Addr, error) {
-	l, err := netlink.LinkByName(iface)
-	if err != nil {
-		return nil, fmt.Errorf("look up %s: %w", iface, err)
-	}
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, fmt.Errorf("read addresses of %s: %w", iface, err)
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			out = append(out, ip.Unmap())
-		}
-	}
-	return out, nil
 }
