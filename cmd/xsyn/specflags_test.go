@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/xsyn-project/xsyn/internal/source"
+	"github.com/xsyn-project/xsyn/internal/intent"
 )
 
 // --port and --dst take what dport and dst take, ranges included, and the flag form protects
@@ -17,7 +17,7 @@ func TestSpecFlagsRangesAsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if flags.Kind != source.FromFlags || len(flags.Spec.Statements) != 1 {
+	if flags.Kind != intent.FromFlags || len(flags.Spec.Statements) != 1 {
 		t.Fatalf("flag form: %v statements %q; want one statement from the flags", flags.Kind, flags.Spec.Statements)
 	}
 	if got, want := flags.Spec.Statements[0].Text, "synproxy4 input dst 192.0.2.1/32,192.0.2.2/31,192.0.2.4/30,192.0.2.8/31 dport 8000,8001,8002 accept"; got != want {
