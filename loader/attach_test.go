@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -41,11 +42,7 @@ func requireRoot(t *testing.T) {
 func newLab(t *testing.T, prefix string) *lab {
 	t.Helper()
 	requireRoot(t)
-	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cliAddr4, cliAddr6}, "d0", []netip.Prefix{dutAddr4, dutAddr6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := testutil.Pair(t, prefix, "c0", []netip.Prefix{cliAddr4, cliAddr6}, "d0", []netip.Prefix{dutAddr4, dutAddr6})
 	return &lab{cli: p.Client, dut: p.Server, cliL: p.ClientLink, dutL: p.ServerLink}
 }
 
@@ -265,17 +262,19 @@ func TestAttachRefusals(t *testing.T) {
 // waitCounters polls the counters until done says so (the readiness signal), for at most 5s.
 func waitCounters(t *testing.T, a *Attachment, done func(FamilyCounters) bool) FamilyCounters {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := a.Counters()
-		if err != nil {
+	var c FamilyCounters
+	// The caller checks the counters it gets and says what is wrong with them.
+	_ = testutil.Wait(5*time.Second, func() error {
+		var err error
+		if c, err = a.Counters(); err != nil {
 			t.Fatal(err)
 		}
-		if done(c) || time.Now().After(deadline) {
-			return c
+		if !done(c) {
+			return errors.New("not yet")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return c
 }
 
 func inNSErr[T any](h *netlab.Host, fn func() (T, error)) (T, error) {
@@ -323,21 +322,21 @@ func TestStaleStateSwept(t *testing.T) {
 		t.Fatalf("precondition: the dead namespace's state should still be there: %v", err)
 	}
 	// Namespaces are torn down asynchronously: wait until the device is gone from the link.
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testutil.Eventually(t, 10*time.Second, "the deleted namespace's link letting its device go", func() error {
 		l, err := link.LoadPinnedLink(filepath.Join(staleDir, linkPin), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		info, err := l.Info()
 		l.Close()
-		if err == nil && info.XDP().Ifindex == 0 {
-			break
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the deleted namespace's link still holds a device after 10s")
+		if ifindex := info.XDP().Ifindex; ifindex != 0 {
+			return fmt.Errorf("it holds ifindex %d", ifindex)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 
 	live := newLab(t, "xsynsw2")
 	b := inNS(t, live.dut, func() (*Attachment, error) { return Attach("d0", webSpec(t, 8080, 0), opts) })

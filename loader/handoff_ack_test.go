@@ -25,6 +25,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/cookie"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -266,16 +267,13 @@ func timeWait(t *testing.T, ns *netlab.Host, ln net.Listener, from, to netip.Add
 		file += "6"
 	}
 	want := fmt.Sprintf(":%04X .*:%04X 06 ", port, clientPort)
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("the server's end of %s -> %s port %d in TIME_WAIT", from, to, port), func() error {
 		table := inNS(t, ns, func() ([]byte, error) { return os.ReadFile(file) })
-		if regexp.MustCompile(want).Match(table) {
-			return
+		if !regexp.MustCompile(want).Match(table) {
+			return fmt.Errorf("not in %s:\n%s", file, table)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server's end of %s -> %s port %d not in TIME_WAIT after 10s:\n%s", from, to, port, table)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // forgeFor makes the ACK one to another port, with the cookie the key makes for that port.

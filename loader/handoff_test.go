@@ -22,6 +22,7 @@ import (
 	"github.com/xsyn-project/xsyn/internal/cookie"
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -457,8 +458,7 @@ func handoffACK(syn packet.Frame, synack *packet.Packet) packet.Frame {
 // on its loopback: there the test decides which sockets the program's lookup finds.
 func handoffNS(t *testing.T, prefix string) *netlab.Host {
 	t.Helper()
-	lab := netlab.New(prefix)
-	t.Cleanup(func() { lab.Close() })
+	lab := testutil.Lab(t, prefix)
 	h, err := lab.Host("ns")
 	if err != nil {
 		t.Fatal(err)

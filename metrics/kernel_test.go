@@ -46,11 +46,7 @@ func (n inNetns) Collect(ch chan<- prometheus.Metric) {
 // holds.
 func TestCollectorAgainstAttachedProgram(t *testing.T) {
 	xtest.RequireRoot(t, "network namespaces, XDP, netfilter")
-	lab, err := netlab.NewPair("xsynmet", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lab.Close() })
+	lab := xtest.Pair(t, "xsynmet", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	srv := lab.Server
 
 	prot, err := protect.New()
@@ -245,11 +241,7 @@ xsyn_netfilter_synproxy_cookie_invalid_total 0
 func TestHandoffCountersAgainstAttachedProgram(t *testing.T) {
 	xtest.RequireRoot(t, "network namespaces, XDP, TC")
 	xtest.RequireFeature(t, loader.ProbeHandoff(), loader.ErrFeatureMissing)
-	lab, err := netlab.NewPair("xsynmho", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lab.Close() })
+	lab := xtest.Pair(t, "xsynmho", "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	srv := lab.Server
 
 	// A server answering each connection with a line, on a listener with or without MPTCP.

@@ -178,11 +178,7 @@ type stackLab struct {
 func newStackLab(t *testing.T, prefix string) *stackLab {
 	t.Helper()
 	testutil.RequireRoot(t, "network namespaces, XDP, netfilter")
-	lab, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lab.Close() })
+	lab := testutil.Pair(t, prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	l := &stackLab{t: t, lab: lab, srv: lab.Server, reg: prometheus.NewPedanticRegistry()}
 	prot, err := protect.New()
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/loader"
 )
 
@@ -67,8 +68,7 @@ func binary(t *testing.T, prefix ...string) runner {
 // emptyNamespace is a namespace of the test's own with nothing but lo, and how to enter it.
 func emptyNamespace(t *testing.T, prefix string) (*netlab.Host, []string) {
 	t.Helper()
-	lab := netlab.New(prefix)
-	t.Cleanup(func() { lab.Close() })
+	lab := testutil.Lab(t, prefix)
 	h, err := lab.Host("h")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 	"github.com/xsyn-project/xsyn/spec"
 )
 
@@ -292,11 +293,7 @@ func TestAttachConfigErrors(t *testing.T) {
 // receive buffers are larger) and a smaller MSS (MTU 1400 on the link).
 func backendLab(t *testing.T, prefix string) (*e2eLab, *netlab.Host) {
 	t.Helper()
-	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := testutil.Pair(t, prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	srv, err := p.Lab.Host("srv")
 	if err != nil {
 		t.Fatal(err)

@@ -65,11 +65,7 @@ var enterers = map[string]func(h *netlab.Host) []string{
 func newE2ELab(t *testing.T, prefix string, enter func(*netlab.Host) []string) *e2eLab {
 	t.Helper()
 	testutil.RequireRoot(t, "network namespaces, XDP, netfilter")
-	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := testutil.Pair(t, prefix, "c0", []netip.Prefix{cli4, cli6}, "d0", []netip.Prefix{dut4, dut6})
 	return &e2eLab{cli: p.Client, dut: p.Server, cliL: p.ClientLink, dutL: p.ServerLink, enter: enter}
 }
 

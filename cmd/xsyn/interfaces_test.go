@@ -26,8 +26,7 @@ import (
 func twoIfaceLab(t *testing.T, prefix string) (*e2eLab, *netlab.Host, *netlab.Link) {
 	t.Helper()
 	l := newE2ELab(t, prefix, enterers["nsenter"])
-	farLab := netlab.New(prefix + "f")
-	t.Cleanup(func() { farLab.Close() })
+	farLab := testutil.Lab(t, prefix+"f")
 	far, err := farLab.Host("far")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/internal/packet"
+	"github.com/xsyn-project/xsyn/internal/testutil"
 )
 
 func TestServeUsage(t *testing.T) {
@@ -159,21 +161,18 @@ func (l *e2eLab) startServe(t *testing.T, addr string, flags ...string) *servePr
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
 	c := nsHTTPClient(l.dut)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := c.get("http://" + addr + "/"); err == nil {
-			return p
-		}
+	testutil.Eventually(t, 10*time.Second, "xsyn serve answering on "+addr, func() error {
 		select {
 		case <-p.done:
 			t.Fatalf("xsyn serve exited before answering (%v):\n%s", p.err, p.stderr)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xsyn serve never answered on %s:\n%s", addr, p.stderr)
+		if _, err := c.get("http://" + addr + "/"); err != nil {
+			return fmt.Errorf("%w\n%s", err, p.stderr)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return p
 }
 
 // nsClient is an HTTP client whose connections are made inside a namespace.
@@ -217,18 +216,20 @@ func (c nsClient) mustGet(t *testing.T, url string) string {
 // then checks it is exactly want. Gives up after 10s. Returns the last scrape.
 func (c nsClient) waitMetric(t *testing.T, url, series string, want float64) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		body := c.mustGet(t, url)
-		v, ok := metricValue(body, series)
-		if ok && v >= want || time.Now().After(deadline) {
-			if v != want {
-				t.Errorf("%s = %v (found %v), want %v", series, v, ok, want)
-			}
-			return body
+	var body string
+	var v float64
+	var ok bool
+	_ = testutil.Wait(10*time.Second, func() error { // the check below says what is wrong
+		body = c.mustGet(t, url)
+		if v, ok = metricValue(body, series); !ok || v < want {
+			return errors.New("not yet")
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if v != want {
+		t.Errorf("%s = %v (found %v), want %v", series, v, ok, want)
 	}
+	return body
 }
 
 // metricValue finds a series (name with its labels as exposed, e.g. `x_total{a="b"}`) in a text

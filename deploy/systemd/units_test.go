@@ -351,11 +351,7 @@ func newLab(t *testing.T) *lab {
 			t.Fatalf("%s is missing (util-linux, iptables): %v", tool, err)
 		}
 	}
-	p, err := netlab.NewPair("xsynsdt", "c0", []netip.Prefix{cli4, cli6}, iface, []netip.Prefix{dut4, dut6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := testutil.Pair(t, "xsynsdt", "c0", []netip.Prefix{cli4, cli6}, iface, []netip.Prefix{dut4, dut6})
 	return &lab{pair: p, dir: t.TempDir()}
 }
 

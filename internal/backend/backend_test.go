@@ -31,11 +31,7 @@ var (
 func lab(t *testing.T, prefix string, clientMTU, serverMTU int) *netlab.Pair {
 	t.Helper()
 	testutil.RequireRoot(t, "network namespaces")
-	p, err := netlab.NewPair(prefix, "bkc", clientAddrs, "bks", serverAddrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := testutil.Pair(t, prefix, "bkc", clientAddrs, "bks", serverAddrs)
 	for _, l := range []struct {
 		link *netlab.Link
 		mtu  int

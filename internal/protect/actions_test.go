@@ -95,8 +95,7 @@ func newActionLab(t *testing.T, fam spec.Family, forward bool) *actionLab {
 		l.iptablesSave = "ip6tables-save"
 	}
 	// One prefix per process: two runs of this test at once must not share namespaces.
-	lab := netlab.New(fmt.Sprintf("xsynact%d", os.Getpid()))
-	t.Cleanup(func() { lab.Close() })
+	lab := testutil.Lab(t, fmt.Sprintf("xsynact%d", os.Getpid()))
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -345,14 +344,12 @@ func (l *actionLab) evidence(t *testing.T) {
 
 // eventually polls cond until it holds, for at most 5 s (counters move asynchronously).
 func eventually(cond func() bool) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
+	return testutil.Wait(5*time.Second, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
+		return nil
+	}) == nil
 }
 
 // blob is the payload of one direction of exchange number i.

@@ -18,11 +18,7 @@ import (
 func server(t *testing.T, prefix string) *netlab.Host {
 	t.Helper()
 	testutil.RequireRoot(t, "network namespaces, netfilter, XDP")
-	p, err := netlab.NewPair(prefix, "c0", []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}, "d0", []netip.Prefix{netip.MustParsePrefix("192.0.2.2/24")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := testutil.Pair(t, prefix, "c0", []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}, "d0", []netip.Prefix{netip.MustParsePrefix("192.0.2.2/24")})
 	return p.Server
 }
 

@@ -75,8 +75,7 @@ func newAnycastLab(t *testing.T) *anycastLab {
 	t.Helper()
 	testutil.RequireRoot(t, "network namespaces, netfilter, XDP")
 	handoffOrSkip(t)
-	lab := netlab.New(fmt.Sprintf("xsynsec%d", os.Getpid()))
-	t.Cleanup(func() { lab.Close() })
+	lab := testutil.Lab(t, fmt.Sprintf("xsynsec%d", os.Getpid()))
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
