@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -390,4 +392,24 @@ func mustMAC(t *testing.T, s string) packet.MAC {
 func requireRootForTest(t *testing.T) {
 	t.Helper()
 	testutil.RequireRoot(t, "touches netfilter and XDP") // TestMain builds xsynBin as root
+}
+
+// listen opens a listener in the DUT with lc and serves each connection it accepts with handle,
+// on a goroutine of its own, until the test ends.
+func (l *e2eLab) listen(t *testing.T, lc net.ListenConfig, network, addr string, handle func(net.Conn)) {
+	t.Helper()
+	var ln net.Listener
+	if err := l.dut.Do(func() (err error) { ln, err = lc.Listen(context.Background(), network, addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
 }

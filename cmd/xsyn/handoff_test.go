@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -32,34 +31,17 @@ func requireHandoff(t *testing.T) {
 // connection can stay open across attach.
 func (l *e2eLab) serveTCP(t *testing.T, port int, mptcp bool) {
 	t.Helper()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(mptcp)
 	for _, a := range []netip.Addr{dut4.Addr(), dut6.Addr()} {
-		var ln net.Listener
-		err := l.dut.Do(func() (err error) {
-			var lc net.ListenConfig
-			lc.SetMultipathTCP(mptcp)
-			ln, err = lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(a, uint16(port)).String())
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
-					sc := bufio.NewScanner(c)
-					for sc.Scan() {
-						fmt.Fprintln(c, sc.Text())
-					}
-				}()
+		l.listen(t, lc, "tcp", netip.AddrPortFrom(a, uint16(port)).String(), func(c net.Conn) {
+			defer c.Close()
+			fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				fmt.Fprintln(c, sc.Text())
 			}
-		}()
+		})
 	}
 	if !mptcp {
 		return

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -34,41 +33,24 @@ const (
 // and answers each connection's first line with "ok LINE".
 func (l *e2eLab) tfoServer(t *testing.T) {
 	t.Helper()
-	var ln net.Listener
-	err := l.dut.Do(func() (err error) {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_FASTOPEN, 64)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
-		lc.SetMultipathTCP(false)
-		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(dut4.Addr(), odE2EPort).String())
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err == nil {
-					fmt.Fprintf(c, "ok %s", line)
-				}
-			}()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_FASTOPEN, 64)
+		}); err != nil {
+			return err
 		}
-	}()
+		return serr
+	}}
+	lc.SetMultipathTCP(false)
+	l.listen(t, lc, "tcp4", netip.AddrPortFrom(dut4.Addr(), odE2EPort).String(), func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil {
+			fmt.Fprintf(c, "ok %s", line)
+		}
+	})
 }
 
 // request connects from the client, sends one line and reads the answer. With tfo the line

@@ -17,26 +17,13 @@ import (
 func TestAttachRefusesToCutUntracked(t *testing.T) {
 	requireRootForTest(t)
 	l := newE2ELab(t, "xsynut", enterers["nsenter"])
-	var ln net.Listener
-	if err := l.dut.Do(func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.2:9000"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintln(c, sc.Text())
-				}
-			}()
+	l.listen(t, net.ListenConfig{}, "tcp4", "192.0.2.2:9000", func(c net.Conn) {
+		defer c.Close()
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Fprintln(c, sc.Text())
 		}
-	}()
+	})
 	dial := func() (net.Conn, *bufio.Reader) {
 		t.Helper()
 		var c net.Conn

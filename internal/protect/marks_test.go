@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xsyn-project/xsyn/internal/netlab"
 	"github.com/xsyn-project/xsyn/loader"
 	"github.com/xsyn-project/xsyn/rules"
 	"github.com/xsyn-project/xsyn/spec"
@@ -20,30 +21,30 @@ func TestApplyWarnsOfMarkUsers(t *testing.T) {
 	if _, err := h.Run("iptables", "-t", "mangle", "-A", "PREROUTING", "-m", "mark", "--mark", "0x100/0xf00", "-j", "ACCEPT"); err != nil {
 		t.Fatal(err)
 	}
-	err = h.Do(func() error {
-		a, err := rules.NewApplier()
-		if err != nil {
-			return err
+	for _, w := range markWarningsOfApply(t, h, s) {
+		if strings.Contains(w, "mark bits") {
+			t.Errorf("warning %q about a rule that uses other bits", w)
 		}
-		p := &Protector{Rules: a, Loader: loader.Options{Locks: t.TempDir()}}
-		res, err := p.Apply("d0", s, ModeNetfilter)
-		if err != nil {
-			return err
-		}
-		for _, w := range res.Warnings {
-			if strings.Contains(w, "mark bits") {
-				t.Errorf("warning %q about a rule that uses other bits", w)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if _, err := h.Run("iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-j", "MARK", "--set-mark", "0x20000000"); err != nil {
 		t.Fatal(err)
 	}
-	err = h.Do(func() error {
+	warnings := markWarningsOfApply(t, h, s)
+	found := false
+	for _, w := range warnings {
+		found = found || strings.Contains(w, "mark bits 0x20000000/0x20000000") && strings.Contains(w, "-j MARK --set-xmark 0x20000000/0xffffffff")
+	}
+	if !found {
+		t.Errorf("warnings %q; want one naming the foreign MARK rule", warnings)
+	}
+}
+
+// markWarningsOfApply applies s to d0 in h, netfilter only, and returns the result's warnings;
+// the protection is removed again.
+func markWarningsOfApply(t *testing.T, h *netlab.Host, s spec.Spec) []string {
+	t.Helper()
+	var warnings []string
+	err := h.Do(func() error {
 		a, err := rules.NewApplier()
 		if err != nil {
 			return err
@@ -53,16 +54,11 @@ func TestApplyWarnsOfMarkUsers(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		found := false
-		for _, w := range res.Warnings {
-			found = found || strings.Contains(w, "mark bits 0x20000000/0x20000000") && strings.Contains(w, "-j MARK --set-xmark 0x20000000/0xffffffff")
-		}
-		if !found {
-			t.Errorf("warnings %q; want one naming the foreign MARK rule", res.Warnings)
-		}
+		warnings = res.Warnings
 		return p.Remove("d0")
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return warnings
 }
