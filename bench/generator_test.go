@@ -307,7 +307,7 @@ func TestTXRingCounting(t *testing.T) {
 			tr.request(54, seq%3 == 0)
 			wrote = append(wrote, seq)
 		}
-		if err := tr.send(); err != nil {
+		if err := tr.send(nil); err != nil {
 			t.Fatal(err)
 		}
 		if tr.pending != 0 {
@@ -445,5 +445,33 @@ func TestPacketGeneratorStops(t *testing.T) {
 	}
 	if frames.Load() == 0 || frames.Load() != uint64(len(k.out)) {
 		t.Errorf("%d frames counted, %d out", frames.Load(), len(k.out))
+	}
+}
+
+// TestPacketGeneratorStopsInASend: a flood ends when it is stopped even while the kernel holds
+// every frame (a DUT too swamped to drain its ring). The send used to retry until the kernel
+// took a frame, up to txStuck slow calls, and outlast the flood, holding the CPU the legit client
+// shares with it; it ended the run with "takes none" instead of the flood's result.
+func TestPacketGeneratorStopsInASend(t *testing.T) {
+	var frames, acks atomic.Uint64
+	tr := newTXRing(make([]byte, 64*txFrameSize), 64, &frames, &acks)
+	var calls atomic.Int64
+	var stopped atomic.Bool
+	tr.sendto = func() error {
+		if calls.Add(1) == 10 {
+			stopped.Store(true)
+		}
+		time.Sleep(100 * time.Microsecond) // a syscall on a busy CPU; every frame stays in flight
+		return nil
+	}
+	cfg, err := genConfig(floodTemplates()["syn4-74"], 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := floodRing(tr, newFrameWriter(cfg, 1), int(cfg.Len), pacer{}, 8, time.Minute, &stopped); err != nil {
+		t.Fatalf("a stopped flood whose frames the kernel holds: %v; want it to end", err)
+	}
+	if n := calls.Load(); n >= txStuck {
+		t.Errorf("%d sendto calls: the send outlasted the stop", n)
 	}
 }

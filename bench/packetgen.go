@@ -118,11 +118,16 @@ func floodRing(t *txRing, fw *frameWriter, frameLen int, p pacer, batch int, d t
 				first = time.Since(start)
 			}
 		}
-		if err := t.send(); err != nil {
+		// The flood's end is checked inside a send too: on a DUT so swamped that its ring
+		// takes a frame now and then, one send could otherwise outlast the flood, holding the
+		// CPU the legit client shares with it (SCHED_FIFO), and the run never ended.
+		if err := t.send(func() bool { return time.Since(start) >= d || stopped.Load() }); err != nil {
 			return 0, err
 		}
 	}
-	if err := t.send(); err != nil {
+	// What is left gets a second to go; the rest is discarded with the ring.
+	flushEnd := time.Now().Add(time.Second)
+	if err := t.send(func() bool { return time.Now().After(flushEnd) }); err != nil {
 		return 0, err
 	}
 	end := time.Since(start)
@@ -235,10 +240,14 @@ func (t *txRing) request(n int, ack bool) {
 const txStuck = 100000
 
 // send makes the kernel take every slot requested: each frame is sent once, into the DUT's ring
-// or, if that is full, nowhere.
-func (t *txRing) send() error {
+// or, if that is full, nowhere. It returns early, frames still pending, once stop (when not nil)
+// says so.
+func (t *txRing) send(stop func() bool) error {
 	stuck := 0
 	for t.pending > 0 {
+		if stop != nil && stop() {
+			return nil
+		}
 		before := t.pending
 		err := t.sendto()
 		if cerr := t.collect(); cerr != nil {
