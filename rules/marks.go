@@ -126,7 +126,7 @@ func maskOrAll(_, m uint32, hasMask bool) uint32 {
 // iptablesMarkBits is the union of the mark bits an iptables -S line matches or changes. A
 // value that cannot be read counts as every bit.
 func iptablesMarkBits(line string) uint32 {
-	args, err := splitArgs(line)
+	args, err := SplitArgs(line)
 	if err != nil {
 		return 0
 	}

@@ -698,9 +698,9 @@ func TestArgsRoundTrip(t *testing.T) {
 	}
 	for _, args := range cases {
 		line := joinArgs(args)
-		got, err := splitArgs(line)
+		got, err := SplitArgs(line)
 		if err != nil || !slices.Equal(got, args) {
-			t.Errorf("splitArgs(joinArgs(%q)) = %q, %v (line %s)", args, got, err, line)
+			t.Errorf("SplitArgs(joinArgs(%q)) = %q, %v (line %s)", args, got, err, line)
 		}
 	}
 	// iptables-save quotes comments unless they are plain words.
@@ -710,7 +710,7 @@ func TestArgsRoundTrip(t *testing.T) {
 	if got := joinArgs([]string{"--comment", "plain_word", "-j", "DROP"}); got != "--comment plain_word -j DROP" {
 		t.Errorf("joinArgs plain comment = %s", got)
 	}
-	if _, err := splitArgs(`-m comment --comment "open`); err == nil {
+	if _, err := SplitArgs(`-m comment --comment "open`); err == nil {
 		t.Error("splitArgs accepted an unterminated quote")
 	}
 }

@@ -127,9 +127,9 @@ func quote(s string) string {
 	return b.String()
 }
 
-// splitArgs reads back a line of iptables -S output into arguments: words separated by
-// blanks, double-quoted words with backslash escapes.
-func splitArgs(line string) ([]string, error) {
+// SplitArgs reads back a rule as iptables -S and iptables-save print it into arguments: words
+// separated by blanks, double-quoted words with backslash escapes.
+func SplitArgs(line string) ([]string, error) {
 	var args []string
 	var cur strings.Builder
 	inWord, inQuote, escaped := false, false, false

@@ -87,7 +87,7 @@ func (a *Applier) chainRules(c liveChain) ([][]string, error) {
 	}
 	var rules [][]string
 	for _, l := range lines {
-		args, err := splitArgs(l)
+		args, err := SplitArgs(l)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", where(c.fam, c.table, c.name), err)
 		}

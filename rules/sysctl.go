@@ -70,7 +70,7 @@ func savedArgs(key, value string) []string {
 // parseSaved reads a line of `iptables -S XSYN-SAVED`. Lines that are no record (-N, -P) give
 // ok false; a record that cannot be read is an error, so a value is never silently lost.
 func parseSaved(line string) (key, value string, ok bool, err error) {
-	args, err := splitArgs(line)
+	args, err := SplitArgs(line)
 	if err != nil {
 		return "", "", false, err
 	}

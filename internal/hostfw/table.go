@@ -10,9 +10,10 @@
 package hostfw
 
 import (
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/xsyn-project/xsyn/rules"
 )
 
 // Table is the filter table of one family, as iptables-save -t filter prints it.
@@ -59,7 +60,7 @@ func ParseSave(text string) (*Table, error) {
 			}
 			t.chains[f[0]] = &chain{name: f[0], policy: f[1]}
 		case strings.HasPrefix(line, "-A "):
-			args, err := splitArgs(line)
+			args, err := rules.SplitArgs(line)
 			if err != nil {
 				return nil, fmt.Errorf("parse iptables-save line %d: %w", n+1, err)
 			}
@@ -82,40 +83,3 @@ func ParseSave(text string) (*Table, error) {
 	return t, nil
 }
 
-// splitArgs splits a rule line as iptables-save quotes it: words separated by spaces, "..."
-// quoting with \" and \\ inside.
-func splitArgs(line string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	inWord, quoted := false, false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case quoted && c == '\\' && i+1 < len(line):
-			i++
-			cur.WriteByte(line[i])
-		case quoted && c == '"':
-			quoted = false
-		case quoted:
-			cur.WriteByte(c)
-		case c == '"':
-			quoted, inWord = true, true
-		case c == ' ' || c == '\t':
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if quoted {
-		return nil, errors.New("unterminated quote in " + line)
-	}
-	if inWord {
-		out = append(out, cur.String())
-	}
-	return out, nil
-}
