@@ -82,4 +82,3 @@ func ParseSave(text string) (*Table, error) {
 	}
 	return t, nil
 }
-
