@@ -558,7 +558,13 @@ func instantOfPanel(t *testing.T, title string, history xprom.History, at time.D
 	if i < 0 || len(ps[i].Targets) != 1 {
 		t.Fatalf("no %s panel with one query", title)
 	}
-	expr, err := expandAll(ps[i].Targets[0].Expr)
+	return evalAt(t, ps[i].Targets[0].Expr, history, at)
+}
+
+// evalAt evaluates a panel's query, its variables set to All, on history at time at.
+func evalAt(t *testing.T, query string, history xprom.History, at time.Duration) promql.Vector {
+	t.Helper()
+	expr, err := expandAll(query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,20 +595,7 @@ func shownByIface(t *testing.T, title string, history xprom.History, at time.Dur
 	if p.Type != "stat" || len(p.Targets) != 1 || !p.Targets[0].Instant {
 		t.Fatalf("%s: want a stat panel with one instant query", title)
 	}
-	expr, err := expandAll(p.Targets[0].Expr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := history.Storage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := xprom.NewEngine()
-	defer eng.Close()
-	vec, err := xprom.Instant(eng, st, expr, at)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vec := evalAt(t, p.Targets[0].Expr, history, at)
 	got := map[string]string{}
 	for _, s := range vec {
 		iface := s.Metric.Get("iface")
