@@ -58,20 +58,7 @@ func testNegatedSource(t *testing.T, b backend) {
 	mustApply(t, a, p)
 
 	dial := func(from, to string, limit time.Duration) (string, error) {
-		var conn net.Conn
-		var err error
-		d := net.Dialer{Timeout: limit, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-		c.do(t, func() { conn, err = d.Dial("tcp", net.JoinHostPort(to, "80")) })
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close()
-		if err := conn.SetDeadline(time.Now().Add(ioLimit)); err != nil {
-			return "", err
-		}
-		buf := make([]byte, 32)
-		n, err := conn.Read(buf)
-		return string(buf[:n]), err
+		return c.line(t, from, net.JoinHostPort(to, "80"), limit)
 	}
 	cookies := synproxyCookies(t)
 	for _, f := range families {
@@ -80,7 +67,7 @@ func testNegatedSource(t *testing.T, b backend) {
 			server, pass, refused = "fd09::1", []string{"fd09::2", "fd09::5"}, []string{"fd09::3", "fd09::4"}
 		}
 		for _, from := range pass {
-			if got, err := dial(from, server, ioLimit); err != nil || got != "hello 80\n" {
+			if got, err := dial(from, server, ioLimit); err != nil || got != "hello 80" {
 				t.Errorf("%s from %s: got %q, %v; want hello 80", server, from, got, err)
 			}
 		}

@@ -1,14 +1,12 @@
 package rules
 
 import (
-	"bufio"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/xsyn-project/xsyn/spec"
 )
@@ -137,20 +135,7 @@ func testHandoffUntracked(t *testing.T, b backend) {
 	mustApply(t, a, mustConfig(t, "s0", "synproxy input inface s0 dport 2222 redirect to 22\n"+
 		"synproxy input inface s0 dport 80 path handoff accept\n"))
 
-	dial := func(addr string) (string, error) {
-		var conn net.Conn
-		var err error
-		c.do(t, func() { conn, err = net.DialTimeout("tcp", addr, ioLimit) })
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close()
-		if err := conn.SetDeadline(time.Now().Add(ioLimit)); err != nil {
-			return "", err
-		}
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		return strings.TrimSpace(line), err
-	}
+	dial := func(addr string) (string, error) { return c.line(t, "", addr, ioLimit) }
 	for _, f := range families {
 		host := map[spec.Family]string{spec.IPv4: "10.9.0.1", spec.IPv6: "fd09::1"}[f]
 		for port, want := range map[int]string{80: "hello 80", 2222: "hello 22"} {

@@ -103,18 +103,7 @@ func testRouter(t *testing.T, b backend) {
 	mustApply(t, a, mustConfig(t, "s0", routerConf))
 	cookies := synproxyCookies(t)
 
-	dial := func(addr string) (string, error) {
-		var conn net.Conn
-		var err error
-		cli.do(t, func() { conn, err = net.DialTimeout("tcp", addr, ioLimit) })
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close()
-		buf := make([]byte, 64)
-		n, err := conn.Read(buf)
-		return string(buf[:n]), err
-	}
+	dial := func(addr string) (string, error) { return cli.line(t, "", addr, ioLimit) }
 	for _, f := range families {
 		router, host := "10.9.0.1", "10.8.0.2"
 		if f == spec.IPv6 {
@@ -122,7 +111,7 @@ func testRouter(t *testing.T, b backend) {
 		}
 		// Through the router to the host behind it: forwarded, tracked, served.
 		addr := net.JoinHostPort(host, "80")
-		if got, err := dial(addr); err != nil || got != "hello 80\n" {
+		if got, err := dial(addr); err != nil || got != "hello 80" {
 			t.Errorf("%s through the router: got %q, %v; want hello 80 from the host behind", addr, got, err)
 		}
 		if !tracked(t, f, host, 80) {
@@ -131,7 +120,7 @@ func testRouter(t *testing.T, b backend) {
 		// To the router itself: proxied.
 		before := synproxyCookies(t)
 		addr = net.JoinHostPort(router, "80")
-		if got, err := dial(addr); err != nil || got != "hello 80\n" {
+		if got, err := dial(addr); err != nil || got != "hello 80" {
 			t.Errorf("%s on the router: got %q, %v; want hello 80", addr, got, err)
 		}
 		if n := synproxyCookies(t) - before; n != 1 {

@@ -107,8 +107,40 @@ func linkedNS(t *testing.T, dev, here, there [2]string) clientNS {
 	return c
 }
 
+// line connects from the client namespace to addr (from the address from, unless empty), within
+// limit, and returns the first line the server says, without its newline.
+func (c clientNS) line(t *testing.T, from, addr string, limit time.Duration) (string, error) {
+	t.Helper()
+	d := net.Dialer{Timeout: limit}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	var conn net.Conn
+	var err error
+	c.do(t, func() { conn, err = d.Dial("tcp", addr) })
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(ioLimit)); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
 // serve answers every connection to port with "hello PORT" on both families, and counts them.
 func serve(t *testing.T, port int, accepted *atomic.Int32) {
+	t.Helper()
+	listenBoth(t, port, func(c net.Conn) {
+		accepted.Add(1)
+		fmt.Fprintf(c, "hello %d\n", port)
+	})
+}
+
+// listenBoth listens on port of every address of both families in the current namespace, and
+// hands each connection to handle, one after another, closing it afterwards.
+func listenBoth(t *testing.T, port int, handle func(net.Conn)) {
 	t.Helper()
 	for _, network := range []string{"tcp4", "tcp6"} {
 		l, err := net.Listen(network, ":"+strconv.Itoa(port))
@@ -122,8 +154,7 @@ func serve(t *testing.T, port int, accepted *atomic.Int32) {
 				if err != nil {
 					return
 				}
-				accepted.Add(1)
-				fmt.Fprintf(c, "hello %d\n", port)
+				handle(c)
 				c.Close()
 			}
 		}()
@@ -194,21 +225,7 @@ func testTraffic(t *testing.T, b backend) {
 	mustApply(t, a, mustConfig(t, "s0", trafficConf))
 	before := synproxyCookies(t)
 
-	// dial connects from the client namespace and reads what the server says.
-	dial := func(addr string) (string, error) {
-		var conn net.Conn
-		var err error
-		c.do(t, func() { conn, err = net.DialTimeout("tcp", addr, ioLimit) })
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close()
-		if err := conn.SetDeadline(time.Now().Add(ioLimit)); err != nil {
-			return "", err
-		}
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		return strings.TrimSpace(line), err
-	}
+	dial := func(addr string) (string, error) { return c.line(t, "", addr, ioLimit) }
 	served := 0 // connections that reach a server
 	for _, f := range families {
 		host := map[spec.Family]string{spec.IPv4: "10.9.0.1", spec.IPv6: "fd09::1"}[f]

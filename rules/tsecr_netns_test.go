@@ -141,24 +141,10 @@ func newRoutedLab(t *testing.T) (cli, back clientNS) {
 func serveBanner(t *testing.T, port int, name string) chan bool {
 	t.Helper()
 	ts := make(chan bool, 16)
-	for _, network := range []string{"tcp4", "tcp6"} {
-		l, err := net.Listen(network, ":"+strconv.Itoa(port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "%s %d\n", name, port)
-				ts <- timestampsOn(c)
-				c.Close()
-			}
-		}()
-	}
+	listenBoth(t, port, func(c net.Conn) {
+		fmt.Fprintf(c, "%s %d\n", name, port)
+		ts <- timestampsOn(c)
+	})
 	return ts
 }
 
