@@ -592,15 +592,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"loopback strict\nFIREHOL_TRUST_LOOPBACK=strict", "b.conf:2:1", `"FIREHOL_TRUST_LOOPBACK" given twice, first at line 1 as "loopback"`},
 		{"synproxy4 in dport 22 redirect to 2222\nFIREHOL_TRUST_LOOPBACK=loose", "b.conf:1:23", "redirect needs `loopback strict`, but line 2 sets loose"},
 	} {
-		_, err := ParseConfig("b.conf", []byte(tc.src), nil)
-		if err == nil {
-			t.Errorf("%q: no error; want %s: ...%s", tc.src, tc.pos, tc.want)
-			continue
-		}
-		errs := configErrors(t, err)
-		if len(errs) != 1 || !strings.HasPrefix(err.Error(), tc.pos+": ") || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalid) {
-			t.Errorf("%q:\n got %v\nwant %s: ...%s", tc.src, err, tc.pos, tc.want)
-		}
+		wantConfigError(t, tc.src, tc.pos, tc.want)
 	}
 }
 
@@ -695,4 +687,19 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// wantConfigError parses src as b.conf and checks that it fails with one error, at pos, that
+// says want and is ErrInvalid.
+func wantConfigError(t *testing.T, src, pos, want string) {
+	t.Helper()
+	_, err := ParseConfig("b.conf", []byte(src), nil)
+	if err == nil {
+		t.Errorf("%q: no error; want %s: ...%s", src, pos, want)
+		return
+	}
+	errs := configErrors(t, err)
+	if len(errs) != 1 || !strings.HasPrefix(err.Error(), pos+": ") || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrInvalid) {
+		t.Errorf("%q:\n got %v\nwant %s: ...%s", src, err, pos, want)
+	}
 }

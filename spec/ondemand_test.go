@@ -60,15 +60,7 @@ func TestParseConfigOnDemandErrors(t *testing.T) {
 		{"synproxy4 in dport 80 path synproxy on-demand 500 accept", "b.conf:1:37", "this statement takes the SYNPROXY path (asked for (path synproxy))"},
 		{"options on-demand 10 on-demand 20", "b.conf:1:22", `"on-demand" given twice`},
 	} {
-		_, err := ParseConfig("b.conf", []byte(tc.src), nil)
-		if err == nil {
-			t.Errorf("%q: no error; want %s: ...%s", tc.src, tc.pos, tc.want)
-			continue
-		}
-		errs := configErrors(t, err)
-		if len(errs) != 1 || !strings.HasPrefix(err.Error(), tc.pos+": ") || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalid) {
-			t.Errorf("%q:\n got %v\nwant %s: ...%s", tc.src, err, tc.pos, tc.want)
-		}
+		wantConfigError(t, tc.src, tc.pos, tc.want)
 	}
 }
 
